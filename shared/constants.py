@@ -1,0 +1,34 @@
+"""Names both sides must agree on: environment keys, table keys, state names, error names."""
+
+from __future__ import annotations
+
+# Environment variables of the Lambda functions (infra sets them, the handlers' settings read them).
+ENV_TABLE_NAME = "STEPWISE_TABLE"
+ENV_STATE_MACHINE_PREFIX = "STEPWISE_STATE_MACHINE_PREFIX"  # ARN prefix; + workflow name = machine
+ENV_STAGE = "STEPWISE_STAGE"
+ENV_POWERTOOLS_SERVICE = "POWERTOOLS_SERVICE_NAME"
+ENV_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+
+SERVICE_NAME = "stepwise"
+METRICS_NAMESPACE = "Stepwise"
+STATE_MACHINE_ALIAS = "live"
+
+# Single-table keys.
+PK = "pk"
+SK = "sk"
+GSI1 = "gsi1"
+GSI1_PK = "gsi1pk"
+GSI1_SK = "gsi1sk"
+TTL_ATTRIBUTE = "expires_at"
+
+# State names the compiler emits besides the step ids.
+STATE_ENTRY = "Entry"
+STATE_START_DELAY = "StartDelay"
+STATE_DONE = "Done"
+STATE_LOOP_LIMIT = "LoopLimitReached"
+STATE_FAILED_PREFIX = "Failed-"
+CHOICE_SUFFIX = ".branch"
+
+# Typed errors the step runner raises and the state machine catches (exception class names).
+ERROR_LOOP_LIMIT = "LoopLimitReached"
+TYPED_ERRORS = ("ContactNotFound", "InvalidStep")

@@ -1,0 +1,454 @@
+"""Compiles a workflow into Amazon States Language (JSONPath): Wait, Choice and Task states, one machine per file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import constants as C
+from shared.workflow.model import (
+    ACTION_KINDS,
+    BranchStep,
+    EndStep,
+    GoalStep,
+    GotoStep,
+    IfStep,
+    SplitStep,
+    Step,
+    WaitStep,
+    WaitUntilStep,
+    Workflow,
+    branches,
+)
+
+END = "__end__"  # continuation marker: the execution ends here
+LAMBDA_ERRORS_TO_RETRY = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+
+
+class CompileError(Exception):
+    """The workflow cannot be compiled (lint catches these first, with friendlier messages)."""
+
+
+def workflow_version(wf: Workflow) -> str:
+    """Content hash of the workflow: history records name the version a contact ran."""
+    canon = json.dumps(wf.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
+    return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+
+def step_spec(step: Step) -> dict[str, Any]:
+    """What the step runner receives for one step: its id, kind and the user's settings, nested steps dropped."""
+    dumped = step.root.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for key in ("then", "else", "otherwise", "on_timeout"):
+        dumped.pop(key, None)
+    kind = step.kind
+    if kind == "branch":
+        dumped["branch"] = [{k: v for k, v in case.items() if k != "steps"} for case in dumped["branch"]]
+    elif kind == "split":
+        dumped["split"] = [{k: v for k, v in path.items() if k != "steps"} for path in dumped["split"]]
+    elif kind == "wait_until":
+        dumped["wait_until"].pop("on_timeout", None)
+    dumped["kind"] = kind
+    _refuse_path_keys(dumped, step.id or "?")
+    return dumped
+
+
+def _refuse_path_keys(value: Any, step_id: str) -> None:
+    # ASL reads a key ending in ".$" as a path; user data must never be interpreted that way.
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k.endswith(".$"):
+                raise CompileError(f"step {step_id}: key {k!r} ends in '.$', which Step Functions reserves")
+            _refuse_path_keys(v, step_id)
+    elif isinstance(value, list):
+        for v in value:
+            _refuse_path_keys(v, step_id)
+
+
+# ---- the flat graph ------------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    """One step with where the flow goes after it."""
+
+    step: Step
+    next: str  # step id, or END
+    branch_heads: dict[str, str] = field(default_factory=dict)  # branch name -> first step id or continuation
+
+
+@dataclass
+class Graph:
+    nodes: dict[str, Node]
+    order: list[str]
+    first: str
+    goto_targets: set[str]
+
+
+def _synthetic_ids(wf: Workflow) -> None:
+    # Go-to and end steps may be written without an id; give them stable ones derived from their position.
+    for step, loc in wf.walk():
+        if step.id is None:
+            kind = "goto" if isinstance(step.root, GotoStep) else "end"
+            step.root.id = f"{kind}-{'-'.join(loc[1:])}"  # type: ignore[union-attr]
+
+
+def build_graph(wf: Workflow) -> Graph:
+    _synthetic_ids(wf)
+    nodes: dict[str, Node] = {}
+    order: list[str] = []
+
+    def visit(steps: list[Step], cont: str) -> str:
+        """Register `steps`; returns the id the list starts at (or `cont` when empty)."""
+        heads = [s.id for s in steps]
+        for i, step in enumerate(steps):
+            sid = step.id
+            assert sid is not None
+            nxt = heads[i + 1] if i + 1 < len(steps) else cont
+            if isinstance(step.root, GotoStep):
+                nxt = step.root.goto
+            elif isinstance(step.root, EndStep):
+                nxt = END
+            node = Node(step=step, next=nxt)
+            if sid in nodes:
+                raise CompileError(f"duplicate step id {sid!r}")
+            nodes[sid] = node
+            order.append(sid)
+            for name, inner in branches(step):
+                node.branch_heads[name] = visit(inner, nxt)
+        return heads[0] if heads else cont  # type: ignore[return-value]
+
+    first = visit(wf.steps, END)
+    targets = {n.step.root.goto for n in nodes.values() if isinstance(n.step.root, GotoStep)}
+    for t in targets:
+        if t not in nodes:
+            raise CompileError(f"go-to target {t!r} is not a step id")
+    return Graph(nodes=nodes, order=order, first=first, goto_targets=targets)
+
+
+# ---- states ------------------------------------------------------------------------------------
+
+
+class Compiler:
+    def __init__(self, wf: Workflow, step_runner_arn: str) -> None:
+        self.wf = wf
+        self.arn = step_runner_arn
+        self.graph = build_graph(wf)
+        self.version = workflow_version(wf)
+        self.states: dict[str, dict[str, Any]] = {}
+        self.state_of: dict[str, str] = {}  # step id -> state that performs/starts it
+        self.need_done = False
+        self._previous: dict[str, str] = {}  # step id -> the step written just before it in the same list
+
+        def neighbours(steps: list[Step]) -> None:
+            for a, b in zip(steps, steps[1:], strict=False):
+                self._previous[b.id] = a.id  # type: ignore[index]
+            for s in steps:
+                for _, inner in branches(s):
+                    neighbours(inner)
+
+        neighbours(self.graph_steps())
+
+    def graph_steps(self) -> list[Step]:
+        return self.wf.steps
+
+    # Which state the flow enters when it arrives at step `sid` (go-tos and empty branches resolved).
+    def resolve(self, sid: str, seen: frozenset[str] = frozenset()) -> str:
+        if sid == END:
+            self.need_done = True
+            return C.STATE_DONE
+        if sid in seen:
+            raise CompileError(f"go-to cycle with no step in it through {sid!r}")
+        node = self.graph.nodes[sid]
+        if isinstance(node.step.root, GotoStep):
+            return self.resolve(node.next, seen | {sid})
+        return self.state_of[sid]
+
+    def passes_goto(self, sid: str) -> bool:
+        """Whether arriving at `sid` takes a go-to jump before any state runs (the loop counter counts those)."""
+        node = self.graph.nodes.get(sid)
+        return node is not None and isinstance(node.step.root, GotoStep)
+
+    def ahead(self, sid: str) -> list[dict[str, Any]]:
+        """Passive steps (waits, ends) met from `sid` before the next step-runner call: the runner records them."""
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        while sid != END and sid not in seen:
+            seen.add(sid)
+            node = self.graph.nodes[sid]
+            r = node.step.root
+            if isinstance(r, GotoStep):
+                sid = node.next
+                continue
+            if isinstance(r, WaitStep):
+                out.append({"id": sid, "kind": "wait", "seconds": r.wait})
+                sid = node.next
+                continue
+            if isinstance(r, WaitUntilStep) and r.wait_until.at is not None:
+                out.append({"id": sid, "kind": "wait_until", "at": r.wait_until.at.isoformat()})
+                sid = node.next
+                continue
+            if isinstance(r, EndStep):
+                out.append({"id": sid, "kind": "end", "reason": r.end.reason})
+            break
+        return out
+
+    def compile(self) -> dict[str, Any]:
+        self._assign_states()
+        self._emit_states()
+        entry = self._entry()
+        states = {C.STATE_ENTRY: entry, **self.states}
+        if self.need_done:
+            states[C.STATE_DONE] = {"Type": "Succeed", "Comment": "End of the workflow"}
+        states[C.STATE_LOOP_LIMIT] = {
+            "Type": "Succeed",
+            "Comment": f"Ended after {self.wf.settings.max_loops} go-to jumps (settings.max_loops)",
+        }
+        for err in C.TYPED_ERRORS:
+            states[f"{C.STATE_FAILED_PREFIX}{err}"] = {
+                "Type": "Fail",
+                "Error": err,
+                "Cause": "The step runner refused the step; its history record says why.",
+            }
+        return {
+            "Comment": f"Stepwise workflow {self.wf.name} version {self.version}",
+            "QueryLanguage": "JSONPath",
+            "StartAt": C.STATE_ENTRY,
+            "States": states,
+        }
+
+    # Each step becomes at most one state; runs of consecutive actions share one Task.
+    def _assign_states(self) -> None:
+        self.runs: dict[str, list[str]] = {}  # task state name -> action step ids
+        for sid in self.graph.order:
+            node = self.graph.nodes[sid]
+            r = node.step.root
+            kind = node.step.kind
+            if kind in ACTION_KINDS:
+                prev = self._run_predecessor(sid)
+                if prev is not None:
+                    self.state_of[sid] = self.state_of[prev]
+                    self.runs[self.state_of[prev]].append(sid)
+                else:
+                    self.state_of[sid] = sid
+                    self.runs[sid] = [sid]
+            elif isinstance(r, GotoStep):
+                continue
+            elif isinstance(r, EndStep):
+                prev = self._run_predecessor(sid)
+                # An end right after an action run ends that Task; elsewhere it needs a terminal state.
+                self.state_of[sid] = self.state_of[prev] if prev is not None else sid
+            else:
+                self.state_of[sid] = sid
+
+    def _run_predecessor(self, sid: str) -> str | None:
+        """The action step written directly before `sid` in the same list, if `sid` may join its Task."""
+        if sid in self.graph.goto_targets:
+            return None
+        prev = self._previous.get(sid)
+        if prev is not None and self.graph.nodes[prev].step.kind in ACTION_KINDS:
+            return prev
+        return None
+
+    def _task(self, op: str, payload: dict[str, Any], *, callback: bool = False) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "op": op,
+            "workflow": self.wf.name,
+            "version": self.version,
+            "max_loops": self.wf.settings.max_loops,
+            "history_days": self.wf.settings.history_days,
+            **payload,
+            "contact_id.$": "$.contact_id",
+            "event.$": "$.event",
+            "run.$": "$.run",
+            "execution.$": "$$.Execution.Id",
+        }
+        if callback:
+            params["task_token.$"] = "$$.Task.Token"
+        state: dict[str, Any] = {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken"
+            if callback
+            else "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": self.arn, "Payload": params},
+            "ResultSelector": {"loops.$": "$.loops", "branch.$": "$.branch"}
+            if callback
+            else {"loops.$": "$.Payload.loops", "branch.$": "$.Payload.branch"},
+            "ResultPath": "$.run",
+            "Retry": [
+                {
+                    "ErrorEquals": LAMBDA_ERRORS_TO_RETRY,
+                    "IntervalSeconds": 1,
+                    "MaxAttempts": 3,
+                    "BackoffRate": 2,
+                    "JitterStrategy": "FULL",
+                }
+            ],
+            "Catch": [
+                {"ErrorEquals": [C.ERROR_LOOP_LIMIT], "ResultPath": "$.error", "Next": C.STATE_LOOP_LIMIT},
+                *(
+                    {"ErrorEquals": [err], "ResultPath": "$.error", "Next": f"{C.STATE_FAILED_PREFIX}{err}"}
+                    for err in C.TYPED_ERRORS
+                ),
+            ],
+        }
+        return state
+
+    def _then(self, state: dict[str, Any], nxt: str) -> None:
+        target = self.resolve(nxt)
+        if target == C.STATE_DONE and state["Type"] in ("Task", "Wait"):
+            # Ending right after a Task or Wait costs nothing; a Succeed state would be one more transition.
+            state["End"] = True
+            return
+        state["Next"] = target
+
+    def _emit_states(self) -> None:
+        g = self.graph
+        for name, ids in self.runs.items():
+            last = g.nodes[ids[-1]]
+            nxt = last.next
+            steps = [step_spec(g.nodes[i].step) for i in ids]
+            end_after = self.ahead(nxt) if nxt != END else []
+            if nxt != END and isinstance(g.nodes[nxt].step.root, EndStep) and self.state_of[nxt] == name:
+                steps.append(step_spec(g.nodes[nxt].step))
+                nxt, end_after = END, []
+            task = self._task(
+                "actions", {"steps": steps, "ahead": end_after, "goto": self.passes_goto(last.next)}
+            )
+            self._then(task, nxt)
+            self.states[name] = task
+        for sid in g.order:
+            node = g.nodes[sid]
+            r = node.step.root
+            spec = step_spec(node.step)
+            if isinstance(r, WaitStep):
+                w: dict[str, Any] = {"Type": "Wait", "Seconds": r.wait}
+                self._then(w, node.next)
+                self.states[sid] = w
+            elif isinstance(r, WaitUntilStep):
+                wu = r.wait_until
+                if wu.at is not None:
+                    w = {"Type": "Wait", "Timestamp": wu.at.isoformat().replace("+00:00", "Z")}
+                    self._then(w, node.next)
+                    self.states[sid] = w
+                    continue
+                timeout_head = node.branch_heads.get("on_timeout", node.next)
+                task = self._task(
+                    "wait",
+                    {"step": spec, "ahead": [], "goto": self.passes_goto(node.next)},
+                    callback=True,
+                )
+                task["TimeoutSeconds"] = wu.timeout
+                task["Catch"].insert(
+                    0,
+                    {
+                        "ErrorEquals": ["States.Timeout"],
+                        "ResultPath": "$.timeout",
+                        "Next": self.resolve(timeout_head),
+                    },
+                )
+                self._then(task, node.next)
+                self.states[sid] = task
+            elif isinstance(r, IfStep | BranchStep | SplitStep):
+                heads = node.branch_heads
+                if isinstance(r, IfStep):
+                    options = {"then": heads["then"], "else": heads["else"]}
+                elif isinstance(r, BranchStep):
+                    options = {k.removeprefix("branch."): v for k, v in heads.items() if k != "otherwise"}
+                    options["otherwise"] = heads["otherwise"]
+                else:
+                    options = {k.removeprefix("split."): v for k, v in heads.items()}
+                task = self._task(
+                    "decide",
+                    {
+                        "step": spec,
+                        "ahead": {b: self.ahead(h) for b, h in options.items()},
+                        "goto": {b: self.passes_goto(h) for b, h in options.items()},
+                    },
+                )
+                choice_name = f"{sid}{C.CHOICE_SUFFIX}"
+                task["Next"] = choice_name
+                self.states[sid] = task
+                names = list(options)
+                default = names[-1]
+                self.states[choice_name] = {
+                    "Type": "Choice",
+                    "Choices": [
+                        {"Variable": "$.run.branch", "StringEquals": b, "Next": self.resolve(options[b])}
+                        for b in names[:-1]
+                    ],
+                    "Default": self.resolve(options[default]),
+                }
+            elif isinstance(r, GoalStep):
+                task = self._task(
+                    "goal",
+                    {"step": spec, "ahead": self.ahead(node.next), "goto": self.passes_goto(node.next)},
+                )
+                if r.goal.otherwise == "end":
+                    choice_name = f"{sid}{C.CHOICE_SUFFIX}"
+                    task["Next"] = choice_name
+                    after = self.resolve(node.next)
+                    self.need_done = True
+                    self.states[choice_name] = {
+                        "Type": "Choice",
+                        "Choices": [{"Variable": "$.run.branch", "StringEquals": "met", "Next": after}],
+                        "Default": C.STATE_DONE,
+                    }
+                else:
+                    self._then(task, node.next)
+                self.states[sid] = task
+            elif isinstance(r, EndStep) and self.state_of[sid] == sid:
+                self.states[sid] = {"Type": "Succeed", "Comment": r.end.reason}
+
+    def _entry(self) -> dict[str, Any]:
+        first = self.resolve(self.graph.first)
+        choices: list[dict[str, Any]] = []
+        for sid in self.graph.order:
+            node = self.graph.nodes[sid]
+            if isinstance(node.step.root, GotoStep):
+                continue
+            choices.append(
+                {
+                    "And": [
+                        {"Variable": "$.run.resume_at", "IsPresent": True},
+                        {"Variable": "$.run.resume_at", "StringEquals": sid},
+                    ],
+                    "Next": self.resolve(sid),
+                }
+            )
+        self.states[C.STATE_START_DELAY] = {
+            "Type": "Wait",
+            "SecondsPath": "$.start_delay",
+            "Next": first,
+            "Comment": "The trigger's start delay",
+        }
+        choices.append(
+            {
+                "And": [
+                    {"Variable": "$.start_delay", "IsPresent": True},
+                    {"Variable": "$.start_delay", "NumericGreaterThan": 0},
+                ],
+                "Next": C.STATE_START_DELAY,
+            }
+        )
+        return {
+            "Type": "Choice",
+            "Comment": "Resume at a step (goals, restarts, start-at) or wait out the trigger's delay",
+            "Choices": choices,
+            "Default": first,
+        }
+
+
+def compile_workflow(wf: Workflow, step_runner_arn: str) -> dict[str, Any]:
+    """The ASL definition for `wf`, invoking the step runner at `step_runner_arn`."""
+    return Compiler(wf.model_copy(deep=True), step_runner_arn).compile()
+
+
+def compile_json(wf: Workflow, step_runner_arn: str) -> str:
+    return json.dumps(compile_workflow(wf, step_runner_arn), indent=2)

@@ -1,0 +1,52 @@
+"""Human durations in workflow files: `90s`, `10m`, `2h`, `1d`, `2w`, `1d12h`."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+)([smhdw])")
+_WHOLE = re.compile(r"^(\d+[smhdw])+$")
+
+
+class DurationError(ValueError):
+    """A duration string that cannot be read."""
+
+
+def parse_duration(text: str | int) -> int:
+    """Seconds in a duration such as `1d12h`; a bare integer is seconds."""
+    if isinstance(text, bool):
+        raise DurationError(f"{text!r} is not a duration; write e.g. 10m, 1d, 2w")
+    if isinstance(text, int):
+        if text < 0:
+            raise DurationError(f"duration {text} is negative")
+        return text
+    cleaned = text.strip().replace(" ", "")
+    if not _WHOLE.match(cleaned):
+        raise DurationError(f"{text!r} is not a duration; write e.g. 90s, 10m, 2h, 1d, 2w or 1d12h")
+    return sum(int(n) * _UNITS[u] for n, u in _PART.findall(cleaned))
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest readable form of a number of seconds (`86400` -> `1d`)."""
+    if seconds == 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, seconds = divmod(seconds, size)
+        if n:
+            out.append(f"{n}{unit}")
+    return "".join(out)
+
+
+def _coerce(value: object) -> int:
+    if isinstance(value, str | int):
+        return parse_duration(value)
+    raise DurationError(f"{value!r} is not a duration; write e.g. 10m, 1d, 2w")
+
+
+# Seconds in the model, the human form when dumped back.
+Duration = Annotated[int, BeforeValidator(_coerce), PlainSerializer(format_duration, return_type=str)]

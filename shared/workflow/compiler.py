@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,7 +148,7 @@ class Compiler:
         self._previous: dict[str, str] = {}  # step id -> the step written just before it in the same list
 
         def neighbours(steps: list[Step]) -> None:
-            for a, b in zip(steps, steps[1:], strict=False):
+            for a, b in itertools.pairwise(steps):
                 self._previous[b.id] = a.id  # type: ignore[index]
             for s in steps:
                 for _, inner in branches(s):

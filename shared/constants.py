@@ -4,7 +4,6 @@ from __future__ import annotations
 
 # Environment variables of the Lambda functions (infra sets them, the handlers' settings read them).
 ENV_TABLE_NAME = "STEPWISE_TABLE"
-ENV_STATE_MACHINE_PREFIX = "STEPWISE_STATE_MACHINE_PREFIX"  # ARN prefix; + workflow name = machine
 ENV_STAGE = "STEPWISE_STAGE"
 ENV_POWERTOOLS_SERVICE = "POWERTOOLS_SERVICE_NAME"
 ENV_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -32,3 +31,6 @@ CHOICE_SUFFIX = ".branch"
 # Typed errors the step runner raises and the state machine catches (exception class names).
 ERROR_LOOP_LIMIT = "LoopLimitReached"
 TYPED_ERRORS = ("ContactNotFound", "InvalidStep")
+# ARN of a workflow's state machine: `{workflow}` is replaced by the workflow name. In AWS it names the
+# `live` alias, so a contact entering now runs the version deployed now.
+ENV_STATE_MACHINE_ARN_TEMPLATE = "STEPWISE_STATE_MACHINE_ARN_TEMPLATE"

@@ -319,9 +319,7 @@ class Compiler:
             if nxt != END and isinstance(g.nodes[nxt].step.root, EndStep) and self.state_of[nxt] == name:
                 steps.append(step_spec(g.nodes[nxt].step))
                 nxt, end_after = END, []
-            task = self._task(
-                "actions", {"steps": steps, "ahead": end_after, "goto": self.passes_goto(last.next)}
-            )
+            task = self._task("actions", {"steps": steps, "ahead": end_after, "goto": self.passes_goto(last.next)})
             self._then(task, nxt)
             self.states[name] = task
         for sid in g.order:
@@ -350,7 +348,7 @@ class Compiler:
                     0,
                     {
                         "ErrorEquals": ["States.Timeout"],
-                        "ResultPath": "$.timeout",
+                        "ResultPath": "$.run.timed_out",
                         "Next": self.resolve(timeout_head),
                     },
                 )

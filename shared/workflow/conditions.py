@@ -38,9 +38,7 @@ class Compare(Strict):
         return self
 
     def describe(self) -> str:
-        return " and ".join(
-            f"{'in' if k == 'in_' else k} {getattr(self, k)!r}" for k in sorted(self.model_fields_set)
-        )
+        return " and ".join(f"{'in' if k == 'in_' else k} {getattr(self, k)!r}" for k in sorted(self.model_fields_set))
 
 
 def compare(value: Any, cmp: Compare) -> bool:
@@ -251,9 +249,7 @@ class TriggerField(Compare):
     event_field: str
 
     def describe(self) -> str:
-        ops = Compare.model_validate(
-            self.model_dump(by_alias=True, exclude={"event_field"}, exclude_unset=True)
-        )
+        ops = Compare.model_validate(self.model_dump(by_alias=True, exclude={"event_field"}, exclude_unset=True))
         return f"trigger event {self.event_field} {ops.describe()}"
 
 

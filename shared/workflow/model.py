@@ -438,9 +438,7 @@ class Step(RootModel[StepModel]):
         if isinstance(value, Step):
             return value
         if not isinstance(value, dict):
-            raise ValueError(
-                "a step is a mapping with an id and one kind, e.g. {id: remind, send_email: {...}}"
-            )
+            raise ValueError("a step is a mapping with an id and one kind, e.g. {id: remind, send_email: {...}}")
         kinds = [k for k in value if k in STEP_KINDS]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"

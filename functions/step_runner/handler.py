@@ -1,0 +1,90 @@
+"""Step runner Lambda: parses the Task payload, performs the step for one contact, returns the next run state."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict
+
+from functions.step_runner.logic import Deps, StepRequest, run
+from shared import constants as C
+from shared.enrollment import Enroller
+from shared.store.contacts import ContactStore
+
+logger = Logger(service=C.SERVICE_NAME)
+
+
+class Settings(BaseModel):
+    """Configuration, read once per cold start; a missing key fails loudly."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table_name: str
+    state_machine_arn_template: str
+    namespace: str = C.METRICS_NAMESPACE
+    metrics_enabled: bool = True
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        missing = [k for k in (C.ENV_TABLE_NAME, C.ENV_STATE_MACHINE_ARN_TEMPLATE) if not os.environ.get(k)]
+        if missing:
+            raise RuntimeError(f"step runner misconfigured: environment variable(s) {', '.join(missing)} not set")
+        return cls(
+            table_name=os.environ[C.ENV_TABLE_NAME],
+            state_machine_arn_template=os.environ[C.ENV_STATE_MACHINE_ARN_TEMPLATE],
+            namespace=os.environ.get(C.ENV_METRICS_NAMESPACE, C.METRICS_NAMESPACE),
+            metrics_enabled=os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() != "true",
+        )
+
+
+_deps: Deps | None = None
+
+
+def emit_metric(namespace: str) -> Any:
+    def emit(name: str, workflow: str, step: str, dims: dict[str, str]) -> None:
+        # Dimensions are workflow and step (plus branch/reason): never a contact id, which would price per contact.
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=namespace,
+            default_dimensions={"workflow": workflow, "step": step, **dims},
+        ):
+            pass
+
+    return emit
+
+
+def deps() -> Deps:
+    global _deps
+    if _deps is None:
+        settings = Settings.from_env()
+        ddb, sfn = boto3.client("dynamodb"), boto3.client("stepfunctions")
+        store = ContactStore(settings.table_name, ddb)
+        _deps = Deps(
+            store=store,
+            enroller=Enroller(store, sfn, settings.state_machine_arn_template),
+            sfn=sfn,
+            metrics=emit_metric(settings.namespace),
+        )
+    return _deps
+
+
+def reset() -> None:
+    """Forget the cold-start state (the local runtime calls this when it swaps the environment)."""
+    global _deps
+    _deps = None
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = StepRequest.model_validate(event)
+    logger.append_keys(workflow=request.workflow, op=request.op, contact_id=request.contact_id)
+    result = run(request, deps())
+    logger.debug("step done", extra={"result": result})
+    return result

@@ -1,0 +1,577 @@
+"""Performs one state's worth of a workflow for one contact: actions, decisions, goals and event waits."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared import clock
+from shared import constants as C
+from shared.enrollment import Enroller
+from shared.events import stable_hash
+from shared.facts import facts_for
+from shared.store.contacts import Contact, ContactStore, contact_pk, epoch
+from shared.waits import resume_wait
+from shared.workflow.conditions import Evaluation, evaluate
+from shared.workflow.model import (
+    AddTagStep,
+    AdjustScoreStep,
+    BranchStep,
+    CallWebhookStep,
+    GenerateCouponStep,
+    GoalStep,
+    IfStep,
+    MoveToStageStep,
+    NotifyStep,
+    RemoveFromCampaignStep,
+    RemoveTagStep,
+    SendEmailStep,
+    SendSiteMessageStep,
+    SendSmsStep,
+    SetFieldStep,
+    SplitStep,
+    StartWorkflowStep,
+    Step,
+    SubscribeStep,
+    UnsubscribeStep,
+    WaitUntilStep,
+)
+
+
+class LoopLimitReached(Exception):
+    """The run jumped more go-tos than settings.max_loops allows; the machine ends it cleanly."""
+
+
+class InvalidStep(Exception):
+    """The step in the payload is not one this runner knows (a machine compiled by a newer version?)."""
+
+
+class WebhookFailed(Exception):
+    """The webhook answered with an error or not at all; the state machine retries."""
+
+
+class StepRequest(BaseModel):
+    """What a compiled Task state sends (see shared/workflow/compiler.py `_task`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: Literal["actions", "decide", "wait", "goal"]
+    workflow: str
+    version: str
+    max_loops: int
+    history_days: int
+    contact_id: str
+    event: dict[str, Any]
+    run: dict[str, Any]
+    execution: str
+    steps: list[dict[str, Any]] | None = None
+    step: dict[str, Any] | None = None
+    ahead: list[dict[str, Any]] | dict[str, list[dict[str, Any]]] = []
+    goto: bool | dict[str, bool] = False
+    task_token: str | None = None
+
+
+@dataclass
+class Deps:
+    store: ContactStore
+    enroller: Enroller
+    sfn: Any
+    metrics: Any = None  # callable(name, workflow, step, extra_dims) or None
+    http_open: Any = urllib.request.urlopen
+    secret_for: Any = None  # callable(name) -> bytes; reads SSM in AWS
+
+
+@dataclass
+class Ctx:
+    req: StepRequest
+    deps: Deps
+    contact: Contact
+    loops: int
+    now: datetime = field(default_factory=clock.now)
+    seq: int = 0
+
+    @property
+    def execution_name(self) -> str:
+        return self.req.execution.rsplit(":", 1)[-1]
+
+    def key(self, step_id: str) -> str:
+        """Idempotency key of one visit of one step: stable across Lambda retries and redrives."""
+        return f"{self.execution_name}#{self.loops:04d}#{step_id}"
+
+    def history(self, step_id: str, kind: str, outcome: str, why: str = "", **extra: Any) -> dict[str, Any]:
+        self.seq += 1
+        return {
+            C.SK: f"HIST#{self.key(step_id)}",
+            "contact_id": self.req.contact_id,
+            "workflow": self.req.workflow,
+            "version": self.req.version,
+            "execution": self.req.execution,
+            "step": step_id,
+            "kind": kind,
+            "outcome": outcome,
+            "why": why,
+            "at": self.now.isoformat(),
+            "seq": self.seq,
+            C.TTL_ATTRIBUTE: epoch(self.now + timedelta(days=self.req.history_days)),
+            **extra,
+        }
+
+    def metric(self, name: str, step: str, **dims: str) -> None:
+        if self.deps.metrics is not None:
+            self.deps.metrics(name, self.req.workflow, step, dims)
+
+
+def run(req: StepRequest, deps: Deps) -> dict[str, Any]:
+    """Entry point of the domain: returns the next `$.run` value {loops, branch}."""
+    contact = deps.store.get(req.contact_id)  # raises ContactNotFound, which the machine catches
+    ctx = Ctx(req=req, deps=deps, contact=contact, loops=int(req.run.get("loops", 0)))
+    if "timed_out" in req.run:
+        _record_timeouts(ctx)
+    if req.op == "actions":
+        return _actions(ctx)
+    if req.op == "decide":
+        return _decide(ctx)
+    if req.op == "wait":
+        return _wait(ctx)
+    return _goal(ctx)
+
+
+def parse_step(spec: dict[str, Any] | None) -> Step:
+    if spec is None:
+        raise InvalidStep("payload has no step")
+    body = {k: v for k, v in spec.items() if k != "kind"}
+    try:
+        return Step.model_validate(body)
+    except ValidationError as err:
+        raise InvalidStep(f"step {spec.get('id')}: {err.errors()[0]['msg']}") from None
+
+
+def _advance(ctx: Ctx, goto: bool, branch: str = "") -> dict[str, Any]:
+    loops = ctx.loops
+    if goto:
+        loops += 1
+        if loops > ctx.req.max_loops:
+            hist = ctx.history(
+                "loop-limit", "end", "ended", f"go-to jumped {ctx.req.max_loops} times (settings.max_loops)"
+            )
+            ctx.deps.store.commit_step(ctx.req.contact_id, hist, [])
+            ctx.metric("Ended", "loop-limit", reason="loop_limit")
+            raise LoopLimitReached(f"more than {ctx.req.max_loops} go-to jumps")
+    return {"loops": loops, "branch": branch}
+
+
+def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]]) -> None:
+    for p in ahead:
+        if p["kind"] == "wait":
+            hist = ctx.history(
+                p["id"],
+                "wait",
+                "waiting",
+                f"for {p['seconds']}s until {(ctx.now + timedelta(seconds=p['seconds'])).isoformat()}",
+            )
+        elif p["kind"] == "wait_until":
+            hist = ctx.history(p["id"], "wait_until", "waiting", f"until {p['at']}")
+        else:
+            hist = ctx.history(p["id"], "end", "ended", p.get("reason", "ended"))
+            ctx.metric("Ended", p["id"], reason="end_step")
+        ctx.deps.store.commit_step(ctx.req.contact_id, hist, [])
+
+
+def _record_timeouts(ctx: Ctx) -> None:
+    store = ctx.deps.store
+    for w in store.query_prefix(contact_pk(ctx.req.contact_id), f"WAIT#{ctx.execution_name}#", live_only=False):
+        hist = ctx.history(w["step"], "wait_until", "timed out", f"no {w.get('event') or 'condition'} in time")
+        store.commit_step(ctx.req.contact_id, hist, [store.delete(w[C.PK], w[C.SK])])
+        ctx.metric("WaitTimedOut", w["step"])
+
+
+# ---- actions -------------------------------------------------------------------------------------
+
+
+def _actions(ctx: Ctx) -> dict[str, Any]:
+    resume_at = ctx.req.run.get("resume_at") or ""
+    specs = ctx.req.steps or []
+    ids = [s.get("id") for s in specs]
+    skipping = bool(resume_at) and resume_at in ids
+    for spec in specs:
+        if skipping and spec.get("id") != resume_at:
+            continue
+        skipping = False
+        step = parse_step(spec)
+        if step.kind == "end":
+            hist = ctx.history(step.id or "end", "end", "ended", step.root.end.reason)  # type: ignore[union-attr]
+            ctx.deps.store.commit_step(ctx.req.contact_id, hist, [])
+            ctx.metric("Ended", step.id or "end", reason="end_step")
+            continue
+        _perform(ctx, step)
+    _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [])
+    return _advance(ctx, bool(ctx.req.goto))
+
+
+def _event(ctx: Ctx, etype: str, data: dict[str, Any], step_id: str) -> dict[str, Any]:
+    """An outbox item: a contact event caused by this step (other workflows' triggers and goals read it)."""
+    eid = stable_hash(ctx.key(step_id), etype, json.dumps(data, sort_keys=True, default=str))
+    return ctx.deps.store.put(
+        {
+            C.PK: f"EVENT#{eid}",
+            C.SK: "EVENT",
+            "id": eid,
+            "type": etype,
+            "contact_id": ctx.req.contact_id,
+            "data": data,
+            "at": ctx.now.isoformat(),
+            "status": "pending",
+            C.TTL_ATTRIBUTE: epoch(ctx.now + timedelta(days=7)),
+        }
+    )
+
+
+def _message(ctx: Ctx, step_id: str, channel: str, **body: Any) -> dict[str, Any]:
+    mid = stable_hash(ctx.key(step_id), channel)
+    return ctx.deps.store.put(
+        {
+            C.PK: contact_pk(ctx.req.contact_id),
+            C.SK: f"MSG#{mid}",
+            "message_id": mid,
+            "channel": channel,
+            "workflow": ctx.req.workflow,
+            "step": step_id,
+            "status": "queued",
+            "at": ctx.now.isoformat(),
+            C.TTL_ATTRIBUTE: epoch(ctx.now + timedelta(days=ctx.req.history_days)),
+            **body,
+        }
+    )
+
+
+def _perform(ctx: Ctx, step: Step) -> None:
+    """One action: its side effects and its history record in one transaction, so a retry does nothing twice."""
+    store, c, r, sid = ctx.deps.store, ctx.contact, step.root, step.id or "?"
+    writes: list[dict[str, Any]] = []
+    outcome, why = "done", ""
+    after: list[Any] = []  # side effects outside DynamoDB, run only when the transaction went through
+
+    def profile(expr: str, names: dict[str, str], values: dict[str, Any]) -> None:
+        writes.append(store.profile_update(c.id, expr, names, values))
+
+    if isinstance(r, SendEmailStep):
+        if not c.email:
+            outcome, why = "skipped", "contact has no email address"
+        elif c.consent.get("email") is False:
+            outcome, why = "skipped", "contact withdrew email consent"
+        else:
+            writes.append(
+                _message(
+                    ctx,
+                    sid,
+                    "email",
+                    template=r.send_email.template,
+                    subject=r.send_email.subject,
+                    campaign=r.send_email.campaign,
+                    to=c.email,
+                )
+            )
+            why = f"email {r.send_email.template!r} queued"
+    elif isinstance(r, SendSmsStep):
+        if not c.phone:
+            outcome, why = "skipped", "contact has no phone number"
+        elif c.consent.get("sms") is False:
+            outcome, why = "skipped", "contact withdrew SMS consent"
+        else:
+            writes.append(
+                _message(ctx, sid, "sms", template=r.send_sms.template, campaign=r.send_sms.campaign, to=c.phone)
+            )
+            why = f"SMS {r.send_sms.template!r} queued"
+    elif isinstance(r, SendSiteMessageStep):
+        writes.append(_message(ctx, sid, "site", template=r.send_site_message.template))
+        why = f"site message {r.send_site_message.template!r} queued"
+    elif isinstance(r, NotifyStep):
+        writes.append(
+            _message(
+                ctx, sid, "alert", to=r.notify.to, subject=r.notify.subject, template=r.notify.template, about=c.id
+            )
+        )
+        why = f"alert to {len(r.notify.to)} team address(es)"
+    elif isinstance(r, AddTagStep):
+        new = [t for t in r.add_tag if t not in c.tags]
+        profile("ADD tags :t", {}, {":t": set(r.add_tag)})
+        writes.extend(_event(ctx, "tag.added", {"tag": t}, sid) for t in new)
+        c.tags |= set(r.add_tag)
+        why = f"tags added: {', '.join(r.add_tag)}" + ("" if new else " (already present)")
+    elif isinstance(r, RemoveTagStep):
+        gone = [t for t in r.remove_tag if t in c.tags]
+        profile("DELETE tags :t", {}, {":t": set(r.remove_tag)})
+        writes.extend(_event(ctx, "tag.removed", {"tag": t}, sid) for t in gone)
+        c.tags -= set(r.remove_tag)
+        why = f"tags removed: {', '.join(r.remove_tag)}"
+    elif isinstance(r, SubscribeStep | UnsubscribeStep | RemoveFromCampaignStep):
+        _membership(ctx, r, sid, writes, after, profile)
+        why = "membership changed"
+    elif isinstance(r, MoveToStageStep):
+        m = r.move_to_stage
+        profile("SET stages.#p = :s", {"#p": m.pipeline}, {":s": m.stage})
+        writes.append(
+            _event(
+                ctx,
+                "pipeline.stage_changed",
+                {"pipeline": m.pipeline, "stage": m.stage, "previous": c.stages.get(m.pipeline)},
+                sid,
+            )
+        )
+        c.stages[m.pipeline] = m.stage
+        why = f"pipeline {m.pipeline}: stage {m.stage}"
+    elif isinstance(r, SetFieldStep):
+        names, values, sets = {}, {}, []
+        for i, (k, v) in enumerate(sorted(r.set_field.items())):
+            names[f"#f{i}"] = k
+            values[f":v{i}"] = v
+            sets.append(f"fields.#f{i} = :v{i}")
+            if c.fields.get(k) != v:
+                writes.append(_event(ctx, "field.changed", {"field": k, "value": v, "previous": c.fields.get(k)}, sid))
+        profile("SET " + ", ".join(sets), names, values)
+        c.fields.update(r.set_field)
+        why = "fields set: " + ", ".join(sorted(r.set_field))
+    elif isinstance(r, AdjustScoreStep):
+        s = r.adjust_score
+        new_score = c.score + s.add if s.add is not None else float(s.set or 0)
+        if s.add is not None:
+            profile("ADD score :n", {}, {":n": s.add})
+        else:
+            profile("SET score = :n", {}, {":n": s.set})
+        writes.append(
+            _event(ctx, "score.changed", {"score": new_score, "previous": c.score, "delta": new_score - c.score}, sid)
+        )
+        why = f"score {c.score:g} -> {new_score:g}"
+        c.score = new_score
+    elif isinstance(r, GenerateCouponStep):
+        g = r.generate_coupon
+        code = g.prefix + stable_hash(ctx.key(sid), "coupon", length=8).upper()
+        profile("SET fields.#f = :c", {"#f": g.field}, {":c": code})
+        writes.append(
+            store.put(
+                {
+                    C.PK: f"COUPON#{code}",
+                    C.SK: "COUPON",
+                    "code": code,
+                    "contact_id": c.id,
+                    "percent_off": g.percent_off,
+                    "amount_off": g.amount_off,
+                    "valid_until": (ctx.now + timedelta(seconds=g.valid_for)).isoformat(),
+                    C.TTL_ATTRIBUTE: epoch(ctx.now + timedelta(seconds=g.valid_for, days=30)),
+                }
+            )
+        )
+        c.fields[g.field] = code
+        why = f"coupon generated into field {g.field}"
+    elif isinstance(r, StartWorkflowStep):
+        sw = r.start_workflow
+        after.append(
+            lambda: ctx.deps.enroller.enrol(c.id, sw.workflow, ctx.req.event, key=ctx.key(sid), resume_at=sw.at or "")
+        )
+        why = f"start workflow {sw.workflow}" + (f" at {sw.at}" if sw.at else "")
+    elif isinstance(r, CallWebhookStep):
+        _call_webhook(ctx, r, sid)  # before the commit: a failure raises and the machine retries
+        why = f"webhook {r.call_webhook.method} answered"
+    else:
+        raise InvalidStep(f"step {sid}: unknown action kind {step.kind}")
+
+    hist = ctx.history(sid, step.kind, outcome, why)
+    if store.commit_step(c.id, hist, writes):
+        for fn in after:
+            fn()
+        ctx.metric("StepCompleted", sid)
+    # else: done on an earlier attempt; nothing is applied twice
+
+
+def _membership(ctx: Ctx, r: Any, sid: str, writes: list[Any], after: list[Any], profile: Any) -> None:
+    store, c = ctx.deps.store, ctx.contact
+    if isinstance(r, RemoveFromCampaignStep):
+        ref_list, ref_campaign, subscribe = None, r.remove_from_campaign, False
+    else:
+        ref = r.subscribe if isinstance(r, SubscribeStep) else r.unsubscribe
+        ref_list, ref_campaign, subscribe = ref.list, ref.campaign, isinstance(r, SubscribeStep)
+    if ref_list is not None:
+        key = (contact_pk(c.id), f"LIST#{ref_list}")
+        if subscribe:
+            profile("ADD lists :l", {}, {":l": {ref_list}})
+            writes.append(
+                store.put(
+                    {
+                        C.PK: key[0],
+                        C.SK: key[1],
+                        C.GSI1_PK: f"LIST#{ref_list}",
+                        C.GSI1_SK: f"CONTACT#{c.id}",
+                        "at": ctx.now.isoformat(),
+                    }
+                )
+            )
+            if ref_list not in c.lists:
+                writes.append(_event(ctx, "list.subscribed", {"list": ref_list, "source": ctx.req.workflow}, sid))
+            c.lists.add(ref_list)
+        else:
+            profile("DELETE lists :l", {}, {":l": {ref_list}})
+            writes.append(store.delete(*key))
+            if ref_list in c.lists:
+                writes.append(_event(ctx, "list.unsubscribed", {"list": ref_list}, sid))
+            c.lists.discard(ref_list)
+        return
+    assert ref_campaign is not None
+    if subscribe:
+        profile("SET campaigns.#c = :s", {"#c": ref_campaign}, {":s": ""})
+        c.campaigns[ref_campaign] = ""
+        after.append(lambda: ctx.deps.enroller.enrol(c.id, ref_campaign, ctx.req.event, key=ctx.key(sid)))
+    else:
+        profile("REMOVE campaigns.#c", {"#c": ref_campaign}, {})
+        c.campaigns.pop(ref_campaign, None)
+        after.append(lambda: ctx.deps.enroller.stop(c.id, ref_campaign, f"unsubscribed by {ctx.req.workflow}/{sid}"))
+
+
+def _call_webhook(ctx: Ctx, r: CallWebhookStep, sid: str) -> None:
+    w = r.call_webhook
+    body = json.dumps(
+        {
+            "workflow": ctx.req.workflow,
+            "step": sid,
+            "contact_id": ctx.contact.id,
+            "event": ctx.req.event,
+            "data": w.body or {},
+        },
+        default=str,
+    ).encode()
+    headers = {"Content-Type": "application/json", "Idempotency-Key": stable_hash(ctx.key(sid), "webhook", length=32)}
+    if w.secret:
+        if ctx.deps.secret_for is None:
+            raise WebhookFailed(f"step {sid}: secret {w.secret!r} given but no secret store configured")
+        sig = hmac.new(ctx.deps.secret_for(w.secret), body, hashlib.sha256).hexdigest()
+        headers["X-Stepwise-Signature"] = f"sha256={sig}"
+    request = urllib.request.Request(w.url, data=body, method=w.method, headers=headers)
+    try:
+        with ctx.deps.http_open(request, timeout=w.timeout) as resp:
+            if resp.status >= 300:
+                raise WebhookFailed(f"step {sid}: webhook answered HTTP {resp.status}")
+    except OSError as err:
+        raise WebhookFailed(f"step {sid}: webhook unreachable: {err}") from None
+
+
+# ---- decisions -----------------------------------------------------------------------------------
+
+
+def _decide(ctx: Ctx) -> dict[str, Any]:
+    step = parse_step(ctx.req.step)
+    r, sid = step.root, step.id or "?"
+    trail: list[Evaluation] = []
+    needs_facts = not isinstance(r, SplitStep)
+    facts = facts_for(ctx.deps.store, ctx.contact, ctx.req.event, ctx.now) if needs_facts else None
+    if isinstance(r, IfStep):
+        assert facts is not None
+        held = evaluate(r.if_, facts, trail)
+        branch = "then" if held else "else"
+        why = f"{r.if_.describe()} is {'true' if held else 'false'}"
+    elif isinstance(r, BranchStep):
+        assert facts is not None
+        branch, why = "otherwise", "no case matched"
+        for case in r.branch:
+            if evaluate(case.when, facts, trail):
+                branch, why = case.name, f"case {case.name}: {case.when.describe()}"
+                break
+    elif isinstance(r, SplitStep):
+        bucket = int(stable_hash(ctx.req.contact_id, ctx.req.workflow, sid), 16) % 10_000 / 100
+        total, branch = 0.0, r.split[-1].name
+        for path in r.split:
+            total += path.percent
+            if bucket < total:
+                branch = path.name
+                break
+        why = f"contact's bucket {bucket:.2f} of 100 falls in path {branch}"
+    else:
+        raise InvalidStep(f"step {sid}: {step.kind} is not a decision")
+    conditions = [{"condition": e.condition, "value": _jsonable(e.value), "result": e.result} for e in trail]
+    hist = ctx.history(sid, step.kind, f"branch {branch}", why, branch=branch, conditions=conditions)
+    if ctx.deps.store.commit_step(ctx.req.contact_id, hist, []):
+        ctx.metric("BranchTaken", sid, branch=branch)
+    ahead = ctx.req.ahead if isinstance(ctx.req.ahead, dict) else {}
+    _record_ahead(ctx, ahead.get(branch, []))
+    goto = ctx.req.goto.get(branch, False) if isinstance(ctx.req.goto, dict) else bool(ctx.req.goto)
+    return _advance(ctx, goto, branch)
+
+
+def _jsonable(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=str))
+
+
+# ---- waits and goals -----------------------------------------------------------------------------
+
+
+def _wait(ctx: Ctx) -> dict[str, Any]:
+    step = parse_step(ctx.req.step)
+    r = step.root
+    if not isinstance(r, WaitUntilStep) or ctx.req.task_token is None:
+        raise InvalidStep(f"step {step.id}: a wait needs wait_until and a task token")
+    wu, sid, store = r.wait_until, step.id or "?", ctx.deps.store
+    trigger_data = ctx.req.event.get("data", {})
+    timeout = wu.timeout or 0
+    record = {
+        C.PK: contact_pk(ctx.req.contact_id),
+        C.SK: f"WAIT#{ctx.execution_name}#{sid}",
+        "step": sid,
+        "workflow": ctx.req.workflow,
+        "execution": ctx.req.execution,
+        "token": ctx.req.task_token,
+        "event": wu.event,
+        "where": wu.where.root if wu.where else None,
+        "same": {k: trigger_data.get(k) for k in wu.same},
+        "condition": wu.condition.model_dump(mode="json", by_alias=True, exclude_none=True) if wu.condition else None,
+        "loops": ctx.loops,
+        "goto": bool(ctx.req.goto),
+        "since": ctx.now.isoformat(),
+        C.TTL_ATTRIBUTE: epoch(ctx.now + timedelta(seconds=timeout, days=1)),
+    }
+    what = (
+        f"event {wu.event}" + (f" where {wu.where.root}" if wu.where else "")
+        if wu.event
+        else (f"condition {wu.condition.describe()}" if wu.condition else "")
+    )
+    hist = ctx.history(sid, "wait_until", "waiting", f"for {what}, at most {timeout}s")
+    store.commit_step(ctx.req.contact_id, hist, [store.put(record)])
+    if wu.condition is not None:
+        facts = facts_for(store, ctx.contact, ctx.req.event, ctx.now)
+        trail: list[Evaluation] = []
+        if evaluate(wu.condition, facts, trail):
+            resume_wait(store, ctx.deps.sfn, record, "condition already held", ctx.now)
+    return {"loops": ctx.loops, "branch": "waiting"}
+
+
+def _goal(ctx: Ctx) -> dict[str, Any]:
+    step = parse_step(ctx.req.step)
+    r = step.root
+    if not isinstance(r, GoalStep):
+        raise InvalidStep(f"step {step.id}: not a goal")
+    sid, g = step.id or "?", r.goal
+    if ctx.req.run.get("resume_at") == sid:
+        met, why = True, "jumped here when the goal was met"
+    elif g.condition is not None:
+        trail: list[Evaluation] = []
+        met = evaluate(g.condition, facts_for(ctx.deps.store, ctx.contact, ctx.req.event, ctx.now), trail)
+        why = f"{g.condition.describe()} is {'true' if met else 'false'}"
+    else:
+        spec = g.event_spec()
+        assert spec is not None
+        seen = [
+            a
+            for a in ctx.deps.store.activity(ctx.contact.id)
+            if a["type"] == spec.event and (spec.where is None or spec.where.matches(a.get("data", {})))
+        ]
+        met, why = bool(seen), f"event {g.event} {'seen' if seen else 'not seen'}"
+    hist = ctx.history(sid, "goal", "reached" if met else "not reached", why)
+    if ctx.deps.store.commit_step(ctx.req.contact_id, hist, []) and met:
+        ctx.metric("GoalReached", sid)
+    if met or g.otherwise == "continue":
+        _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [])
+    return _advance(ctx, bool(ctx.req.goto) and (met or g.otherwise == "continue"), "met" if met else "not_met")

@@ -1,0 +1,181 @@
+"""Routes one normalised contact event: resumes waits, jumps to goals, enrols contacts whose triggers match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared import clock
+from shared import constants as C
+from shared.enrollment import Enroller
+from shared.events import ContactEvent
+from shared.facts import facts_for
+from shared.store.contacts import ContactStore, contact_pk
+from shared.waits import resume_wait
+from shared.workflow.conditions import Condition, Evaluation, Facts, Where, evaluate
+from shared.workflow.model import GoalStep, ScheduleTrigger, Trigger, Workflow
+
+
+@dataclass
+class Routed:
+    """One thing routing did for an event, for the timeline and the logs."""
+
+    contact: str
+    workflow: str
+    action: str  # entered, not entered, resumed, goal
+    why: str
+
+
+class Router:
+    def __init__(self, workflows: list[Workflow], store: ContactStore, enroller: Enroller, sfn: Any) -> None:
+        self.workflows = workflows
+        self.store = store
+        self.enroller = enroller
+        self.sfn = sfn
+
+    def handle(self, event: ContactEvent, *, internal: bool = False) -> list[Routed]:
+        """Route one event. `internal` events come from the step runner's outbox: already applied."""
+        now = clock.now()
+        at = event.occurred_at or now
+        contact_id = self.store.upsert(event.contact) if not event.contact.contact_id else event.contact.contact_id
+        self.store.record_activity(contact_id, event.digest(), event.type, event.data, at)
+        if not internal:
+            self.store.apply_event(contact_id, event.type, event.data, at)
+        out: list[Routed] = []
+        out += self._resume_waits(contact_id, event, now)
+        out += self._goals(contact_id, event, now)
+        out += self._triggers(contact_id, event)
+        return out
+
+    def _contact_facts(self, contact_id: str, now: datetime) -> Facts:
+        return facts_for(self.store, self.store.get(contact_id), {}, now)
+
+    def _resume_waits(self, contact_id: str, event: ContactEvent, now: datetime) -> list[Routed]:
+        out = []
+        facts: Facts | None = None
+        for w in self.store.query_prefix(contact_pk(contact_id), "WAIT#"):
+            if w.get("event"):
+                if w["event"] != event.type:
+                    continue
+                if w.get("where") and not Where(w["where"]).matches(event.data):
+                    continue
+                if any(event.data.get(k) != v for k, v in (w.get("same") or {}).items()):
+                    continue
+                why = f"event {event.type} arrived"
+            else:
+                facts = facts or self._contact_facts(contact_id, now)
+                cond = Condition.model_validate(w["condition"])
+                if not evaluate(cond, facts, []):
+                    continue
+                why = f"condition {cond.describe()} now holds"
+            if resume_wait(self.store, self.sfn, w, why, now):
+                out.append(Routed(contact_id, w["workflow"], "resumed", f"{w['step']}: {why}"))
+        return out
+
+    def _goals(self, contact_id: str, event: ContactEvent, now: datetime) -> list[Routed]:
+        out = []
+        facts: Facts | None = None
+        for wf in self.workflows:
+            goals = [s for s, _ in wf.walk() if isinstance(s.root, GoalStep)]
+            if not goals:
+                continue
+            record = self.enroller.current(contact_id, wf.name)
+            if not self.enroller.is_running(record):
+                continue
+            assert record is not None
+            reached = set(record.get("goals", []))
+            for step in goals:
+                g = step.root.goal  # type: ignore[union-attr]
+                if step.id in reached:
+                    continue
+                if g.event is not None:
+                    if g.event != event.type or (g.where is not None and not g.where.matches(event.data)):
+                        continue
+                    why = f"goal event {event.type}"
+                else:
+                    facts = facts or self._contact_facts(contact_id, now)
+                    trail: list[Evaluation] = []
+                    if not evaluate(g.condition, facts, trail):
+                        continue
+                    why = f"goal condition {g.condition.describe()}"
+                self.enroller.stop(contact_id, wf.name, f"goal {step.id} met")
+                self.store.put_item({**record, "goals": sorted(reached | {step.id})})
+                original = self._original_event(record)
+                self.enroller.enrol(
+                    contact_id,
+                    wf.name,
+                    original,
+                    key=f"goal:{record['execution_arn']}",
+                    resume_at=step.id or "",
+                    restart=True,
+                )
+                out.append(Routed(contact_id, wf.name, "goal", f"jumped to {step.id}: {why}"))
+                break
+        return out
+
+    def _original_event(self, record: dict[str, Any]) -> dict[str, Any]:
+        try:
+            desc = self.sfn.describe_execution(executionArn=record["execution_arn"])
+        except Exception:
+            return {}
+        import json
+
+        return json.loads(desc.get("input", "{}")).get("event", {})
+
+    def _triggers(self, contact_id: str, event: ContactEvent) -> list[Routed]:
+        out = []
+        payload = event.model_dump(mode="json")
+        for wf in self.workflows:
+            for entry in wf.triggers:
+                t = entry.root
+                if not isinstance(t, Trigger) or t.event != event.type:
+                    continue
+                if t.where is not None and not t.where.matches(event.data):
+                    failed = [
+                        f"{k} {c.describe()}"
+                        for k, c in t.where.comparisons().items()
+                        if not Where({k: t.where.root[k]}).matches(event.data)
+                    ]
+                    out.append(Routed(contact_id, wf.name, "not entered", "filter failed: " + "; ".join(failed)))
+                    continue
+                res = self.enroller.enrol(
+                    contact_id, wf.name, payload, key=event.digest(), reentry=wf.reentry, start_delay=t.delay or 0
+                )
+                out.append(Routed(contact_id, wf.name, "entered" if res.started else "not entered", res.reason))
+                break
+        return out
+
+    def fire_schedule(self, wf: Workflow, trigger: ScheduleTrigger) -> list[Routed]:
+        """A fixed-date trigger: enrol every contact of the list, once per contact."""
+        out = []
+        event = {
+            "id": f"schedule:{wf.name}:{trigger.at.isoformat()}",
+            "type": "schedule.fired",
+            "data": {"list": trigger.list, "at": trigger.at.isoformat()},
+        }
+        for contact_id in self.store.list_members(trigger.list):
+            res = self.enroller.enrol(contact_id, wf.name, event, key=event["id"], reentry=wf.reentry)
+            out.append(Routed(contact_id, wf.name, "entered" if res.started else "not entered", res.reason))
+        return out
+
+
+def pending_events(store: ContactStore) -> list[dict[str, Any]]:
+    """Outbox items written by the step runner (in AWS the table's stream delivers them instead)."""
+    items = [i for i in store.scan_prefix("EVENT#") if i.get("status") == "pending"]
+    return sorted(items, key=lambda i: (i["at"], i["id"]))
+
+
+def outbox_to_event(item: dict[str, Any]) -> ContactEvent:
+    return ContactEvent.model_validate(
+        {
+            "id": item["id"],
+            "type": item["type"],
+            "contact": {"contact_id": item["contact_id"]},
+            "data": item.get("data", {}),
+            "occurred_at": item["at"],
+        }
+    )
+
+
+__all__ = ["C", "Routed", "Router", "outbox_to_event", "pending_events"]

@@ -1,0 +1,130 @@
+"""Cost: the paths a contact can take through a compiled state machine, their transitions, and their price."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from shared import constants as C
+
+# Standard workflows: USD per 1,000 state transitions (us-east-1; the free tier is left out).
+PRICE_PER_1000_TRANSITIONS = 0.025
+CALLBACK_SUFFIX = ".waitForTaskToken"
+TIMEOUT_ERROR = "States.Timeout"
+
+
+def is_terminal(state: dict[str, Any]) -> bool:
+    return state["Type"] in ("Succeed", "Fail") or state.get("End") is True
+
+
+def successors(asl: dict[str, Any], name: str) -> list[str]:
+    """Where the flow can go after `name` for a contact that neither errors nor resumes, each target once.
+
+    The Entry Choice takes its Default (no resume_at, start_delay 0); other Choices take every branch; a
+    callback Task also goes to its States.Timeout catch. Other catches are errors and left out.
+    """
+    state = asl["States"][name]
+    out: list[str] = []
+    if state["Type"] == "Choice":
+        if name != C.STATE_ENTRY:
+            out.extend(c["Next"] for c in state.get("Choices", []))
+        if "Default" in state:
+            out.append(state["Default"])
+    elif "Next" in state:
+        out.append(state["Next"])
+    if state["Type"] == "Task" and str(state.get("Resource", "")).endswith(CALLBACK_SUFFIX):
+        out.extend(c["Next"] for c in state.get("Catch", []) if TIMEOUT_ERROR in c["ErrorEquals"])
+    return list(dict.fromkeys(out))
+
+
+def paths(asl: dict[str, Any]) -> list[list[str]]:
+    """Every simple path (no state twice) from StartAt to a terminal state, as state names, StartAt included."""
+    out: list[list[str]] = []
+
+    def walk(path: list[str]) -> None:
+        name = path[-1]
+        if is_terminal(asl["States"][name]):
+            out.append(list(path))
+        # An End: true callback Task still has its timeout catch to follow.
+        for nxt in successors(asl, name):
+            if nxt not in path:  # a repeat is a loop: reported by loops(), not as a path
+                walk([*path, nxt])
+
+    walk([asl["StartAt"]])
+    return out
+
+
+def transitions(path: list[str]) -> int:
+    """State transitions billed for a path: one per state entered, the first (Entry) included."""
+    return len(path)
+
+
+def loops(asl: dict[str, Any]) -> list[list[str]]:
+    """Every elementary cycle among the states reachable from StartAt, each starting at its earliest state."""
+    order = _reachable(asl)
+    rank = {name: i for i, name in enumerate(order)}
+    out: list[list[str]] = []
+
+    def walk(start: str, path: list[str]) -> Iterator[list[str]]:
+        for nxt in successors(asl, path[-1]):
+            if nxt == start:
+                yield list(path)
+            elif rank[nxt] > rank[start] and nxt not in path:
+                yield from walk(start, [*path, nxt])
+
+    for start in order:
+        out.extend(walk(start, [start]))
+    return out
+
+
+def _reachable(asl: dict[str, Any]) -> list[str]:
+    """States reachable from StartAt, in a stable (depth-first) order."""
+    seen: list[str] = []
+    todo = [asl["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.append(name)
+            todo.extend(reversed(successors(asl, name)))
+    return seen
+
+
+def price(transition_count: int, contacts: int) -> float:
+    """USD for `contacts` contacts each taking `transition_count` transitions."""
+    return transition_count * contacts * PRICE_PER_1000_TRANSITIONS / 1000
+
+
+@dataclass
+class CostReport:
+    """What `stepwise cost` prints: paths, their transitions and prices, loops and the start-delay extra."""
+
+    paths: list[list[str]]
+    loops: list[list[str]]
+    start_delay_extra: int  # transitions a trigger's start delay adds (the StartDelay Wait state)
+    contacts: int
+
+    @property
+    def fewest(self) -> int:
+        return min((transitions(p) for p in self.paths), default=0)
+
+    @property
+    def most(self) -> int:
+        return max((transitions(p) for p in self.paths), default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "paths": [{"states": p, "transitions": transitions(p)} for p in self.paths],
+            "fewest": self.fewest,
+            "most": self.most,
+            "start_delay_extra": self.start_delay_extra,
+            "loops": [{"states": lp, "transitions_per_iteration": transitions(lp)} for lp in self.loops],
+            "contacts": self.contacts,
+            "usd_per_1000_transitions": PRICE_PER_1000_TRANSITIONS,
+            "price_usd": {"fewest": price(self.fewest, self.contacts), "most": price(self.most, self.contacts)},
+        }
+
+
+def analyse(asl: dict[str, Any], contacts: int = 1000) -> CostReport:
+    extra = 1 if C.STATE_START_DELAY in asl["States"] else 0
+    return CostReport(paths=paths(asl), loops=loops(asl), start_delay_extra=extra, contacts=contacts)

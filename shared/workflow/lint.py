@@ -1,0 +1,473 @@
+"""Lint: a registry of named checks a workflow must pass before it is compiled (metaflow's lint.py style)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from shared.events import CATALOGUE
+from shared.workflow.conditions import AllOf, AnyOf, Condition, DidEvent, Not, TriggerField, Where
+from shared.workflow.durations import format_duration
+from shared.workflow.model import (
+    ONE_YEAR,
+    BranchStep,
+    EndStep,
+    GoalStep,
+    GotoStep,
+    IfStep,
+    SplitStep,
+    StartWorkflowStep,
+    Step,
+    Trigger,
+    WaitStep,
+    WaitUntilStep,
+    Workflow,
+    WorkflowFileError,
+    branches,
+    load_workflow,
+)
+
+END = "__end__"  # edge target: the execution ends here
+SCHEDULE_EVENT = "schedule.fired"  # the event a fixed-date trigger fires for every contact of its list
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One problem a check found, named by step id and field like the model's load errors."""
+
+    check: str
+    step: str | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = [f"step {self.step}"] if self.step else []
+        if self.field:
+            where.append(f"field {self.field}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+# A check yields (step id, field, message); the registry turns those into Violations carrying the check's name.
+Finding = tuple[str | None, str | None, str]
+CheckFunction = Callable[[Workflow], list[Violation]]
+CHECKS: dict[str, CheckFunction] = {}
+
+
+def check(name: str) -> Callable[[Callable[[Workflow], Iterator[Finding]]], CheckFunction]:
+    """Register a check under `name`; checks run in the order they are registered."""
+
+    def register(fn: Callable[[Workflow], Iterator[Finding]]) -> CheckFunction:
+        if name in CHECKS:
+            raise ValueError(f"lint check {name!r} registered twice")
+
+        def run(wf: Workflow) -> list[Violation]:
+            return [Violation(name, step, fld, msg) for step, fld, msg in fn(wf)]
+
+        run.__name__ = fn.__name__
+        run.__doc__ = fn.__doc__
+        CHECKS[name] = run
+        return run
+
+    return register
+
+
+def lint(wf: Workflow) -> list[Violation]:
+    """Every violation of every registered check, checks in registration order, steps in document order."""
+    return [v for fn in CHECKS.values() for v in fn(wf)]
+
+
+def lint_file(path: str | Path) -> list[str]:
+    """'FILE: step X, field F: message' lines: the load errors if the file does not load, else the violations."""
+    try:
+        wf = load_workflow(path)
+    except WorkflowFileError as err:
+        return list(err.problems)
+    return [f"{Path(path)}: {v}" for v in lint(wf)]
+
+
+# ---- the flow graph: steps as nodes, where a contact can go next as edges -------------------------------------
+
+
+def display_id(step: Step, loc: tuple[str, ...]) -> str:
+    """The step's id, or the one the compiler derives for a go-to / end written without one."""
+    if step.id is not None:
+        return step.id
+    return f"{step.kind}-{'-'.join(loc[1:])}"
+
+
+@dataclass
+class FlowNode:
+    key: str  # the step's location ("steps.2.then.0"): unique even when ids are not
+    id: str
+    step: Step
+    parent: str | None  # key of the enclosing control step
+    stopped_by: str | None  # id of a go-to / end written earlier in the same list
+
+
+@dataclass(frozen=True)
+class Edge:
+    src: str
+    dst: str  # node key or END
+    label: str | None = None
+    kind: Literal["next", "branch", "goto", "timeout"] = "next"
+
+
+@dataclass
+class Flow:
+    nodes: dict[str, FlowNode]  # document order
+    edges: list[Edge]
+    first: str
+    by_id: dict[str, str] = field(default_factory=dict)  # id -> key of the first step with it
+
+    def successors(self, key: str) -> list[str]:
+        return [e.dst for e in self.edges if e.src == key and e.dst != END]
+
+    def reachable(self, starts: list[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = [s for s in starts if s != END]
+        while todo:
+            key = todo.pop()
+            if key not in seen:
+                seen.add(key)
+                todo.extend(self.successors(key))
+        return seen
+
+
+def flow(wf: Workflow) -> Flow:
+    """The graph the compiler builds, but tolerant of the mistakes lint reports (duplicates, unknown targets)."""
+    nodes: dict[str, FlowNode] = {}
+    edges: list[Edge] = []
+    gotos: list[tuple[str, str]] = []
+
+    def visit(steps: list[Step], where: tuple[str, ...], parent: str | None, cont: str) -> str:
+        keys = [".".join((*where, str(i))) for i in range(len(steps))]
+        stopped_by: str | None = None
+        for i, step in enumerate(steps):
+            key, loc = keys[i], (*where, str(i))
+            nxt = keys[i + 1] if i + 1 < len(steps) else cont
+            node = FlowNode(key=key, id=display_id(step, loc), step=step, parent=parent, stopped_by=stopped_by)
+            nodes[key] = node
+            r = step.root
+            heads = {name: visit(inner, (*loc, *name.split(".")), key, nxt) for name, inner in branches(step)}
+            if isinstance(r, GotoStep):
+                gotos.append((key, r.goto))
+            elif isinstance(r, EndStep):
+                pass
+            elif isinstance(r, IfStep):
+                edges.extend(Edge(key, heads[b], b, "branch") for b in ("then", "else"))
+            elif isinstance(r, BranchStep):
+                edges.extend(Edge(key, heads[f"branch.{c.name}"], c.name, "branch") for c in r.branch)
+                edges.append(Edge(key, heads["otherwise"], "otherwise", "branch"))
+            elif isinstance(r, SplitStep):
+                edges.extend(Edge(key, heads[f"split.{p.name}"], f"{p.name} {p.percent:g}%", "branch") for p in r.split)
+            elif isinstance(r, WaitUntilStep) and r.wait_until.at is None:
+                edges.append(Edge(key, nxt, "event" if r.wait_until.event else "condition met"))
+                edges.append(Edge(key, heads.get("on_timeout", nxt), "timeout", "timeout"))
+            elif isinstance(r, GoalStep) and r.goal.otherwise == "end":
+                edges.append(Edge(key, nxt, "met"))
+                edges.append(Edge(key, END, "not met"))
+            else:
+                edges.append(Edge(key, nxt))
+            if isinstance(r, GotoStep | EndStep) and stopped_by is None:
+                stopped_by = node.id
+        return keys[0] if keys else cont
+
+    first = visit(wf.steps, ("steps",), None, END)
+    by_id: dict[str, str] = {}
+    for key, node in nodes.items():
+        by_id.setdefault(node.id, key)
+    edges.extend(Edge(key, by_id[target], None, "goto") for key, target in gotos if target in by_id)
+    return Flow(nodes=nodes, edges=edges, first=first, by_id=by_id)
+
+
+def step_lists(steps: list[Step], where: tuple[str, ...] = ("steps",)) -> Iterator[tuple[list[Step], tuple[str, ...]]]:
+    """Every list of steps (the top level and each branch) with its location."""
+    yield steps, where
+    for i, step in enumerate(steps):
+        for name, inner in branches(step):
+            yield from step_lists(inner, (*where, str(i), *name.split(".")))
+
+
+def condition_leaves(cond: Condition, path: str) -> Iterator[tuple[BaseModel, str]]:
+    """The leaves of a condition, each with its field path (`if.any.0.all.1`)."""
+    r = cond.root
+    if isinstance(r, AllOf | AnyOf):
+        kind = "all" if isinstance(r, AllOf) else "any"
+        for i, c in enumerate(r.all if isinstance(r, AllOf) else r.any):
+            yield from condition_leaves(c, f"{path}.{kind}.{i}")
+    elif isinstance(r, Not):
+        yield from condition_leaves(r.not_, f"{path}.not")
+    else:
+        yield r, path
+
+
+def step_conditions(step: Step) -> Iterator[tuple[Condition, str]]:
+    """The conditions a step holds, each with the field that holds it."""
+    r = step.root
+    if isinstance(r, IfStep):
+        yield r.if_, "if"
+    elif isinstance(r, BranchStep):
+        for i, case in enumerate(r.branch):
+            yield case.when, f"branch.{i}.when"
+    elif isinstance(r, WaitUntilStep) and r.wait_until.condition is not None:
+        yield r.wait_until.condition, "wait_until.condition"
+    elif isinstance(r, GoalStep) and r.goal.condition is not None:
+        yield r.goal.condition, "goal.condition"
+
+
+def trigger_events(wf: Workflow) -> list[str]:
+    """The event types that can start the workflow, each once, in the order written."""
+    out: list[str] = []
+    for t in wf.triggers:
+        event = t.root.event if isinstance(t.root, Trigger) else SCHEDULE_EVENT
+        if event not in out:
+            out.append(event)
+    return out
+
+
+def _field_problem(event: str, name: str, what: str) -> str | None:
+    """Why `name` cannot be a data field of `event` (None if it can, or if the event type is custom)."""
+    fields = CATALOGUE.get(event)
+    first = name.split(".")[0]  # nested data (`products.0.sku`) is only known down to its top-level field
+    if fields is None or first in fields:
+        return None
+    return f"{what} {event} has no field {first!r} (it has: {', '.join(sorted(fields))})"
+
+
+def _where_problems(event: str | None, where: Where | None, path: str, what: str) -> Iterator[tuple[str, str]]:
+    if event is None or where is None:
+        return
+    for key in where.root:
+        problem = _field_problem(event, key, what)
+        if problem:
+            yield f"{path}.{key}", problem
+
+
+# ---- the checks, in the order they run -----------------------------------------------------------------------
+
+
+@check("duplicate-ids")
+def duplicate_ids(wf: Workflow) -> Iterator[Finding]:
+    """Two steps share an id: go-tos, goals, resumes and history could not tell them apart."""
+    first: dict[str, str] = {}
+    for step, loc in wf.walk():
+        if step.id is None:
+            continue
+        where = ".".join(loc)
+        if step.id in first:
+            yield step.id, "id", f"id {step.id!r} is already used by the step at {first[step.id]}; ids must be unique"
+        else:
+            first[step.id] = where
+
+
+@check("unknown-goto-target")
+def unknown_goto_target(wf: Workflow) -> Iterator[Finding]:
+    """A go-to, a start_workflow.at into this workflow, or a split's winner.goal names no (suitable) step."""
+    f = flow(wf)
+    kinds = {node.id: node.step.kind for node in f.nodes.values()}
+    for node in f.nodes.values():
+        r = node.step.root
+        if isinstance(r, GotoStep) and r.goto not in kinds:
+            yield node.id, "goto", f"go-to target {r.goto!r} is not a step id of this workflow"
+        elif isinstance(r, StartWorkflowStep) and r.start_workflow.workflow == wf.name:
+            at = r.start_workflow.at
+            if at is not None and at not in kinds:
+                yield node.id, "start_workflow.at", f"{at!r} is not a step id of workflow {wf.name}"
+        elif isinstance(r, SplitStep) and r.winner is not None:
+            goal = r.winner.goal
+            if goal is not None and goal not in kinds:
+                yield node.id, "winner.goal", f"{goal!r} is not a step id of this workflow"
+            elif goal is not None and kinds[goal] != "goal":
+                yield node.id, "winner.goal", f"{goal!r} is a {kinds[goal]} step, not a goal step"
+            elif r.winner.by == "goal" and goal is None and "goal" not in kinds.values():
+                yield node.id, "winner", "winner by goal needs a goal step to measure; this workflow has none"
+
+
+@check("goto-not-last")
+def goto_not_last(wf: Workflow) -> Iterator[Finding]:
+    """A go-to or end followed by more steps in the same list: those steps are skipped."""
+    lengths = {where: len(steps) for steps, where in step_lists(wf.steps)}
+    for step, loc in wf.walk():
+        after = lengths[loc[:-1]] - int(loc[-1]) - 1
+        if after and isinstance(step.root, GotoStep | EndStep):
+            what = "a go-to" if isinstance(step.root, GotoStep) else "an end"
+            skipped = "the step after it is skipped" if after == 1 else f"the {after} steps after it are skipped"
+            yield display_id(step, loc), step.kind, f"{what} must be the last step of its list; {skipped}"
+
+
+@check("unreachable-steps")
+def unreachable_steps(wf: Workflow) -> Iterator[Finding]:
+    """Steps no path from the first step (or from a goal, which contacts jump to) reaches."""
+    f = flow(wf)
+    goals = [k for k, n in f.nodes.items() if isinstance(n.step.root, GoalStep)]
+    reached = f.reachable([f.first, *goals])
+    for key, node in f.nodes.items():
+        # Inside an unreachable step everything is unreachable too; naming the outer one is enough.
+        if key in reached or (node.parent is not None and node.parent not in reached):
+            continue
+        if node.stopped_by is not None:
+            yield node.id, None, f"never runs: it comes after {node.stopped_by!r} in the same list"
+        else:
+            yield node.id, None, "never runs: no path from the first step reaches it"
+
+
+@check("cycle-without-wait")
+def cycle_without_wait(wf: Workflow) -> Iterator[Finding]:
+    """A go-to loop with no wait in it: a contact would spin through it max_loops times at once."""
+    f = flow(wf)
+    waits = {k for k, n in f.nodes.items() if isinstance(n.step.root, WaitStep | WaitUntilStep)}
+    # A loop without a wait exists exactly when the graph with the waits taken out still has a cycle.
+    graph = {k: [s for s in f.successors(k) if s not in waits] for k in f.nodes if k not in waits}
+    for component in _strongly_connected(graph):
+        members = set(component)
+        if len(component) == 1 and component[0] not in graph[component[0]]:
+            continue
+        ids = [f.nodes[k].id for k in f.nodes if k in members]
+        for key in f.nodes:
+            r = f.nodes[key].step.root
+            if key in members and isinstance(r, GotoStep) and f.by_id.get(r.goto) in members:
+                yield (
+                    f.nodes[key].id,
+                    "goto",
+                    f"the loop through {', '.join(ids)} has no wait or wait_until step; a contact would run it "
+                    f"{wf.settings.max_loops} times (settings.max_loops) at once",
+                )
+
+
+def _strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            out.append(component)
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+@check("split-percentages")
+def split_percentages(wf: Workflow) -> Iterator[Finding]:
+    """A split's paths must share out all contacts."""
+    for step, _ in wf.walk():
+        if isinstance(step.root, SplitStep):
+            total = sum(p.percent for p in step.root.split)
+            if abs(total - 100) > 0.01:
+                yield step.id, "split", f"the paths' percent add up to {total:g}, not 100"
+
+
+@check("wait-too-long")
+def wait_too_long(wf: Workflow) -> Iterator[Finding]:
+    """A delay beyond a year: a Step Functions execution cannot run longer than one year."""
+    limit = "longer than 365 days, the longest a Step Functions execution can run"
+    for i, t in enumerate(wf.triggers):
+        if isinstance(t.root, Trigger) and t.root.delay is not None and t.root.delay > ONE_YEAR:
+            yield None, f"triggers.{i}.delay", f"{format_duration(t.root.delay)} is {limit}"
+    for step, _ in wf.walk():
+        r = step.root
+        if isinstance(r, WaitStep) and r.wait > ONE_YEAR:
+            yield step.id, "wait", f"{format_duration(r.wait)} is {limit}"
+        elif isinstance(r, WaitUntilStep) and r.wait_until.timeout is not None and r.wait_until.timeout > ONE_YEAR:
+            yield step.id, "wait_until.timeout", f"{format_duration(r.wait_until.timeout)} is {limit}"
+
+
+@check("unknown-event-field")
+def unknown_event_field(wf: Workflow) -> Iterator[Finding]:
+    """A filter or condition names a data field the (catalogued) event type does not carry."""
+    for i, t in enumerate(wf.triggers):
+        if isinstance(t.root, Trigger):
+            for fld, msg in _where_problems(t.root.event, t.root.where, f"triggers.{i}.where", "event"):
+                yield None, fld, msg
+    starts = trigger_events(wf)
+    for step, _ in wf.walk():
+        r = step.root
+        sid = step.id
+        if isinstance(r, WaitUntilStep):
+            wu = r.wait_until
+            for fld, msg in _where_problems(wu.event, wu.where, "wait_until.where", "event"):
+                yield sid, fld, msg
+            # `same` compares a field of the awaited event with the same field of the trigger event.
+            for name in wu.same:
+                for event, what in [(wu.event, "event"), *((e, "trigger event") for e in starts)]:
+                    problem = _field_problem(event, name, what) if event else None
+                    if problem:
+                        yield sid, "wait_until.same", problem
+        elif isinstance(r, GoalStep):
+            for fld, msg in _where_problems(r.goal.event, r.goal.where, "goal.where", "event"):
+                yield sid, fld, msg
+        for cond, path in step_conditions(step):
+            for leaf, leaf_path in condition_leaves(cond, path):
+                if isinstance(leaf, DidEvent):
+                    spec = leaf.spec()
+                    for fld, msg in _where_problems(spec.event, spec.where, f"{leaf_path}.did_event.where", "event"):
+                        yield sid, fld, msg
+                elif isinstance(leaf, TriggerField):
+                    for event in starts:
+                        problem = _field_problem(event, leaf.event_field, "trigger event")
+                        if problem:
+                            yield sid, f"{leaf_path}.event_field", problem
+
+
+@check("empty-branch-decision")
+def empty_branch_decision(wf: Workflow) -> Iterator[Finding]:
+    """A decision whose every branch is empty changes nothing."""
+    for step, _ in wf.walk():
+        r = step.root
+        if isinstance(r, IfStep) and not r.then and not r.else_:
+            yield step.id, "if", "then and else are both empty, so the decision changes nothing"
+        elif isinstance(r, BranchStep) and not r.otherwise and not any(c.steps for c in r.branch):
+            yield step.id, "branch", "every case and otherwise are empty, so the decision changes nothing"
+
+
+@check("reserved-key")
+def reserved_key(wf: Workflow) -> Iterator[Finding]:
+    """A key ending in '.$' in a step's settings: Step Functions would read it as a path (the compiler refuses)."""
+    for node in flow(wf).nodes.values():
+        dumped = node.step.root.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for key in ("then", "else", "otherwise", "on_timeout"):
+            dumped.pop(key, None)
+        for key in ("branch", "split"):
+            if isinstance(dumped.get(key), list):
+                dumped[key] = [{k: v for k, v in item.items() if k != "steps"} for item in dumped[key]]
+        if isinstance(dumped.get("wait_until"), dict):
+            dumped["wait_until"].pop("on_timeout", None)
+        for path in _path_keys(dumped, ""):
+            yield node.id, path, "keys ending in '.$' are reserved by Step Functions (read as a path); rename it"
+
+
+def _path_keys(value: Any, path: str) -> Iterator[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            here = f"{path}.{k}" if path else str(k)
+            if str(k).endswith(".$"):
+                yield here
+            yield from _path_keys(v, here)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _path_keys(v, f"{path}.{i}")

@@ -1,0 +1,463 @@
+"""Patches moto's Step Functions interpreter and Lambda to run on a virtual clock with in-process handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import types
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from moto.awslambda.models import LambdaBackend, LambdaFunction
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.models import botocore_stubber
+from moto.core.responses import EmptyResult
+from moto.stepfunctions.parser import models as sfn_parser_models
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+from moto.stepfunctions.parser.asl.component.state import state as state_module
+from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+    StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.callback.callback import (
+    CallbackEndpoint,
+    CallbackOutcome,
+    CallbackOutcomeTimedOut,
+    HeartbeatEndpoint,
+    HeartbeatTimedOut,
+)
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
+from moto.stepfunctions.parser.backend import execution as execution_module
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+from moto.stepfunctions.responses import StepFunctionResponse
+
+import shared.clock
+from stepwise.local.clock import VirtualClock
+
+_MISSING = object()
+_install_lock = threading.Lock()
+_installed = False
+
+# os.environ is process-wide, so in-process handlers that each need their function's variables
+# must not overlap; re-entrant because a handler may invoke another function synchronously.
+_lambda_lock = threading.RLock()
+
+
+class _Patcher:
+    """Records every attribute it replaces so that uninstall restores exactly the originals."""
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def set(self, target: Any, name: str, value: Any) -> None:
+        # Read the raw __dict__ entry for classes so staticmethod wrappers survive the round trip.
+        original = vars(target).get(name, _MISSING) if isinstance(target, type) else getattr(target, name)
+        self._saved.append((target, name, original))
+        setattr(target, name, value)
+
+    def restore(self) -> None:
+        for target, name, original in reversed(self._saved):
+            if original is _MISSING:
+                delattr(target, name)
+            else:
+                setattr(target, name, original)
+        self._saved.clear()
+
+
+def execution_arn_of(env: Environment) -> str:
+    """The execution ARN an interpreter environment (or any of its frames) belongs to."""
+    return str(env.states.context_object.context_object_data["Execution"]["Id"])
+
+
+# moto signals stops through env.program_state_event, but sets and immediately clears it, so a
+# waiter that is not parked on that very Event misses it. Each environment gets a latched event.
+_halts: weakref.WeakKeyDictionary[Environment, threading.Event] = weakref.WeakKeyDictionary()
+_halts_lock = threading.Lock()
+
+
+def _halt_event(env: Environment) -> threading.Event:
+    with _halts_lock:
+        halt = _halts.get(env)
+        if halt is None:
+            halt = _halts[env] = threading.Event()
+        return halt
+
+
+def _is_stopped(env: Environment) -> bool:
+    return isinstance(env._program_state, ProgramStopped)
+
+
+def _virtual_timeout(timeout_seconds: float | None) -> float | None:
+    # moto's "no TimeoutSeconds" is 99999999 s; as a deadline it would make run_all jump years ahead.
+    if timeout_seconds is None or timeout_seconds >= TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS:
+        return None
+    return float(timeout_seconds)
+
+
+class _UntimedEvent(threading.Event):
+    """Event whose wait ignores its real-time timeout."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return super().wait(None)
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the AWS Lambda context object that handlers and Powertools read."""
+
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    aws_request_id: str
+    log_group_name: str
+    log_stream_name: str
+    timeout_seconds: float
+    identity: Any = None
+    client_context: Any = None
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        elapsed = time.monotonic() - self._started
+        return max(0, int((self.timeout_seconds - elapsed) * 1000))
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update({name: str(value) for name, value in variables.items()})
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _resolve_handler(handler: str) -> Callable[[Any, Any], Any]:
+    module_name, _, attribute = handler.rpartition(".")
+    if not module_name:
+        raise ImportError(f"Bad handler '{handler}': expected module.path.function")
+    return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+
+
+def _error_payload(error_type: str, exc: BaseException) -> dict[str, Any]:
+    return {
+        "errorMessage": str(exc),
+        "errorType": error_type,
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
+def invoke_in_process(fn: LambdaFunction, event: Any) -> tuple[bytes, bool]:
+    """Run a moto Lambda function's handler from this repository; returns (payload, errored)."""
+    context = LambdaContext(
+        function_name=fn.function_name,
+        function_version=str(getattr(fn, "version", "$LATEST")),
+        invoked_function_arn=fn.function_arn,
+        memory_limit_in_mb=int(fn.memory_size),
+        aws_request_id=str(uuid.uuid4()),
+        log_group_name=f"/aws/lambda/{fn.function_name}",
+        log_stream_name=f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
+        timeout_seconds=float(fn.timeout),
+    )
+    with _lambda_lock, _environment(dict(fn.environment_vars or {})):
+        try:
+            handler = _resolve_handler(fn.handler)
+        except (ImportError, AttributeError) as exc:
+            return json.dumps(_error_payload("Runtime.ImportModuleError", exc)).encode(), True
+        try:
+            result = handler(event, context)
+        except Exception as exc:
+            return json.dumps(_error_payload(type(exc).__name__, exc)).encode(), True
+    try:
+        return json.dumps(result).encode(), False
+    except (TypeError, ValueError) as exc:
+        return json.dumps(_error_payload("Runtime.MarshalError", exc)).encode(), True
+
+
+def _header(headers: Any, name: str, default: str) -> str:
+    for key, value in dict(headers or {}).items():
+        if key.lower() == name:
+            return str(value)
+    return default
+
+
+def _sfn_parser_modules() -> list[types.ModuleType]:
+    return [
+        module
+        for name, module in list(sys.modules.items())
+        if name.startswith("moto.stepfunctions.parser.") and module is not None
+    ]
+
+
+def install(clock: VirtualClock) -> Callable[[], None]:
+    """Patch moto to run Step Functions on `clock` and Lambda in-process; returns the uninstall function."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            raise RuntimeError("stepwise.local patches are already installed")
+        _installed = True
+
+    patcher = _Patcher()
+
+    def halted(env: Environment) -> threading.Event:
+        halt = _halt_event(env)
+        # A stop may have landed before the halt event existed; latch it now.
+        if not env.is_running():
+            clock.set_event(halt)
+        return halt
+
+    # --- Wait states -------------------------------------------------------------------------
+    def wait_interval(self: WaitFunction, env: Environment, wait_seconds: float) -> None:
+        if wait_seconds <= 0:
+            return
+        deadline = clock.now() + timedelta(seconds=wait_seconds)
+        clock.sleep_until(deadline, owner=execution_arn_of(env), interrupt=halted(env))
+
+    def timestamp_wait_seconds(self: Timestamp, env: Environment) -> float:
+        self.string.eval(env=env)
+        timestamp_str: str = env.stack.pop()
+        timestamp = self._from_timestamp_string(timestamp=timestamp_str)
+        if timestamp is None:
+            raise FailureEventException(self._create_failure_event(env, timestamp_str))
+        # moto parses "...Z" into a naive datetime and compares it with naive local time.
+        return (timestamp.replace(tzinfo=UTC) - clock.now()).total_seconds()
+
+    patcher.set(WaitFunction, "_wait_interval", wait_interval)
+    patcher.set(Timestamp, "_get_wait_seconds", timestamp_wait_seconds)
+
+    # --- Stops and ends wake anything blocked in that environment -----------------------------
+    def wrap_state_setter(original: Callable[..., None], *, yields_to_stop: bool) -> Callable[..., None]:
+        def setter(self: Environment, *args: Any, **kwargs: Any) -> None:
+            # moto lets an error raised while a stopped execution unwinds overwrite the stop, turning
+            # ABORTED into FAILED; on AWS a stop is final.
+            if yields_to_stop and _is_stopped(self):
+                return
+            original(self, *args, **kwargs)
+            if not self.is_running():
+                clock.set_event(_halt_event(self))
+
+        return setter
+
+    for name in ("set_ended", "set_error", "set_timed_out", "set_stop"):
+        setter = wrap_state_setter(getattr(Environment, name), yields_to_stop=name in ("set_error", "set_timed_out"))
+        patcher.set(Environment, name, setter)
+
+    # A task whose wait was cut short by a stop unwinds with an exception; without this it would be
+    # recorded as TaskTimedOut/TaskFailed and run Retry/Catch before the ExecutionAborted event.
+    original_evaluate_with_timeout = ExecutionState._evaluate_with_timeout
+
+    def evaluate_with_timeout(self: ExecutionState, env: Environment) -> None:
+        try:
+            original_evaluate_with_timeout(self, env)
+        except Exception:
+            if not _is_stopped(env):
+                raise
+
+    patcher.set(ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
+
+    # --- Task tokens ---------------------------------------------------------------------------
+    def callback_notify(self: CallbackEndpoint, outcome: CallbackOutcome) -> None:
+        self._outcome = outcome
+        clock.set_event(self._notify_event)
+        if self._heartbeat_endpoint:
+            self._heartbeat_endpoint.notify()
+
+    def heartbeat_notify(self: HeartbeatEndpoint) -> None:
+        with self._mutex:
+            clock.set_event(self._next_heartbeat_event)
+
+    def wait_with_heartbeat(
+        env: Environment,
+        timeout: float | None,
+        callback_endpoint: CallbackEndpoint,
+        heartbeat_endpoint: HeartbeatEndpoint,
+    ) -> CallbackOutcome | HeartbeatTimedOut | None:
+        owner, halt = execution_arn_of(env), halted(env)
+        deadline = None if timeout is None else clock.now() + timedelta(seconds=timeout)
+        beat = heartbeat_endpoint._next_heartbeat_event
+        while env.is_running():
+            with heartbeat_endpoint._mutex:
+                beat.clear()
+            # Checked after clearing: notify stores the outcome before it signals the beat.
+            outcome = callback_endpoint.get_outcome()
+            if outcome is not None:
+                return outcome
+            window = float(heartbeat_endpoint._heartbeat_seconds)
+            if deadline is not None:
+                remaining = (deadline - clock.now()).total_seconds()
+                if remaining <= 0:
+                    return None
+                window = min(window, remaining)
+            if not clock.wait_event(beat, window, owner=owner, interrupt=halt):
+                outcome = callback_endpoint.get_outcome()
+                if outcome is not None or halt.is_set():
+                    return outcome
+                if deadline is not None and clock.now() >= deadline:
+                    return None
+                return HeartbeatTimedOut()
+        return callback_endpoint.get_outcome()
+
+    def eval_wait_for_task_token(
+        self: StateTaskServiceCallback,
+        env: Environment,
+        timeout_seconds: int,
+        callback_endpoint: CallbackEndpoint,
+        heartbeat_endpoint: HeartbeatEndpoint | None,
+    ) -> CallbackOutcome | HeartbeatTimedOut:
+        timeout = _virtual_timeout(timeout_seconds)
+        outcome: CallbackOutcome | HeartbeatTimedOut | None
+        if heartbeat_endpoint is not None:
+            outcome = wait_with_heartbeat(env, timeout, callback_endpoint, heartbeat_endpoint)
+        else:
+            clock.wait_event(
+                callback_endpoint._notify_event, timeout, owner=execution_arn_of(env), interrupt=halted(env)
+            )
+            outcome = callback_endpoint.get_outcome()
+        if outcome is None:
+            # moto's own timeout outcome: raised as CallbackTimeoutError, caught as States.Timeout.
+            return CallbackOutcomeTimedOut(callback_id=callback_endpoint.callback_id)
+        return outcome
+
+    patcher.set(CallbackEndpoint, "notify", callback_notify)
+    patcher.set(HeartbeatEndpoint, "notify", heartbeat_notify)
+    patcher.set(StateTaskServiceCallback, "_eval_wait_for_task_token", eval_wait_for_task_token)
+
+    # The state's outer TimeoutSeconds is a real-time wait on the worker thread; the virtual timeout
+    # is enforced inside (callback waits), so the outer wait must not expire in real time.
+    patcher.set(execute_state, "threading", types.SimpleNamespace(Event=_UntimedEvent))
+
+    # --- Retry intervals -----------------------------------------------------------------------
+    # The retrier calls time.sleep(interval) without the environment; hand it over per thread.
+    retry_env = threading.local()
+    original_retrier_eval = retrier_decl.RetrierDecl._eval_body
+
+    def retrier_eval_body(self: Any, env: Environment) -> None:
+        retry_env.env = env
+        try:
+            original_retrier_eval(self, env)
+        finally:
+            retry_env.env = None
+
+    def retry_sleep(seconds: float) -> None:
+        env: Environment | None = getattr(retry_env, "env", None)
+        if env is None or seconds <= 0:
+            return
+        deadline = clock.now() + timedelta(seconds=seconds)
+        clock.sleep_until(deadline, owner=execution_arn_of(env), interrupt=halted(env))
+
+    patcher.set(retrier_decl.RetrierDecl, "_eval_body", retrier_eval_body)
+    patcher.set(retrier_decl, "time", types.SimpleNamespace(sleep=retry_sleep))
+
+    # --- Virtual timestamps in history, $$.State.EnteredTime, start and stop dates -----------
+    class VirtualDatetime(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+            current = clock.now()
+            return current.astimezone(tz) if tz is not None else current.astimezone().replace(tzinfo=None)
+
+    import datetime as datetime_module
+
+    virtual_datetime_module = types.SimpleNamespace(
+        **{name: getattr(datetime_module, name) for name in dir(datetime_module) if not name.startswith("__")}
+    )
+    virtual_datetime_module.datetime = VirtualDatetime
+    for module in (state_module, sfn_parser_models, execution_module):
+        patcher.set(module, "datetime", virtual_datetime_module)
+    patcher.set(EventManager, "_get_current_timestamp", staticmethod(clock.now))
+
+    # --- Execution names ---------------------------------------------------------------------------
+    # The interpreter backend does not default a missing name as AWS does (a UUID): every unnamed
+    # execution gets ARN "...:None", so the second unnamed start of a machine fails or is deduplicated.
+    original_start_execution = StepFunctionsParserBackend.start_execution
+
+    def start_execution(
+        self: StepFunctionsParserBackend,
+        state_machine_arn: str,
+        name: str | None = None,
+        execution_input: str | None = None,
+        trace_header: str | None = None,
+    ) -> Any:
+        return original_start_execution(
+            self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header
+        )
+
+    patcher.set(StepFunctionsParserBackend, "start_execution", start_execution)
+
+    # moto's response handler drops SendTaskFailure's `cause`, so a Catch would see Cause: null.
+    def send_task_failure(self: StepFunctionResponse) -> Any:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
+
+    patcher.set(StepFunctionResponse, "send_task_failure", send_task_failure)
+
+    # --- Lambda in-process ---------------------------------------------------------------------
+    def lambda_invoke(self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any) -> bytes:
+        event = json.loads(body) if body else {}
+        payload, errored = invoke_in_process(self, event)
+        if errored:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        if _header(request_headers, "x-amz-invocation-type", "RequestResponse") == "Event":
+            return b""
+        return payload
+
+    patcher.set(LambdaFunction, "invoke", lambda_invoke)
+    # Without Docker moto may route to the canned-answer backend; send it to the real one instead.
+    patcher.set(LambdaSimpleBackend, "invoke", LambdaBackend.invoke)
+
+    # --- Reuse boto3 clients for integration tasks ---------------------------------------------
+    original_client_for = boto_client_module.boto_client_for
+    clients: dict[tuple[str, str, bool], Any] = {}
+    clients_lock = threading.Lock()
+
+    def cached_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, bool(botocore_stubber.enabled))
+        with clients_lock:
+            client = clients.get(key)
+            if client is None:
+                client = clients[key] = original_client_for(region, service, state_credentials)
+            return client
+
+    patcher.set(boto_client_module, "boto_client_for", cached_client_for)
+    for module in _sfn_parser_modules():
+        if getattr(module, "boto_client_for", None) is original_client_for:
+            patcher.set(module, "boto_client_for", cached_client_for)
+
+    shared.clock.use(clock.now)
+
+    def uninstall() -> None:
+        global _installed
+        shared.clock.use(None)
+        patcher.restore()
+        # Modules first imported while installed copied the cached function from boto_client.
+        for module in _sfn_parser_modules():
+            if getattr(module, "boto_client_for", None) is cached_client_for:
+                module.boto_client_for = original_client_for  # type: ignore[attr-defined]
+        clients.clear()
+        with _install_lock:
+            _installed = False
+
+    return uninstall

@@ -1,0 +1,239 @@
+"""Embedded local AWS for Stepwise: moto's Step Functions interpreter on a virtual clock, Lambda in-process."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+import zipfile
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import boto3
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+from stepwise.local.clock import VirtualClock
+from stepwise.local.patches import install
+
+_FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+# A profile or endpoint from the developer's shell would send boto3 elsewhere than the in-process mock.
+_CLEARED_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL")
+_SETTLE_POLL_SECONDS = 0.0005
+_LAMBDA_ROLE = "stepwise-local-lambda"
+_STATES_ROLE = "stepwise-local-states"
+_ASSUME_LAMBDA = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+def _placeholder_zip() -> bytes:
+    # moto needs a deployment package; the code that runs is imported from this repository instead.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("placeholder.py", "# handlers run in-process from the stepwise repository\n")
+    return buffer.getvalue()
+
+
+class LocalStack:
+    """moto with Step Functions execution enabled, patched onto a VirtualClock, as a context manager."""
+
+    def __init__(self, start: datetime | None = None, region: str = "us-east-1") -> None:
+        self.region = region
+        self.account_id = DEFAULT_ACCOUNT_ID
+        self.clock = VirtualClock(start or datetime.now(UTC).replace(microsecond=0))
+        self._mock: Any = None
+        self._uninstall: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._clients: dict[str, Any] = {}
+        self._lambda_role_arn: str | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> LocalStack:
+        overrides: dict[str, str | None] = {
+            **_FAKE_ENV,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            **dict.fromkeys(_CLEARED_ENV),
+        }
+        self._saved_env = {name: os.environ.get(name) for name in overrides}
+        for name, value in overrides.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        self._uninstall = install(self.clock)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self._stop_running_executions()
+        finally:
+            self.clock.close()
+            if self._uninstall is not None:
+                self._uninstall()
+                self._uninstall = None
+            if self._mock is not None:
+                self._mock.stop()
+                self._mock = None
+            self._clients.clear()
+            for name, value in self._saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def _stop_running_executions(self, grace_seconds: float = 2.0) -> None:
+        # Left-over executions would otherwise keep interpreter threads alive past the mock.
+        for execution in self._running_executions():
+            # AttributeError: its worker has not built its environment yet; clock.close() releases it.
+            with contextlib.suppress(AttributeError):
+                execution.stop(stop_date=self.clock.now(), error=None, cause=None)
+        give_up = time.monotonic() + grace_seconds
+        while self._running_executions() and time.monotonic() < give_up:
+            time.sleep(0.001)
+
+    # --- clients -------------------------------------------------------------------------------
+    def _client(self, service: str) -> Any:
+        client = self._clients.get(service)
+        if client is None:
+            client = self._clients[service] = boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+        return client
+
+    @property
+    def sfn(self) -> Any:
+        return self._client("stepfunctions")
+
+    @property
+    def lambda_(self) -> Any:
+        return self._client("lambda")
+
+    @property
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    @property
+    def iam(self) -> Any:
+        return self._client("iam")
+
+    # --- resources -----------------------------------------------------------------------------
+    def create_function(
+        self,
+        name: str,
+        handler: str,
+        environment: dict[str, str],
+        *,
+        timeout: int = 30,
+        memory_mb: int = 256,
+    ) -> str:
+        """Create a Lambda function whose `handler` (module.path.function in this repo) runs in-process."""
+        if self._lambda_role_arn is None:
+            role = self.iam.create_role(RoleName=_LAMBDA_ROLE, AssumeRolePolicyDocument=json.dumps(_ASSUME_LAMBDA))
+            self._lambda_role_arn = role["Role"]["Arn"]
+        response = self.lambda_.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=self._lambda_role_arn,
+            Handler=handler,
+            Code={"ZipFile": _placeholder_zip()},
+            Environment={"Variables": dict(environment)},
+            Timeout=timeout,
+            MemorySize=memory_mb,
+        )
+        return str(response["FunctionArn"])
+
+    def create_state_machine(self, name: str, definition: dict[str, Any]) -> str:
+        """Create a STANDARD state machine from an ASL definition; returns its ARN."""
+        response = self.sfn.create_state_machine(
+            name=name,
+            definition=json.dumps(definition),
+            roleArn=f"arn:aws:iam::{self.account_id}:role/{_STATES_ROLE}",
+            type="STANDARD",
+        )
+        return str(response["stateMachineArn"])
+
+    # --- driving time --------------------------------------------------------------------------
+    def _running_executions(self) -> list[Any]:
+        backend = stepfunctions_parser_backends[self.account_id][self.region]
+        return [
+            execution
+            for state_machine in list(backend.state_machines)
+            for execution in list(state_machine.executions)
+            if execution.status == "RUNNING"
+        ]
+
+    def _active_execution_arns(self) -> list[str] | None:
+        """RUNNING executions not blocked on the clock; None if a blocked thread woke while looking."""
+        # Blocked set first, then the listing: an execution that starts or blocks in between shows
+        # as active (safe). Something woken in between (a callback from a thread that then ended)
+        # moves the release counter, and the snapshot is retaken.
+        releases, blocked = self.clock.blocked_snapshot()
+        running = [execution.exec_arn for execution in self._running_executions()]
+        if self.clock.release_count() != releases:
+            return None
+        return [arn for arn in running if arn not in blocked]
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait (real time) until every RUNNING execution is blocked on the virtual clock."""
+        give_up = time.monotonic() + timeout
+        while True:
+            active = self._active_execution_arns()
+            if active == []:
+                return
+            if time.monotonic() >= give_up:
+                raise TimeoutError(f"executions still active after {timeout}s: {', '.join(active or ['?'])}")
+            time.sleep(_SETTLE_POLL_SECONDS)
+
+    def run_until(self, t: datetime) -> None:
+        """Advance virtual time deadline by deadline up to t, letting executions run at each step."""
+        while True:
+            self.settle()
+            deadline = self.clock.next_deadline()
+            if deadline is None or deadline > t:
+                break
+            self.clock.advance_to(deadline)
+        self.clock.advance_to(t)
+        self.settle()
+
+    def run_all(self, limit: timedelta = timedelta(days=400)) -> None:
+        """Advance deadline by deadline until nothing waits on a deadline, or `limit` of virtual time."""
+        end = self.clock.now() + limit
+        while True:
+            self.settle()
+            deadline = self.clock.next_deadline()
+            if deadline is None:
+                return
+            if deadline > end:
+                self.clock.advance_to(end)
+                self.settle()
+                return
+            self.clock.advance_to(deadline)
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """Every event of an execution's history, all pages."""
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn}
+        while True:
+            page = self.sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            token = page.get("nextToken")
+            if not token:
+                return events
+            kwargs["nextToken"] = token

@@ -1,0 +1,338 @@
+"""Runs workflows on the embedded local stack against timed events: `stepwise simulate` and `stepwise demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from shared import constants as C
+from shared.enrollment import Enroller
+from shared.events import ContactEvent
+from shared.routing import Routed, Router, outbox_to_event, pending_events
+from shared.store.contacts import ContactStore, create_table
+from shared.workflow.compiler import compile_workflow
+from shared.workflow.durations import parse_duration
+from shared.workflow.model import ScheduleTrigger, Workflow, WorkflowFileError, load_workflow, workflow_files
+from stepwise.local.stack import LocalStack
+
+TABLE = "stepwise-local"
+STEP_RUNNER = "functions.step_runner.handler.handler"
+DEFAULT_START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+class EventsFileError(Exception):
+    """A line of an events file that cannot be used; the message names the line and the field."""
+
+
+@dataclass
+class TimedEvent:
+    at: datetime
+    event: ContactEvent
+
+
+def parse_at(text: str, start: datetime) -> datetime:
+    if text.startswith("+"):
+        return start + timedelta(seconds=parse_duration(text[1:]))
+    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if at.tzinfo is None:
+        raise ValueError(f"{text!r} needs a time zone (e.g. 2026-12-01T09:00:00Z)")
+    return at
+
+
+def read_events(path: Path, start: datetime) -> list[TimedEvent]:
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise EventsFileError(f"{path}:{n}: not JSON: {err.msg}") from None
+        if not isinstance(raw, dict) or set(raw) - {"at", "event"} or "event" not in raw:
+            raise EventsFileError(f'{path}:{n}: a line is {{"at": "+10m" | ISO time, "event": {{...}}}}')
+        try:
+            at = parse_at(str(raw.get("at", "+0s")), start)
+        except ValueError as err:
+            raise EventsFileError(f"{path}:{n}: field at: {err}") from None
+        try:
+            event = ContactEvent.model_validate(raw["event"])
+        except ValueError as err:
+            first = err.errors()[0] if hasattr(err, "errors") else {"loc": (), "msg": str(err)}
+            loc = ".".join(str(p) for p in first["loc"])
+            raise EventsFileError(f"{path}:{n}: field event.{loc}: {first['msg']}") from None
+        out.append(TimedEvent(at, event))
+    return sorted(out, key=lambda e: e.at)
+
+
+class Simulation:
+    """The whole engine in one process: moto's Step Functions and DynamoDB, the step runner in-process,
+    the router fed by the events file and by the step runner's outbox, all on one virtual clock."""
+
+    def __init__(self, workflows: list[Workflow], start: datetime = DEFAULT_START) -> None:
+        self.workflows = workflows
+        self.start = start
+        self.routed: list[tuple[datetime, Routed, str]] = []
+        self.machines: dict[str, str] = {}
+
+    def __enter__(self) -> Simulation:
+        from functions.step_runner import handler as step_runner
+
+        step_runner.reset()  # its clients belong to the previous mock
+        self.stack = LocalStack(start=self.start).__enter__()
+        create_table(self.stack.dynamodb, TABLE)
+        template = f"arn:aws:states:{self.stack.region}:{self.stack.account_id}:stateMachine:stepwise-{{workflow}}"
+        fn = self.stack.create_function(
+            "stepwise-step-runner",
+            STEP_RUNNER,
+            {
+                C.ENV_TABLE_NAME: TABLE,
+                C.ENV_STATE_MACHINE_ARN_TEMPLATE: template,
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_LOG_LEVEL": "WARNING",
+            },
+        )
+        for wf in self.workflows:
+            self.machines[wf.name] = self.stack.create_state_machine(f"stepwise-{wf.name}", compile_workflow(wf, fn))
+        self.store = ContactStore(TABLE, self.stack.dynamodb)
+        self.enroller = Enroller(self.store, self.stack.sfn, template)
+        self.router = Router(self.workflows, self.store, self.enroller, self.stack.sfn)
+        self.timers: list[tuple[datetime, Callable[[], None]]] = []
+        for wf in self.workflows:
+            for entry in wf.triggers:
+                if isinstance(entry.root, ScheduleTrigger):
+                    trig = entry.root
+                    self.timers.append((trig.at, lambda wf=wf, trig=trig: self._fire(wf, trig)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.__exit__(*exc)  # type: ignore[arg-type]
+
+    @property
+    def now(self) -> datetime:
+        return self.stack.clock.now()
+
+    def _fire(self, wf: Workflow, trig: ScheduleTrigger) -> None:
+        for r in self.router.fire_schedule(wf, trig):
+            self.routed.append((self.now, r, "schedule.fired"))
+
+    def send(self, event: ContactEvent) -> list[Routed]:
+        """Deliver one event now, as the trigger router would, and let everything it causes run."""
+        routed = self.router.handle(event)
+        self.routed.extend((self.now, r, event.type) for r in routed)
+        self.settle()
+        return routed
+
+    def settle(self) -> None:
+        """Run until every execution waits on the clock or a token and the outbox is empty."""
+        while True:
+            self.stack.settle()
+            pending = pending_events(self.store)
+            if not pending:
+                return
+            for item in pending:
+                self.store.delete_item(item[C.PK], item[C.SK])
+                event = outbox_to_event(item)
+                self.routed.extend((self.now, r, event.type) for r in self.router.handle(event, internal=True))
+
+    def advance(self, target: datetime) -> None:
+        """Move virtual time to `target`, waking waits and firing schedules in time order."""
+        while True:
+            self.settle()
+            deadline = self.stack.clock.next_deadline()
+            timer = min((t for t, _ in self.timers), default=None)
+            nxt = min((d for d in (deadline, timer) if d is not None), default=None)
+            if nxt is None or nxt > target:
+                break
+            if nxt > self.now:
+                self.stack.clock.advance_to(nxt)
+            due = [(t, f) for t, f in self.timers if t <= self.now]
+            self.timers = [(t, f) for t, f in self.timers if t > self.now]
+            for _, fire in due:
+                fire()
+        if target > self.now:
+            self.stack.clock.advance_to(target)
+        self.settle()
+
+    def run(self, events: list[TimedEvent], horizon: timedelta = timedelta(days=400)) -> None:
+        for te in events:
+            self.advance(te.at)
+            self.send(te.event)
+        self.finish(horizon)
+
+    def finish(self, horizon: timedelta = timedelta(days=400)) -> None:
+        """Let every execution run to its end (bounded by `horizon` of virtual time)."""
+        limit = self.now + horizon
+        while True:
+            self.settle()
+            deadline = self.stack.clock.next_deadline()
+            timer = min((t for t, _ in self.timers), default=None)
+            nxt = min((d for d in (deadline, timer) if d is not None), default=None)
+            if nxt is None or nxt > limit:
+                return
+            self.advance(nxt)
+
+    # ---- what a user sees --------------------------------------------------------------------
+
+    def contacts(self) -> list[str]:
+        return sorted({i["contact_id"] for i in self.store.scan_prefix("CONTACT#") if i[C.SK] == "PROFILE"})
+
+    def timeline(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for at, r, etype in self.routed:
+            rows.append(
+                {
+                    "at": at.isoformat(),
+                    "contact": r.contact,
+                    "workflow": r.workflow,
+                    "step": f"({etype})",
+                    "outcome": r.action,
+                    "why": r.why,
+                    "_seq": -1,
+                }
+            )
+        for cid in self.contacts():
+            for h in self.store.history(cid):
+                row = {
+                    "at": h["at"],
+                    "contact": cid,
+                    "workflow": h["workflow"],
+                    "step": h["step"],
+                    "outcome": h["outcome"],
+                    "why": h.get("why", ""),
+                    "_seq": h.get("seq", 0),
+                }
+                if h.get("conditions"):
+                    row["conditions"] = h["conditions"]
+                rows.append(row)
+        rows.sort(key=lambda r: (r["at"], r["contact"], r["_seq"]))
+        for r in rows:
+            del r["_seq"]
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        contacts = []
+        for cid in self.contacts():
+            c = self.store.get(cid)
+            msgs = [
+                {
+                    k: m.get(k)
+                    for k in ("at", "channel", "template", "workflow", "step", "to", "subject")
+                    if m.get(k) is not None
+                }
+                for m in self.store.messages(cid)
+            ]
+            contacts.append({**c.summary(), "messages": msgs})
+        return {"contacts": contacts, "messages_sent": sum(len(c["messages"]) for c in contacts)}
+
+    def execution_arns(self, workflow: str) -> list[str]:
+        arns = []
+        for page in self.stack.sfn.get_paginator("list_executions").paginate(stateMachineArn=self.machines[workflow]):
+            arns.extend(e["executionArn"] for e in page["executions"])
+        return arns
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+
+def _load(paths: list[Path], out: TextIO) -> list[Workflow] | None:
+    from shared.workflow.lint import lint
+
+    workflows, problems = [], []
+    for p in paths:
+        try:
+            wf = load_workflow(p)
+        except WorkflowFileError as err:
+            problems.extend(err.problems)
+            continue
+        problems.extend(f"{p}: {v}" for v in lint(wf))
+        workflows.append(wf)
+    if problems:
+        print("\n".join(problems), file=out)
+        return None
+    return workflows
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    start = parse_at(args.start, DEFAULT_START) if getattr(args, "start", None) else DEFAULT_START
+    workflows = _load([Path(args.file)], sys.stderr)
+    if workflows is None:
+        return 1
+    try:
+        events = read_events(Path(args.events), start)
+    except (EventsFileError, OSError) as err:
+        print(err, file=sys.stderr)
+        return 1
+    with Simulation(workflows, start) as sim:
+        sim.run(events)
+        for row in sim.timeline():
+            print(json.dumps(row, default=str), file=out)
+        print(json.dumps({"summary": sim.summary()}, default=str), file=out)
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    folder = Path(getattr(args, "folder", None) or "workflows")
+    files = workflow_files(folder)
+    workflows = _load(files, sys.stderr)
+    if workflows is None:
+        return 1
+    samples = folder / "samples"
+    events: list[TimedEvent] = []
+    for f in sorted(samples.glob("*.jsonl")):
+        events.extend(read_events(f, DEFAULT_START))
+    events.sort(key=lambda e: e.at)
+    print(
+        f"Stepwise demo: {len(workflows)} workflows, {len(events)} sample events, virtual start "
+        f"{DEFAULT_START:%Y-%m-%d %H:%M} UTC\n"
+    )
+    with Simulation(workflows, DEFAULT_START) as sim:
+        sim.run(events)
+        print_timelines(sim, sys.stdout)
+    return 0
+
+
+def print_timelines(sim: Simulation, out: TextIO) -> None:
+    rows = sim.timeline()
+    summary = {c["id"]: c for c in sim.summary()["contacts"]}
+    for cid in sim.contacts():
+        c = summary[cid]
+        label = c.get("email") or c.get("phone") or cid
+        print(f"── {label} ({cid})", file=out)
+        for r in (r for r in rows if r["contact"] == cid):
+            at = datetime.fromisoformat(r["at"])
+            offset = _offset(at - sim.start)
+            print(
+                f"  {offset:>9}  {at:%a %d %b %H:%M}  {r['workflow']:<20} {r['step']:<24} {r['outcome']:<14} "
+                f"{r['why']}",
+                file=out,
+            )
+            for cond in r.get("conditions", []):
+                verdict = "yes" if cond["result"] else "no"
+                print(f"{'':>62}· {cond['condition']}: {verdict} (saw {json.dumps(cond['value'])})", file=out)
+        msgs = ", ".join(f"{m['channel']}:{m.get('template') or m.get('subject')}" for m in c["messages"]) or "none"
+        print(
+            f"  tags={c['tags']} lists={c['lists']} campaigns={sorted(c['campaigns'])} score={c['score']:g} "
+            f"stages={c['stages']}",
+            file=out,
+        )
+        print(f"  messages: {msgs}\n", file=out)
+
+
+def _offset(delta: timedelta) -> str:
+    secs = int(delta.total_seconds())
+    d, rem = divmod(secs, 86400)
+    h, rem = divmod(rem, 3600)
+    m, s = divmod(rem, 60)
+    parts = [f"{d}d" if d else "", f"{h}h" if h else "", f"{m}m" if m else "", f"{s}s" if s else ""]
+    return "+" + ("".join(parts) or "0s")
+
+
+def load_workflows(folder: str | Path) -> list[Workflow]:
+    return [load_workflow(p) for p in workflow_files(folder)]

@@ -1,0 +1,57 @@
+"""Tiny Lambda handlers that the local-stack integration tests run in-process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import shared.clock
+
+# Module-level so tests can read what handlers saw; guarded since executions run on many threads.
+_lock = threading.Lock()
+TOKENS: list[str] = []
+RECORDS: list[tuple[str, str]] = []
+CONTEXTS: list[dict[str, Any]] = []
+
+
+class ContactNotFound(Exception):
+    """A typed domain error that an ASL Catch matches by class name."""
+
+
+def reset() -> None:
+    with _lock:
+        TOKENS.clear()
+        RECORDS.clear()
+        CONTEXTS.clear()
+
+
+def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    with _lock:
+        CONTEXTS.append(
+            {
+                "function_name": context.function_name,
+                "invoked_function_arn": context.invoked_function_arn,
+                "memory_limit_in_mb": context.memory_limit_in_mb,
+                "remaining_ms": context.get_remaining_time_in_millis(),
+                "greeting": os.environ.get("GREETING"),
+            }
+        )
+    return {"echo": event, "greeting": os.environ.get("GREETING"), "now": shared.clock.now().isoformat()}
+
+
+def find_contact(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    raise ContactNotFound(f"no contact {event.get('contact_id')}")
+
+
+def store_token(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    with _lock:
+        TOKENS.append(event["token"])
+    return {"stored": True}
+
+
+def record(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    now = shared.clock.now().isoformat()
+    with _lock:
+        RECORDS.append((event["label"], now))
+    return {"label": event["label"], "at": now}

@@ -193,7 +193,7 @@ class Simulation:
                     "step": f"({etype})",
                     "outcome": r.action,
                     "why": r.why,
-                    "_seq": -1,
+                    "_seq": ("", -1),
                 }
             )
         for cid in self.contacts():
@@ -205,14 +205,44 @@ class Simulation:
                     "step": h["step"],
                     "outcome": h["outcome"],
                     "why": h.get("why", ""),
-                    "_seq": h.get("seq", 0),
+                    "_seq": (h.get("entered", ""), h.get("seq", 0)),
                 }
                 if h.get("conditions"):
                     row["conditions"] = h["conditions"]
                 rows.append(row)
+        rows.extend(self._failures())
+        # Within one contact: time, then routing before steps, then the order states were entered.
         rows.sort(key=lambda r: (r["at"], r["contact"], r["_seq"]))
         for r in rows:
             del r["_seq"]
+        return rows
+
+    def _failures(self) -> list[dict[str, Any]]:
+        """Executions that failed: shown in the timeline so an error is never silent."""
+        rows = []
+        for wf, arn in self.machines.items():
+            for page in self.stack.sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=arn, statusFilter="FAILED"
+            ):
+                for e in page["executions"]:
+                    d = self.stack.sfn.describe_execution(executionArn=e["executionArn"])
+                    inp = json.loads(d.get("input", "{}"))
+                    cause = str(d.get("cause", ""))
+                    try:
+                        cause = json.loads(cause).get("errorMessage", cause)
+                    except (ValueError, AttributeError):
+                        pass
+                    rows.append(
+                        {
+                            "at": self.now.isoformat(),
+                            "contact": inp.get("contact_id", "?"),
+                            "workflow": wf,
+                            "step": "(execution)",
+                            "outcome": "FAILED",
+                            "why": f"{d.get('error')}: {cause[:300]}",
+                            "_seq": ("~", 0),
+                        }
+                    )
         return rows
 
     def summary(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,6 +72,7 @@ class StepRequest(BaseModel):
     event: dict[str, Any]
     run: dict[str, Any]
     execution: str
+    entered: str = ""  # $$.State.EnteredTime: orders records of one instant of virtual time
     steps: list[dict[str, Any]] | None = None
     step: dict[str, Any] | None = None
     ahead: list[dict[str, Any]] | dict[str, list[dict[str, Any]]] = []
@@ -119,6 +121,8 @@ class Ctx:
             "why": why,
             "at": self.now.isoformat(),
             "seq": self.seq,
+            # Wall-clock write order breaks ties between records of one virtual instant.
+            "entered": f"{self.req.entered}|{time.time_ns():020d}",
             C.TTL_ATTRIBUTE: epoch(self.now + timedelta(days=self.req.history_days)),
             **extra,
         }
@@ -332,10 +336,10 @@ def _perform(ctx: Ctx, step: Step) -> None:
         for i, (k, v) in enumerate(sorted(r.set_field.items())):
             names[f"#f{i}"] = k
             values[f":v{i}"] = v
-            sets.append(f"fields.#f{i} = :v{i}")
+            sets.append(f"#fd.#f{i} = :v{i}")
             if c.fields.get(k) != v:
                 writes.append(_event(ctx, "field.changed", {"field": k, "value": v, "previous": c.fields.get(k)}, sid))
-        profile("SET " + ", ".join(sets), names, values)
+        profile("SET " + ", ".join(sets), {"#fd": "fields", **names}, values)
         c.fields.update(r.set_field)
         why = "fields set: " + ", ".join(sorted(r.set_field))
     elif isinstance(r, AdjustScoreStep):
@@ -353,7 +357,7 @@ def _perform(ctx: Ctx, step: Step) -> None:
     elif isinstance(r, GenerateCouponStep):
         g = r.generate_coupon
         code = g.prefix + stable_hash(ctx.key(sid), "coupon", length=8).upper()
-        profile("SET fields.#f = :c", {"#f": g.field}, {":c": code})
+        profile("SET #fd.#f = :c", {"#fd": "fields", "#f": g.field}, {":c": code})
         writes.append(
             store.put(
                 {

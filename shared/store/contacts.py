@@ -215,8 +215,8 @@ class ContactStore:
             TableName=self.table,
             Key=self._key(contact_pk(contact_id), "PROFILE"),
             UpdateExpression="SET " + ", ".join(sets),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=serialise(values),
+            ExpressionAttributeNames={"#f": "fields"},
+            ExpressionAttributeValues=serialise({k: v for k, v in values.items() if not k.startswith(":x")}),
         )
         if extra:
             # Custom fields need the map to exist first; a second update keeps the first one simple.
@@ -349,7 +349,7 @@ class ContactStore:
 
     def history(self, contact_id: str) -> list[dict[str, Any]]:
         items = self.query_prefix(contact_pk(contact_id), "HIST#")
-        return sorted(items, key=lambda i: (i["at"], i.get("seq", 0)))
+        return sorted(items, key=lambda i: (i["at"], i.get("entered", ""), i.get("seq", 0)))
 
     def messages(self, contact_id: str) -> list[dict[str, Any]]:
         return sorted(self.query_prefix(contact_pk(contact_id), "MSG#"), key=lambda i: i["at"])

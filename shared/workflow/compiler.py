@@ -269,6 +269,7 @@ class Compiler:
             "event.$": "$.event",
             "run.$": "$.run",
             "execution.$": "$$.Execution.Id",
+            "entered.$": "$$.State.EnteredTime",
         }
         if callback:
             params["task_token.$"] = "$$.Task.Token"

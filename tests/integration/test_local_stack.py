@@ -319,8 +319,9 @@ def test_missed_heartbeat_times_out_at_heartbeat_interval(stack: LocalStack) -> 
     stack.sfn.send_task_heartbeat(taskToken=token)
     stack.run_all()
 
+    # moto reports a missed heartbeat as States.Timeout (it never emits States.HeartbeatTimeout).
     output = output_of(stack, execution)
-    assert output["error"]["Error"] == "States.HeartbeatTimeout"
+    assert output["error"]["Error"] == "States.Timeout"
     assert stack.clock.now() == START + timedelta(minutes=110)
 
 
@@ -455,3 +456,58 @@ def test_fifty_executions_with_a_day_wait_and_a_lambda(stack: LocalStack) -> Non
     assert {describe(stack, arn)["status"] for arn in executions} == {"SUCCEEDED"}
     assert len(handlers.RECORDS) == 50
     assert {at for _, at in handlers.RECORDS} == {(START + timedelta(days=1)).isoformat()}
+
+
+def test_short_task_timeout_is_virtual_not_real(stack: LocalStack) -> None:
+    # TimeoutSeconds=1 must not expire while the test spends more than a real second.
+    storer = stack.create_function("store-token", f"{HANDLERS}.store_token", {})
+    machine = stack.create_state_machine(
+        "short-timeout",
+        {
+            "StartAt": "AwaitReply",
+            "States": {
+                "AwaitReply": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                    "Parameters": {"FunctionName": storer, "Payload": {"token.$": "$$.Task.Token"}},
+                    "TimeoutSeconds": 1,
+                    "End": True,
+                }
+            },
+        },
+    )
+    execution = start(stack, machine)
+    stack.settle()
+    time.sleep(1.2)
+    assert describe(stack, execution)["status"] == "RUNNING"
+    stack.sfn.send_task_success(taskToken=handlers.TOKENS[0], output='{"late": false}')
+    stack.run_all()
+    assert describe(stack, execution)["status"] == "SUCCEEDED"
+    assert output_of(stack, execution) == {"late": False}
+
+
+def test_exit_restores_moto_environment_and_wall_clock() -> None:
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    original_wait = WaitFunction.__dict__["_wait_interval"]
+    previous_key = os.environ.get("AWS_ACCESS_KEY_ID")
+    with LocalStack(start=START) as local:
+        assert WaitFunction.__dict__["_wait_interval"] is not original_wait
+        assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
+        assert shared.clock.now() == START
+        assert local.account_id == "123456789012"
+    assert WaitFunction.__dict__["_wait_interval"] is original_wait
+    assert os.environ.get("AWS_ACCESS_KEY_ID") == previous_key
+    assert abs(shared.clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+def test_exit_stops_executions_left_blocked() -> None:
+    with LocalStack(start=START) as local:
+        machine = local.create_state_machine(
+            "left-behind", {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}}
+        )
+        executions = [start(local, machine) for _ in range(3)]
+        local.settle()
+        assert local.clock.blocked_owners() == set(executions)
+        running = local._running_executions
+    assert running() == [] or all(e.status != "RUNNING" for e in running())

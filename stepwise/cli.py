@@ -1,0 +1,420 @@
+"""The `stepwise` command: validate, compile, graph, cost and schema of workflow files; simulate and demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
+from shared.workflow import durations
+from shared.workflow.compiler import CompileError, compile_workflow
+from shared.workflow.conditions import Where
+from shared.workflow.cost import PRICE_PER_1000_TRANSITIONS, analyse, price, transitions
+from shared.workflow.durations import format_duration
+from shared.workflow.lint import END, Flow, FlowNode, flow, lint
+from shared.workflow.model import (
+    STEP_KINDS,
+    AddTagStep,
+    AdjustScoreStep,
+    BranchStep,
+    CallWebhookStep,
+    EndStep,
+    GenerateCouponStep,
+    GoalStep,
+    GotoStep,
+    IfStep,
+    MoveToStageStep,
+    NotifyStep,
+    RemoveFromCampaignStep,
+    RemoveTagStep,
+    ScheduleTrigger,
+    SendEmailStep,
+    SendSiteMessageStep,
+    SendSmsStep,
+    SetFieldStep,
+    SplitStep,
+    StartWorkflowStep,
+    SubscribeStep,
+    Trigger,
+    UnsubscribeStep,
+    WaitStep,
+    WaitUntilStep,
+    Workflow,
+    WorkflowFileError,
+    load_workflow,
+    workflow_files,
+)
+
+DEFAULT_STEP_RUNNER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:stepwise-step-runner"
+
+
+# ---- validate ------------------------------------------------------------------------------------------------
+
+
+def check_file(path: Path) -> tuple[Workflow | None, list[str]]:
+    """The workflow in `path` (None if it does not load) and every problem: load errors, lint, compile."""
+    try:
+        wf = load_workflow(path)
+    except WorkflowFileError as err:
+        return None, list(err.problems)
+    problems = [f"{path}: {v}" for v in lint(wf)]
+    # The compiler's errors are a subset of lint's, in rougher words: only ask it once lint is satisfied.
+    if not problems:
+        try:
+            compile_workflow(wf, DEFAULT_STEP_RUNNER_ARN)
+        except CompileError as err:
+            problems.append(f"{path}: {err}")
+    return wf, problems
+
+
+def expand(paths: list[str]) -> tuple[list[Path], list[str]]:
+    """Files named, plus every *.yaml / *.yml of folders named; problems for paths that give none."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = workflow_files(p)
+            if not found:
+                problems.append(f"{p}: no *.yaml or *.yml workflow files in this folder")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            problems.append(f"{p}: no such file or folder")
+    return files, problems
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    files, problems = expand(args.paths)
+    bad = 0
+    for f in files:
+        _, found = check_file(f)
+        bad += bool(found)
+        problems.extend(found)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{_count(len(problems), 'problem')} in {bad} of {_count(len(files), 'workflow')}")
+        return 1
+    print(f"{_count(len(files), 'workflow')} OK")
+    return 0
+
+
+def _load_valid(path: str) -> Workflow | None:
+    """The workflow if it passes validate, else None with its problems printed to stderr."""
+    wf, problems = check_file(Path(path))
+    if wf is None or problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{path}: refused: fix the {_count(len(problems), 'problem')} above first", file=sys.stderr)
+        return None
+    return wf
+
+
+# ---- compile -------------------------------------------------------------------------------------------------
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    wf = _load_valid(args.file)
+    if wf is None:
+        return 1
+    print(json.dumps(compile_workflow(wf, args.step_runner_arn), indent=2))
+    return 0
+
+
+# ---- graph ---------------------------------------------------------------------------------------------------
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _where(where: Where | None) -> str:
+    if where is None:
+        return ""
+    return " where " + ", ".join(f"{k} {c.describe()}" for k, c in where.comparisons().items())
+
+
+def _list_ref(list_: str | None, campaign: str | None) -> str:
+    return f"list {list_}" if list_ is not None else f"campaign {campaign}"
+
+
+def step_detail(node: FlowNode) -> str:
+    """A few words on what the step does, for graph labels."""
+    r = node.step.root
+    detail: str
+    if isinstance(r, SendEmailStep | SendSmsStep):
+        m = r.send_email if isinstance(r, SendEmailStep) else r.send_sms
+        detail = m.template + (f" ({m.campaign})" if m.campaign else "")
+    elif isinstance(r, SendSiteMessageStep):
+        detail = r.send_site_message.template
+    elif isinstance(r, NotifyStep):
+        detail = f"{r.notify.subject} to {', '.join(r.notify.to)}"
+    elif isinstance(r, AddTagStep | RemoveTagStep):
+        detail = ", ".join(r.add_tag if isinstance(r, AddTagStep) else r.remove_tag)
+    elif isinstance(r, SubscribeStep | UnsubscribeStep):
+        ref = r.subscribe if isinstance(r, SubscribeStep) else r.unsubscribe
+        detail = _list_ref(ref.list, ref.campaign)
+    elif isinstance(r, MoveToStageStep):
+        detail = f"{r.move_to_stage.pipeline}: {r.move_to_stage.stage}"
+    elif isinstance(r, SetFieldStep):
+        detail = ", ".join(f"{k} = {v}" for k, v in r.set_field.items())
+    elif isinstance(r, AdjustScoreStep):
+        detail = f"+{r.adjust_score.add}" if r.adjust_score.add is not None else f"= {r.adjust_score.set}"
+    elif isinstance(r, GenerateCouponStep):
+        c = r.generate_coupon
+        off = f"{c.percent_off}% off" if c.percent_off else f"{c.amount_off} off" if c.amount_off else "coupon"
+        detail = f"{c.prefix or 'code'} {off}, valid {format_duration(c.valid_for)}"
+    elif isinstance(r, StartWorkflowStep):
+        detail = r.start_workflow.workflow + (f" at {r.start_workflow.at}" if r.start_workflow.at else "")
+    elif isinstance(r, RemoveFromCampaignStep):
+        detail = r.remove_from_campaign
+    elif isinstance(r, CallWebhookStep):
+        detail = f"{r.call_webhook.method} {r.call_webhook.url}"
+    elif isinstance(r, IfStep):
+        detail = r.if_.describe()
+    elif isinstance(r, BranchStep):
+        detail = " / ".join(c.name for c in r.branch)
+    elif isinstance(r, SplitStep):
+        detail = " / ".join(f"{p.name} {p.percent:g}%" for p in r.split)
+    elif isinstance(r, WaitStep):
+        detail = format_duration(r.wait)
+    elif isinstance(r, WaitUntilStep):
+        wu = r.wait_until
+        if wu.at is not None:
+            detail = wu.at.isoformat()
+        else:
+            what = wu.event + _where(wu.where) if wu.event else wu.condition.describe() if wu.condition else ""
+            detail = f"{what}, timeout {format_duration(wu.timeout or 0)}"
+    elif isinstance(r, GotoStep):
+        detail = r.goto
+    elif isinstance(r, GoalStep):
+        g = r.goal
+        detail = g.event + _where(g.where) if g.event else g.condition.describe() if g.condition else ""
+    elif isinstance(r, EndStep):
+        detail = r.end.reason
+    else:
+        raise TypeError(f"unhandled step model {type(r).__name__}")  # exhaustiveness guard
+    return detail
+
+
+def _label(text: str) -> str:
+    # Mermaid reads quotes and angle brackets inside labels as syntax; its entity codes are safe.
+    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
+_SHAPES = {"decision": ('{"', '"}'), "wait": ('(["', '"])'), "goal": ('{{"', '"}}'), "goto": ('>"', '"]'),
+           "end": ('(("', '"))'), "action": ('["', '"]')}  # fmt: skip
+
+
+def _shape(node: FlowNode) -> str:
+    kind = node.step.kind
+    if kind in ("if", "branch", "split"):
+        return "decision"
+    if kind in ("wait", "wait_until", "goal", "goto", "end"):
+        return kind if kind != "wait_until" else "wait"
+    return "action"
+
+
+def trigger_text(wf: Workflow) -> str:
+    parts = []
+    for t in wf.triggers:
+        r = t.root
+        if isinstance(r, ScheduleTrigger):
+            parts.append(_label(f"at {r.at.isoformat()} for list {r.list}"))
+        elif isinstance(r, Trigger):
+            delay = f", after {format_duration(r.delay)}" if r.delay else ""
+            parts.append(_label(_short(r.event + _where(r.where)) + delay))
+    return "<br/>".join(parts) if parts else "started by another workflow"
+
+
+def mermaid(wf: Workflow) -> str:
+    """A Mermaid flowchart of the workflow: steps as nodes, decisions' branches, go-tos dashed."""
+    f: Flow = flow(wf)
+    names = {key: f"n{i}" for i, key in enumerate(f.nodes)}
+    names[END] = "done"
+    lines = ["flowchart TD", f'    start[["{_label(wf.name)}<br/>{trigger_text(wf)}"]]']
+    for key, node in f.nodes.items():
+        title = node.id + (f" ({node.step.root.name})" if getattr(node.step.root, "name", None) else "")
+        text = f"{_label(title)}<br/>{node.step.kind}: {_label(_short(step_detail(node)))}"
+        left, right = _SHAPES[_shape(node)]
+        lines.append(f"    {names[key]}{left}{text}{right}")
+    if f.first == END or any(e.dst == END for e in f.edges):
+        lines.append('    done(("done"))')
+    lines.append(f"    start --> {names[f.first]}")
+    # Contacts jump to a goal from wherever they are once they meet it.
+    lines.extend(
+        f'    start -.->|"goal met"| {names[k]}' for k, n in f.nodes.items() if isinstance(n.step.root, GoalStep)
+    )
+    order = {key: i for i, key in enumerate(f.nodes)}
+    for e in sorted(f.edges, key=lambda e: order[e.src]):
+        arrow = "-.->" if e.kind == "goto" else "-->"
+        label = f'|"{_label(e.label)}"|' if e.label else ""
+        lines.append(f"    {names[e.src]} {arrow}{label} {names[e.dst]}")
+    return "\n".join(lines)
+
+
+def graph_command(args: argparse.Namespace) -> int:
+    try:
+        wf = load_workflow(args.file)
+    except WorkflowFileError as err:
+        for line in err.problems:
+            print(line, file=sys.stderr)
+        return 1
+    print(mermaid(wf))
+    return 0
+
+
+# ---- cost ----------------------------------------------------------------------------------------------------
+
+
+def cost_command(args: argparse.Namespace) -> int:
+    wf = _load_valid(args.file)
+    if wf is None:
+        return 1
+    report = analyse(compile_workflow(wf, DEFAULT_STEP_RUNNER_ARN), contacts=args.contacts)
+    if args.json:
+        print(json.dumps({"workflow": wf.name, **report.as_dict()}, indent=2))
+        return 0
+    print(f"{wf.name}: {_count(len(report.paths), 'path')} from Entry to the end")
+    for p in report.paths:
+        print(f"  {transitions(p):3d} transitions: {' -> '.join(p)}")
+    print(f"fewest {report.fewest}, most {report.most} transitions per contact", end="")
+    print(f" (+{report.start_delay_extra} when a trigger has a delay)" if report.start_delay_extra else "")
+    for lp in report.loops:
+        print(f"loop {' -> '.join([*lp, lp[0]])}: +{transitions(lp)} transitions per iteration")
+    low, high = price(report.fewest, args.contacts), price(report.most, args.contacts)
+    print(
+        f"Step Functions price for {args.contacts:,} contacts at ${PRICE_PER_1000_TRANSITIONS} per 1,000 "
+        f"state transitions: ${low:,.4f} (fewest) to ${high:,.4f} (most)"
+    )
+    return 0
+
+
+# ---- schema --------------------------------------------------------------------------------------------------
+
+_DURATION_SCHEMA: JsonSchemaValue = {
+    "description": "A duration: seconds, or e.g. 90s, 10m, 2h, 1d, 2w, 1d12h",
+    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^(\d+[smhdw])+$"}],
+}
+
+
+class _WorkflowSchema(GenerateJsonSchema):
+    """Durations are ints in the model but users write `1d`: describe what the file accepts."""
+
+    def function_before_schema(self, schema: core_schema.BeforeValidatorFunctionSchema) -> JsonSchemaValue:
+        if schema["function"].get("function") is durations._coerce:
+            return dict(_DURATION_SCHEMA)
+        return super().function_before_schema(schema)
+
+
+def workflow_schema() -> dict[str, Any]:
+    """JSON Schema of workflow files, with the short forms the models accept before validating."""
+    schema = Workflow.model_json_schema(by_alias=True, schema_generator=_WorkflowSchema)
+    defs = schema["$defs"]
+    # Short forms accepted by `mode="before"` validators, which the generated schema cannot see.
+    defs["Reentry"] = {
+        "anyOf": [
+            {"enum": ["once", "always"]},
+            {"type": "object", "properties": {"once_per": _DURATION_SCHEMA}, "required": ["once_per"],
+             "additionalProperties": False},
+            defs["Reentry"],
+        ],
+        "title": "Reentry",
+        "description": defs["Reentry"].get("description", ""),
+    }  # fmt: skip
+    defs["Score"] = {"anyOf": [{"type": "integer"}, defs["Score"]], "title": "Score"}
+    for name, key in (("AddTagStep", "add_tag"), ("RemoveTagStep", "remove_tag")):
+        prop = defs[name]["properties"][key]
+        defs[name]["properties"][key] = {"anyOf": [{"type": "string"}, prop], "title": prop.get("title", key)}
+    end = defs["EndStep"]["properties"]["end"]
+    defs["EndStep"]["properties"]["end"] = {"anyOf": [{"const": True}, {"type": "string"}, {"type": "null"}, end]}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "Stepwise workflow file",
+        "description": (
+            "A marketing-automation workflow: triggers that enrol contacts and the steps they go through. "
+            f"Each step holds an id and exactly one kind key: {', '.join(STEP_KINDS)}."
+        ),
+    }
+
+
+def schema_command(args: argparse.Namespace) -> int:
+    print(json.dumps(workflow_schema(), indent=2))
+    return 0
+
+
+# ---- simulate / demo (their module is written separately; imported only when used) --------------------------
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    from stepwise.simulate import simulate_command as run
+
+    return run(args)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from stepwise.simulate import demo_command as run
+
+    return run(args)
+
+
+# ---- entry point ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stepwise", description="Marketing-automation workflows as code.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="load, lint and compile workflow files; print every problem")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="workflow files, or folders of *.yaml / *.yml")
+    p.set_defaults(func=validate_command)
+
+    p = sub.add_parser("compile", help="print the Step Functions definition (ASL JSON) of a workflow")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--step-runner-arn", default=DEFAULT_STEP_RUNNER_ARN, metavar="ARN")
+    p.set_defaults(func=compile_command)
+
+    p = sub.add_parser("graph", help="print a Mermaid flowchart of a workflow")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=graph_command)
+
+    p = sub.add_parser("cost", help="paths through the compiled state machine, their transitions and price")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--contacts", type=int, default=1000, help="contacts to price (default 1000)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cost_command)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of workflow files")
+    p.set_defaults(func=schema_command)
+
+    p = sub.add_parser("simulate", help="run a workflow locally against a file of events")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="one contact event per line")
+    p.add_argument("--start", metavar="ISO", help="virtual clock start (ISO 8601)")
+    p.set_defaults(func=simulate_command)
+
+    p = sub.add_parser("demo", help="run the example workflows locally and show what contacts receive")
+    p.add_argument("folder", nargs="?", default="workflows", metavar="FOLDER")
+    p.set_defaults(func=demo_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

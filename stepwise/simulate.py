@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -228,10 +229,8 @@ class Simulation:
                     d = self.stack.sfn.describe_execution(executionArn=e["executionArn"])
                     inp = json.loads(d.get("input", "{}"))
                     cause = str(d.get("cause", ""))
-                    try:
+                    with contextlib.suppress(ValueError, AttributeError):
                         cause = json.loads(cause).get("errorMessage", cause)
-                    except (ValueError, AttributeError):
-                        pass
                     rows.append(
                         {
                             "at": self.now.isoformat(),

@@ -67,13 +67,14 @@ class LocalStack:
             **dict.fromkeys(_CLEARED_ENV),
         }
         self._saved_env = {name: os.environ.get(name) for name in overrides}
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        # After start: moto installs its own fake keys, which these replace for the stack's lifetime.
         for name, value in overrides.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
-        self._mock.start()
         self._uninstall = install(self.clock)
         return self
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -502,6 +503,7 @@ def test_exit_restores_moto_environment_and_wall_clock() -> None:
 
 
 def test_exit_stops_executions_left_blocked() -> None:
+    threads_before = threading.active_count()
     with LocalStack(start=START) as local:
         machine = local.create_state_machine(
             "left-behind", {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}}
@@ -509,5 +511,6 @@ def test_exit_stops_executions_left_blocked() -> None:
         executions = [start(local, machine) for _ in range(3)]
         local.settle()
         assert local.clock.blocked_owners() == set(executions)
-        running = local._running_executions
-    assert running() == [] or all(e.status != "RUNNING" for e in running())
+        left_behind = local._running_executions()
+    assert [execution.status for execution in left_behind] == ["ABORTED"] * 3
+    assert threading.active_count() <= threads_before

@@ -29,12 +29,8 @@ def test_abandoned_checkout_both_branches_and_filter() -> None:
                 TimedEvent(DEFAULT_START, ev("e1", "checkout.abandoned", "ana@example.com", cart)),
                 TimedEvent(DEFAULT_START, ev("e2", "checkout.abandoned", "bo@example.com", {**cart, "cart_value": 20})),
                 TimedEvent(DEFAULT_START, ev("e3", "checkout.abandoned", "cy@example.com", cart)),
-                TimedEvent(
-                    DEFAULT_START + timedelta(hours=3), ev("t1", "tag.added", "cy@example.com", {"tag": "Purchased"})
-                ),
-                TimedEvent(
-                    DEFAULT_START + timedelta(days=2), ev("t2", "tag.added", "ana@example.com", {"tag": "Purchased"})
-                ),
+                TimedEvent(DEFAULT_START + timedelta(hours=3), ev("t1", "tag.added", "cy@example.com", bought)),
+                TimedEvent(DEFAULT_START + timedelta(days=2), ev("t2", "tag.added", "ana@example.com", bought)),
             ]
         )
         assert steps_of(sim, "ana@example.com", "abandoned-checkout") == [

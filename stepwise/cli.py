@@ -245,7 +245,8 @@ def mermaid(wf: Workflow) -> str:
     names[END] = "done"
     lines = ["flowchart TD", f'    start[["{_label(wf.name)}<br/>{trigger_text(wf)}"]]']
     for key, node in f.nodes.items():
-        title = node.id + (f" ({node.step.root.name})" if getattr(node.step.root, "name", None) else "")
+        label = getattr(node.step.root, "name", None)  # go-to and end steps have no name field
+        title = node.id + (f" ({label})" if label else "")
         text = f"{_label(title)}<br/>{node.step.kind}: {_label(_short(step_detail(node)))}"
         left, right = _SHAPES[_shape(node)]
         lines.append(f"    {names[key]}{left}{text}{right}")

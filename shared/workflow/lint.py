@@ -101,7 +101,7 @@ def display_id(step: Step, loc: tuple[str, ...]) -> str:
 
 @dataclass
 class FlowNode:
-    key: str  # the step's location ("steps.2.then.0"): unique even when ids are not
+    key: str  # the step's position by indexes ("2.0.1"): unique even when ids or branch names are not
     id: str
     step: Step
     parent: str | None  # key of the enclosing control step
@@ -143,8 +143,8 @@ def flow(wf: Workflow) -> Flow:
     edges: list[Edge] = []
     gotos: list[tuple[str, str]] = []
 
-    def visit(steps: list[Step], where: tuple[str, ...], parent: str | None, cont: str) -> str:
-        keys = [".".join((*where, str(i))) for i in range(len(steps))]
+    def visit(steps: list[Step], where: tuple[str, ...], path: str, parent: str | None, cont: str) -> str:
+        keys = [f"{path}{i}" for i in range(len(steps))]
         stopped_by: str | None = None
         for i, step in enumerate(steps):
             key, loc = keys[i], (*where, str(i))
@@ -152,21 +152,26 @@ def flow(wf: Workflow) -> Flow:
             node = FlowNode(key=key, id=display_id(step, loc), step=step, parent=parent, stopped_by=stopped_by)
             nodes[key] = node
             r = step.root
-            heads = {name: visit(inner, (*loc, *name.split(".")), key, nxt) for name, inner in branches(step)}
+            # Heads in branches() order; a list, not a dict, so repeated branch names still get their own edge.
+            heads = [
+                visit(inner, (*loc, *name.split(".")), f"{key}.{j}.", key, nxt)
+                for j, (name, inner) in enumerate(branches(step))
+            ]
             if isinstance(r, GotoStep):
                 gotos.append((key, r.goto))
             elif isinstance(r, EndStep):
                 pass
             elif isinstance(r, IfStep):
-                edges.extend(Edge(key, heads[b], b, "branch") for b in ("then", "else"))
+                edges.extend(Edge(key, h, b, "branch") for b, h in zip(("then", "else"), heads, strict=True))
             elif isinstance(r, BranchStep):
-                edges.extend(Edge(key, heads[f"branch.{c.name}"], c.name, "branch") for c in r.branch)
-                edges.append(Edge(key, heads["otherwise"], "otherwise", "branch"))
+                names = [c.name for c in r.branch] + ["otherwise"]
+                edges.extend(Edge(key, h, b, "branch") for b, h in zip(names, heads, strict=True))
             elif isinstance(r, SplitStep):
-                edges.extend(Edge(key, heads[f"split.{p.name}"], f"{p.name} {p.percent:g}%", "branch") for p in r.split)
+                labels = [f"{p.name} {p.percent:g}%" for p in r.split]
+                edges.extend(Edge(key, h, b, "branch") for b, h in zip(labels, heads, strict=True))
             elif isinstance(r, WaitUntilStep) and r.wait_until.at is None:
                 edges.append(Edge(key, nxt, "event" if r.wait_until.event else "condition met"))
-                edges.append(Edge(key, heads.get("on_timeout", nxt), "timeout", "timeout"))
+                edges.append(Edge(key, heads[0] if heads else nxt, "timeout", "timeout"))
             elif isinstance(r, GoalStep) and r.goal.otherwise == "end":
                 edges.append(Edge(key, nxt, "met"))
                 edges.append(Edge(key, END, "not met"))
@@ -176,7 +181,7 @@ def flow(wf: Workflow) -> Flow:
                 stopped_by = node.id
         return keys[0] if keys else cont
 
-    first = visit(wf.steps, ("steps",), None, END)
+    first = visit(wf.steps, ("steps",), "", None, END)
     by_id: dict[str, str] = {}
     for key, node in nodes.items():
         by_id.setdefault(node.id, key)
@@ -262,6 +267,27 @@ def duplicate_ids(wf: Workflow) -> Iterator[Finding]:
             yield step.id, "id", f"id {step.id!r} is already used by the step at {first[step.id]}; ids must be unique"
         else:
             first[step.id] = where
+
+
+@check("duplicate-branch-names")
+def duplicate_branch_names(wf: Workflow) -> Iterator[Finding]:
+    """Two cases of a branch, or two paths of a split, with one name: the Choice state could not tell them apart."""
+    for step, _ in wf.walk():
+        r = step.root
+        if isinstance(r, BranchStep | SplitStep):
+            kind, what = ("branch", "case") if isinstance(r, BranchStep) else ("split", "path")
+            items = r.branch if isinstance(r, BranchStep) else r.split
+            seen: set[str] = set()
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    yield step.id, f"{kind}.{i}.name", f"another {what} of this {kind} is already named {item.name!r}"
+                elif isinstance(r, BranchStep) and item.name == "otherwise":
+                    yield (
+                        step.id,
+                        f"{kind}.{i}.name",
+                        "'otherwise' is reserved for the branch taken when no case holds",
+                    )
+                seen.add(item.name)
 
 
 @check("unknown-goto-target")

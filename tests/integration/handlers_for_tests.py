@@ -55,3 +55,32 @@ def record(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with _lock:
         RECORDS.append((event["label"], now))
     return {"label": event["label"], "at": now}
+
+
+def _powertools_handler() -> Any:
+    # Built lazily so importing this module does not configure Powertools for every test.
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    logger = Logger(service="stepwise-tests")
+    metrics = Metrics(namespace="StepwiseTests", service="stepwise-tests")
+
+    @logger.inject_lambda_context
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        logger.info("handled", extra={"contact_id": event.get("contact_id")})
+        metrics.add_metric(name="Handled", unit=MetricUnit.Count, value=1)
+        return {"request_id": context.aws_request_id}
+
+    return handler
+
+
+_powertools: Any = None
+
+
+def powertools(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _powertools
+    if _powertools is None:
+        _powertools = _powertools_handler()
+    result: dict[str, Any] = _powertools(event, context)
+    return result

@@ -514,3 +514,12 @@ def test_exit_stops_executions_left_blocked() -> None:
         left_behind = local._running_executions()
     assert [execution.status for execution in left_behind] == ["ABORTED"] * 3
     assert threading.active_count() <= threads_before
+
+
+def test_powertools_logger_and_metrics_accept_the_context(stack: LocalStack) -> None:
+    fn = stack.create_function("powertools", f"{HANDLERS}.powertools", {})
+    machine = stack.create_state_machine("powertools", {"StartAt": "P", "States": {"P": lambda_task(fn)}})
+    execution = start(stack, machine, {"contact_id": "c-7"})
+    stack.run_all()
+    assert describe(stack, execution)["status"] == "SUCCEEDED"
+    assert len(output_of(stack, execution)["request_id"]) == 36

@@ -26,6 +26,7 @@ def found(text: str, name: str) -> list[str]:
 def test_registry_holds_every_check_in_order() -> None:
     assert list(CHECKS) == [
         "duplicate-ids",
+        "duplicate-branch-names",
         "unknown-goto-target",
         "goto-not-last",
         "unreachable-steps",
@@ -63,6 +64,27 @@ steps:
 """
     assert found(text, "duplicate-ids") == [
         "step remind, field id: id 'remind' is already used by the step at steps.0; ids must be unique"
+    ]
+
+
+def test_duplicate_branch_names() -> None:
+    text = """
+name: t
+steps:
+  - id: by-value
+    branch:
+      - {name: big, when: {score: {gt: 50}}}
+      - {name: big, when: {score: {gt: 10}}}
+      - {name: otherwise, when: {has_tag: x}}
+  - id: pick
+    split:
+      - {name: a, percent: 50}
+      - {name: a, percent: 50}
+"""
+    assert found(text, "duplicate-branch-names") == [
+        "step by-value, field branch.1.name: another case of this branch is already named 'big'",
+        "step by-value, field branch.2.name: 'otherwise' is reserved for the branch taken when no case holds",
+        "step pick, field split.1.name: another path of this split is already named 'a'",
     ]
 
 

@@ -26,9 +26,23 @@ from moto.stepfunctions.parser import models as sfn_parser_models
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+from moto.stepfunctions.parser.asl.component.program import program as program_module
 from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+    inline_iteration_component as inline_iteration_module,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import job as job_module
+from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import (
+    branch_worker as branch_worker_module,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import (
+    branches_decl as branches_decl_module,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_callback as callback_state_module,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
 )
@@ -46,11 +60,13 @@ from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
 from moto.stepfunctions.parser.backend import execution as execution_module
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import StepFunctionResponse
 
 import shared.clock
-from stepwise.local.clock import VirtualClock
+from stepwise.local.clock import VirtualClock, current_owner
 
 _MISSING = object()
 _install_lock = threading.Lock()
@@ -110,13 +126,6 @@ def _virtual_timeout(timeout_seconds: float | None) -> float | None:
     if timeout_seconds is None or timeout_seconds >= TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS:
         return None
     return float(timeout_seconds)
-
-
-class _UntimedEvent(threading.Event):
-    """Event whose wait ignores its real-time timeout."""
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return super().wait(None)
 
 
 @dataclass
@@ -344,9 +353,79 @@ def install(clock: VirtualClock) -> Callable[[], None]:
     patcher.set(HeartbeatEndpoint, "notify", heartbeat_notify)
     patcher.set(StateTaskServiceCallback, "_eval_wait_for_task_token", eval_wait_for_task_token)
 
-    # The state's outer TimeoutSeconds is a real-time wait on the worker thread; the virtual timeout
-    # is enforced inside (callback waits), so the outer wait must not expire in real time.
-    patcher.set(execute_state, "threading", types.SimpleNamespace(Event=_UntimedEvent))
+    # --- Interpreter threads ---------------------------------------------------------------------
+    # moto runs every program, state and Parallel/Map branch on its own thread and joins it with
+    # real-time waits (a state's TimeoutSeconds, a machine's TimeoutSeconds). Counting those
+    # threads per execution and moving their joins onto the clock lets settle() see when a whole
+    # execution is idle, and makes those timeouts virtual.
+    class OwnedThread(threading.Thread):
+        """A thread counted as running for its execution until it ends; join() waits on the clock."""
+
+        def __init__(self, *args: Any, owner: str | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.stepwise_owner = owner if owner is not None else current_owner()
+            self.stepwise_done = threading.Event()
+
+        def start(self) -> None:
+            if self.stepwise_owner is not None:
+                clock.thread_starting(self.stepwise_owner)
+            super().start()
+
+        def run(self) -> None:
+            if self.stepwise_owner is None:
+                super().run()
+                return
+            clock.thread_running(self.stepwise_owner)
+            try:
+                super().run()
+            finally:
+                clock.thread_finished(self.stepwise_done)
+
+        def join(self, timeout: float | None = None) -> None:
+            if self.stepwise_owner is None or current_owner() is None:
+                super().join(timeout)
+                return
+            if clock.wait_event(self.stepwise_done, _virtual_timeout(timeout), owner=self.stepwise_owner):
+                super().join()  # the thread has finished its work; this returns at once
+
+    class ClockEvent(threading.Event):
+        """An Event whose waits count as blocked on the clock and whose timeouts are virtual."""
+
+        def set(self) -> None:
+            clock.set_event(self)
+
+        def wait(self, timeout: float | None = None) -> bool:
+            owner = current_owner()
+            if owner is None:
+                return super().wait(timeout)
+            return clock.wait_event(self, _virtual_timeout(timeout), owner=owner)
+
+    interpreter_threading = types.SimpleNamespace(
+        **{name: getattr(threading, name) for name in dir(threading) if not name.startswith("__")}
+    )
+    interpreter_threading.Thread = OwnedThread
+    interpreter_threading.Event = ClockEvent
+    for module in (
+        program_module,
+        execute_state,
+        branch_worker_module,
+        branches_decl_module,
+        inline_iteration_module,
+        job_module,
+        callback_state_module,
+    ):
+        patcher.set(module, "threading", interpreter_threading)
+    patcher.set(execute_state, "Thread", OwnedThread)
+
+    def worker_start(self: ExecutionWorker) -> None:
+        # Counted from the caller's thread, before the execution thread exists: no idle gap.
+        thread = OwnedThread(
+            target=self._execution_logic, daemon=True, owner=self._evaluation_details.execution_details.arn
+        )
+        TMP_THREADS.append(thread)
+        thread.start()
+
+    patcher.set(ExecutionWorker, "start", worker_start)
 
     # --- Retry intervals -----------------------------------------------------------------------
     # The retrier calls time.sleep(interval) without the environment; hand it over per thread.

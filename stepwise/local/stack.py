@@ -181,18 +181,18 @@ class LocalStack:
         ]
 
     def _active_execution_arns(self) -> list[str] | None:
-        """RUNNING executions not blocked on the clock; None if a blocked thread woke while looking."""
-        # Blocked set first, then the listing: an execution that starts or blocks in between shows
-        # as active (safe). Something woken in between (a callback from a thread that then ended)
-        # moves the release counter, and the snapshot is retaken.
-        releases, blocked = self.clock.blocked_snapshot()
+        """RUNNING executions with a thread still running; None if a blocked thread woke while looking."""
+        # Busy set first, then the listing: an execution that starts in between is started by a
+        # thread that was busy (or by the caller, who is not settling). Something woken in between
+        # (a callback sent from a thread that then ended) moves the release counter: look again.
+        releases, busy = self.clock.busy_snapshot()
         running = [execution.exec_arn for execution in self._running_executions()]
         if self.clock.release_count() != releases:
             return None
-        return [arn for arn in running if arn not in blocked]
+        return [arn for arn in running if arn in busy]
 
     def settle(self, timeout: float = 30.0) -> None:
-        """Wait (real time) until every RUNNING execution is blocked on the virtual clock."""
+        """Wait (real time) until every thread of every RUNNING execution is blocked on the virtual clock."""
         give_up = time.monotonic() + timeout
         while True:
             active = self._active_execution_arns()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as datetime_module
 import importlib
 import json
 import os
@@ -187,12 +188,12 @@ def invoke_in_process(fn: LambdaFunction, event: Any) -> tuple[bytes, bool]:
         memory_limit_in_mb=int(fn.memory_size),
         aws_request_id=str(uuid.uuid4()),
         log_group_name=f"/aws/lambda/{fn.function_name}",
-        log_stream_name=f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
+        log_stream_name=f"{shared.clock.now():%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
         timeout_seconds=float(fn.timeout),
     )
     with _lambda_lock, _environment(dict(fn.environment_vars or {})):
         try:
-            handler = _resolve_handler(fn.handler)
+            handler = _resolve_handler(str(fn.handler or ""))
         except (ImportError, AttributeError) as exc:
             return json.dumps(_error_payload("Runtime.ImportModuleError", exc)).encode(), True
         try:
@@ -220,29 +221,20 @@ def _sfn_parser_modules() -> list[types.ModuleType]:
     ]
 
 
-def install(clock: VirtualClock) -> Callable[[], None]:
-    """Patch moto to run Step Functions on `clock` and Lambda in-process; returns the uninstall function."""
-    global _installed
-    with _install_lock:
-        if _installed:
-            raise RuntimeError("stepwise.local patches are already installed")
-        _installed = True
+def _halted(clock: VirtualClock, env: Environment) -> threading.Event:
+    halt = _halt_event(env)
+    # A stop may have landed before the halt event existed; latch it now.
+    if not env.is_running():
+        clock.set_event(halt)
+    return halt
 
-    patcher = _Patcher()
 
-    def halted(env: Environment) -> threading.Event:
-        halt = _halt_event(env)
-        # A stop may have landed before the halt event existed; latch it now.
-        if not env.is_running():
-            clock.set_event(halt)
-        return halt
-
-    # --- Wait states -------------------------------------------------------------------------
+def _patch_waits(clock: VirtualClock, patcher: _Patcher) -> None:
     def wait_interval(self: WaitFunction, env: Environment, wait_seconds: float) -> None:
         if wait_seconds <= 0:
             return
         deadline = clock.now() + timedelta(seconds=wait_seconds)
-        clock.sleep_until(deadline, owner=execution_arn_of(env), interrupt=halted(env))
+        clock.sleep_until(deadline, owner=execution_arn_of(env), interrupt=_halted(clock, env))
 
     def timestamp_wait_seconds(self: Timestamp, env: Environment) -> float:
         self.string.eval(env=env)
@@ -256,7 +248,29 @@ def install(clock: VirtualClock) -> Callable[[], None]:
     patcher.set(WaitFunction, "_wait_interval", wait_interval)
     patcher.set(Timestamp, "_get_wait_seconds", timestamp_wait_seconds)
 
-    # --- Stops and ends wake anything blocked in that environment -----------------------------
+    # The retrier calls time.sleep(interval) without the environment; hand it over per thread.
+    retry_env = threading.local()
+    original_retrier_eval = retrier_decl.RetrierDecl._eval_body
+
+    def retrier_eval_body(self: retrier_decl.RetrierDecl, env: Environment) -> None:
+        retry_env.env = env
+        try:
+            original_retrier_eval(self, env)
+        finally:
+            retry_env.env = None
+
+    def retry_sleep(seconds: float) -> None:
+        env: Environment | None = getattr(retry_env, "env", None)
+        if env is None or seconds <= 0:
+            return
+        deadline = clock.now() + timedelta(seconds=seconds)
+        clock.sleep_until(deadline, owner=execution_arn_of(env), interrupt=_halted(clock, env))
+
+    patcher.set(retrier_decl.RetrierDecl, "_eval_body", retrier_eval_body)
+    patcher.set(retrier_decl, "time", types.SimpleNamespace(sleep=retry_sleep))
+
+
+def _patch_stops(clock: VirtualClock, patcher: _Patcher) -> None:
     def wrap_state_setter(original: Callable[..., None], *, yields_to_stop: bool) -> Callable[..., None]:
         def setter(self: Environment, *args: Any, **kwargs: Any) -> None:
             # moto lets an error raised while a stopped execution unwinds overwrite the stop, turning
@@ -270,8 +284,8 @@ def install(clock: VirtualClock) -> Callable[[], None]:
         return setter
 
     for name in ("set_ended", "set_error", "set_timed_out", "set_stop"):
-        setter = wrap_state_setter(getattr(Environment, name), yields_to_stop=name in ("set_error", "set_timed_out"))
-        patcher.set(Environment, name, setter)
+        yields = name in ("set_error", "set_timed_out")
+        patcher.set(Environment, name, wrap_state_setter(getattr(Environment, name), yields_to_stop=yields))
 
     # A task whose wait was cut short by a stop unwinds with an exception; without this it would be
     # recorded as TaskTimedOut/TaskFailed and run Retry/Catch before the ExecutionAborted event.
@@ -286,7 +300,8 @@ def install(clock: VirtualClock) -> Callable[[], None]:
 
     patcher.set(ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
 
-    # --- Task tokens ---------------------------------------------------------------------------
+
+def _patch_task_tokens(clock: VirtualClock, patcher: _Patcher) -> None:
     def callback_notify(self: CallbackEndpoint, outcome: CallbackOutcome) -> None:
         self._outcome = outcome
         clock.set_event(self._notify_event)
@@ -303,7 +318,7 @@ def install(clock: VirtualClock) -> Callable[[], None]:
         callback_endpoint: CallbackEndpoint,
         heartbeat_endpoint: HeartbeatEndpoint,
     ) -> CallbackOutcome | HeartbeatTimedOut | None:
-        owner, halt = execution_arn_of(env), halted(env)
+        owner, halt = execution_arn_of(env), _halted(clock, env)
         deadline = None if timeout is None else clock.now() + timedelta(seconds=timeout)
         beat = heartbeat_endpoint._next_heartbeat_event
         while env.is_running():
@@ -341,7 +356,10 @@ def install(clock: VirtualClock) -> Callable[[], None]:
             outcome = wait_with_heartbeat(env, timeout, callback_endpoint, heartbeat_endpoint)
         else:
             clock.wait_event(
-                callback_endpoint._notify_event, timeout, owner=execution_arn_of(env), interrupt=halted(env)
+                callback_endpoint._notify_event,
+                timeout,
+                owner=execution_arn_of(env),
+                interrupt=_halted(clock, env),
             )
             outcome = callback_endpoint.get_outcome()
         if outcome is None:
@@ -353,7 +371,8 @@ def install(clock: VirtualClock) -> Callable[[], None]:
     patcher.set(HeartbeatEndpoint, "notify", heartbeat_notify)
     patcher.set(StateTaskServiceCallback, "_eval_wait_for_task_token", eval_wait_for_task_token)
 
-    # --- Interpreter threads ---------------------------------------------------------------------
+
+def _patch_threads(clock: VirtualClock, patcher: _Patcher) -> None:
     # moto runs every program, state and Parallel/Map branch on its own thread and joins it with
     # real-time waits (a state's TimeoutSeconds, a machine's TimeoutSeconds). Counting those
     # threads per execution and moving their joins onto the clock lets settle() see when a whole
@@ -419,44 +438,21 @@ def install(clock: VirtualClock) -> Callable[[], None]:
 
     def worker_start(self: ExecutionWorker) -> None:
         # Counted from the caller's thread, before the execution thread exists: no idle gap.
-        thread = OwnedThread(
-            target=self._execution_logic, daemon=True, owner=self._evaluation_details.execution_details.arn
-        )
+        arn = self._evaluation_details.execution_details.arn
+        thread = OwnedThread(target=self._execution_logic, daemon=True, owner=arn)
         TMP_THREADS.append(thread)
         thread.start()
 
     patcher.set(ExecutionWorker, "start", worker_start)
 
-    # --- Retry intervals -----------------------------------------------------------------------
-    # The retrier calls time.sleep(interval) without the environment; hand it over per thread.
-    retry_env = threading.local()
-    original_retrier_eval = retrier_decl.RetrierDecl._eval_body
 
-    def retrier_eval_body(self: Any, env: Environment) -> None:
-        retry_env.env = env
-        try:
-            original_retrier_eval(self, env)
-        finally:
-            retry_env.env = None
-
-    def retry_sleep(seconds: float) -> None:
-        env: Environment | None = getattr(retry_env, "env", None)
-        if env is None or seconds <= 0:
-            return
-        deadline = clock.now() + timedelta(seconds=seconds)
-        clock.sleep_until(deadline, owner=execution_arn_of(env), interrupt=halted(env))
-
-    patcher.set(retrier_decl.RetrierDecl, "_eval_body", retrier_eval_body)
-    patcher.set(retrier_decl, "time", types.SimpleNamespace(sleep=retry_sleep))
-
-    # --- Virtual timestamps in history, $$.State.EnteredTime, start and stop dates -----------
+def _patch_timestamps(clock: VirtualClock, patcher: _Patcher) -> None:
+    # History events, $$.State.EnteredTime, execution start and stop dates.
     class VirtualDatetime(datetime):
         @classmethod
         def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
             current = clock.now()
             return current.astimezone(tz) if tz is not None else current.astimezone().replace(tzinfo=None)
-
-    import datetime as datetime_module
 
     virtual_datetime_module = types.SimpleNamespace(
         **{name: getattr(datetime_module, name) for name in dir(datetime_module) if not name.startswith("__")}
@@ -466,7 +462,8 @@ def install(clock: VirtualClock) -> Callable[[], None]:
         patcher.set(module, "datetime", virtual_datetime_module)
     patcher.set(EventManager, "_get_current_timestamp", staticmethod(clock.now))
 
-    # --- Execution names ---------------------------------------------------------------------------
+
+def _patch_api_quirks(patcher: _Patcher) -> None:
     # The interpreter backend does not default a missing name as AWS does (a UUID): every unnamed
     # execution gets ARN "...:None", so the second unnamed start of a machine fails or is deduplicated.
     original_start_execution = StepFunctionsParserBackend.start_execution
@@ -474,9 +471,9 @@ def install(clock: VirtualClock) -> Callable[[], None]:
     def start_execution(
         self: StepFunctionsParserBackend,
         state_machine_arn: str,
-        name: str | None = None,
-        execution_input: str | None = None,
-        trace_header: str | None = None,
+        name: Any = None,
+        execution_input: Any = None,
+        trace_header: Any = None,
     ) -> Any:
         return original_start_execution(
             self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header
@@ -486,14 +483,16 @@ def install(clock: VirtualClock) -> Callable[[], None]:
 
     # moto's response handler drops SendTaskFailure's `cause`, so a Catch would see Cause: null.
     def send_task_failure(self: StepFunctionResponse) -> Any:
-        self.stepfunction_backend.send_task_failure(
+        backend: Any = self.stepfunction_backend  # the interpreter backend, which accepts `cause`
+        backend.send_task_failure(
             self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
         )
         return EmptyResult()
 
     patcher.set(StepFunctionResponse, "send_task_failure", send_task_failure)
 
-    # --- Lambda in-process ---------------------------------------------------------------------
+
+def _patch_lambda(patcher: _Patcher) -> None:
     def lambda_invoke(self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any) -> bytes:
         event = json.loads(body) if body else {}
         payload, errored = invoke_in_process(self, event)
@@ -507,7 +506,9 @@ def install(clock: VirtualClock) -> Callable[[], None]:
     # Without Docker moto may route to the canned-answer backend; send it to the real one instead.
     patcher.set(LambdaSimpleBackend, "invoke", LambdaBackend.invoke)
 
-    # --- Reuse boto3 clients for integration tasks ---------------------------------------------
+
+def _patch_boto_clients(patcher: _Patcher) -> Callable[[], None]:
+    # moto builds a boto3 client per integration task; reusing them roughly doubles throughput.
     original_client_for = boto_client_module.boto_client_for
     clients: dict[tuple[str, str, bool], Any] = {}
     clients_lock = threading.Lock()
@@ -525,18 +526,47 @@ def install(clock: VirtualClock) -> Callable[[], None]:
         if getattr(module, "boto_client_for", None) is original_client_for:
             patcher.set(module, "boto_client_for", cached_client_for)
 
-    shared.clock.use(clock.now)
-
-    def uninstall() -> None:
-        global _installed
-        shared.clock.use(None)
-        patcher.restore()
+    def forget() -> None:
         # Modules first imported while installed copied the cached function from boto_client.
         for module in _sfn_parser_modules():
             if getattr(module, "boto_client_for", None) is cached_client_for:
                 module.boto_client_for = original_client_for  # type: ignore[attr-defined]
         clients.clear()
+
+    return forget
+
+
+def install(clock: VirtualClock) -> Callable[[], None]:
+    """Patch moto to run Step Functions on `clock` and Lambda in-process; returns the uninstall function."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            raise RuntimeError("stepwise.local patches are already installed")
+        _installed = True
+
+    patcher = _Patcher()
+    cleanups: list[Callable[[], None]] = []
+
+    def uninstall() -> None:
+        global _installed
+        shared.clock.use(None)
+        patcher.restore()
+        for cleanup in cleanups:
+            cleanup()
         with _install_lock:
             _installed = False
 
+    try:
+        _patch_waits(clock, patcher)
+        _patch_stops(clock, patcher)
+        _patch_task_tokens(clock, patcher)
+        _patch_threads(clock, patcher)
+        _patch_timestamps(clock, patcher)
+        _patch_api_quirks(patcher)
+        _patch_lambda(patcher)
+        cleanups.append(_patch_boto_clients(patcher))
+        shared.clock.use(clock.now)
+    except BaseException:
+        uninstall()
+        raise
     return uninstall

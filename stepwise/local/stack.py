@@ -46,7 +46,8 @@ def _placeholder_zip() -> bytes:
 
 
 class LocalStack:
-    """moto with Step Functions execution enabled, patched onto a VirtualClock, as a context manager."""
+    """moto with Step Functions execution enabled, patched onto a VirtualClock; a single-use context
+    manager, one active per process (the patches are process-wide)."""
 
     def __init__(self, start: datetime | None = None, region: str = "us-east-1") -> None:
         self.region = region
@@ -75,7 +76,13 @@ class LocalStack:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        self._uninstall = install(self.clock)
+        try:
+            self._uninstall = install(self.clock)
+        except BaseException:
+            self._mock.stop()
+            self._mock = None
+            self._restore_env()
+            raise
         return self
 
     def __exit__(
@@ -95,11 +102,14 @@ class LocalStack:
                 self._mock.stop()
                 self._mock = None
             self._clients.clear()
-            for name, value in self._saved_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            self._restore_env()
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
     def _stop_running_executions(self, grace_seconds: float = 2.0) -> None:
         # Left-over executions would otherwise keep interpreter threads alive past the mock.

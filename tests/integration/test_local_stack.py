@@ -523,3 +523,100 @@ def test_powertools_logger_and_metrics_accept_the_context(stack: LocalStack) -> 
     stack.run_all()
     assert describe(stack, execution)["status"] == "SUCCEEDED"
     assert len(output_of(stack, execution)["request_id"]) == 36
+
+
+def record_task(function_arn: str, label: str) -> dict[str, Any]:
+    task = lambda_task(function_arn)
+    task["Parameters"] = {"FunctionName": function_arn, "Payload": {"label": label}}
+    return task
+
+
+def test_parallel_branches_each_see_their_own_wake_time(stack: LocalStack) -> None:
+    # Branches run on their own threads; an execution is only idle once all of them are blocked.
+    recorder = stack.create_function("record", f"{HANDLERS}.record", {})
+
+    def branch(label: str, seconds: int) -> dict[str, Any]:
+        return {
+            "StartAt": "W",
+            "States": {"W": {"Type": "Wait", "Seconds": seconds, "Next": "R"}, "R": record_task(recorder, label)},
+        }
+
+    machine = stack.create_state_machine(
+        "parallel",
+        {
+            "StartAt": "Both",
+            "States": {"Both": {"Type": "Parallel", "Branches": [branch("A", 3600), branch("B", 3601)], "End": True}},
+        },
+    )
+    execution = start(stack, machine)
+    stack.run_all()
+    expected = [("A", START + timedelta(seconds=3600)), ("B", START + timedelta(seconds=3601))]
+    assert describe(stack, execution)["status"] == "SUCCEEDED"
+    recorded = list(handlers.RECORDS)
+    assert recorded == [(label, at.isoformat()) for label, at in expected]
+
+
+@pytest.mark.parametrize(
+    ("max_concurrency", "expected"),
+    [
+        (0, [("z", "09:30:00"), ("x", "10:00:00"), ("y", "11:00:00")]),
+        (1, [("x", "10:00:00"), ("y", "12:00:00"), ("z", "12:30:00")]),
+    ],
+)
+def test_map_iterations_wait_in_virtual_time(
+    stack: LocalStack, max_concurrency: int, expected: list[tuple[str, str]]
+) -> None:
+    recorder = stack.create_function("record", f"{HANDLERS}.record", {})
+    machine = stack.create_state_machine(
+        "map",
+        {
+            "StartAt": "Each",
+            "States": {
+                "Each": {
+                    "Type": "Map",
+                    "ItemsPath": "$.items",
+                    "MaxConcurrency": max_concurrency,
+                    "ItemProcessor": {
+                        "ProcessorConfig": {"Mode": "INLINE"},
+                        "StartAt": "W",
+                        "States": {
+                            "W": {"Type": "Wait", "SecondsPath": "$.seconds", "Next": "R"},
+                            "R": lambda_task(recorder),
+                        },
+                    },
+                    "End": True,
+                }
+            },
+        },
+    )
+    items = [{"seconds": 3600, "label": "x"}, {"seconds": 7200, "label": "y"}, {"seconds": 1800, "label": "z"}]
+    execution = start(stack, machine, {"items": items})
+    stack.run_all()
+    assert describe(stack, execution)["status"] == "SUCCEEDED"
+    assert [(label, at[11:19]) for label, at in handlers.RECORDS] == expected
+
+
+def test_state_machine_timeout_is_virtual(stack: LocalStack) -> None:
+    machine = stack.create_state_machine(
+        "machine-timeout",
+        {"TimeoutSeconds": 3600, "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 7200, "End": True}}},
+    )
+    with RealTime(2.0):
+        execution = start(stack, machine)
+        stack.run_all()
+    assert describe(stack, execution)["status"] == "TIMED_OUT"
+    assert stack.clock.now() == START + timedelta(hours=1)
+    assert stack.clock.next_deadline() is None
+
+
+def test_only_one_stack_at_a_time(stack: LocalStack) -> None:
+    with pytest.raises(RuntimeError, match="already installed"), LocalStack(start=START):
+        pass
+    # The failed second stack left the first one working.
+    machine = stack.create_state_machine(
+        "still-works", {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 5, "End": True}}}
+    )
+    execution = start(stack, machine)
+    stack.run_all()
+    assert describe(stack, execution)["status"] == "SUCCEEDED"
+    assert stack.clock.now() == START + timedelta(seconds=5)

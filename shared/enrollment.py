@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,7 +89,10 @@ class Enroller:
             started = self.sfn.start_execution(
                 stateMachineArn=arn,
                 name=name,
-                input=_json(execution_input(contact_id, workflow, event, resume_at=resume_at, start_delay=start_delay)),
+                input=json.dumps(
+                    execution_input(contact_id, workflow, event, resume_at=resume_at, start_delay=start_delay),
+                    default=str,
+                ),
             )
         except ClientError as err:
             if err.response["Error"]["Code"] == "ExecutionAlreadyExists":
@@ -117,9 +121,3 @@ class Enroller:
         self.sfn.stop_execution(executionArn=record["execution_arn"], error="Stopped", cause=reason[:200])
         self.store.put_item({**record, "status": "stopped", "stopped_because": reason})
         return True
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, default=str)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from shared import clock
-from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import ContactEvent
 from shared.facts import facts_for
@@ -119,7 +119,6 @@ class Router:
             desc = self.sfn.describe_execution(executionArn=record["execution_arn"])
         except Exception:
             return {}
-        import json
 
         return json.loads(desc.get("input", "{}")).get("event", {})
 
@@ -176,6 +175,3 @@ def outbox_to_event(item: dict[str, Any]) -> ContactEvent:
             "occurred_at": item["at"],
         }
     )
-
-
-__all__ = ["C", "Routed", "Router", "outbox_to_event", "pending_events"]

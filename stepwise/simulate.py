@@ -145,9 +145,7 @@ class Simulation:
         """Move virtual time to `target`, waking waits and firing schedules in time order."""
         while True:
             self.settle()
-            deadline = self.stack.clock.next_deadline()
-            timer = min((t for t, _ in self.timers), default=None)
-            nxt = min((d for d in (deadline, timer) if d is not None), default=None)
+            nxt = self._next_due()
             if nxt is None or nxt > target:
                 break
             if nxt > self.now:
@@ -171,12 +169,15 @@ class Simulation:
         limit = self.now + horizon
         while True:
             self.settle()
-            deadline = self.stack.clock.next_deadline()
-            timer = min((t for t, _ in self.timers), default=None)
-            nxt = min((d for d in (deadline, timer) if d is not None), default=None)
+            nxt = self._next_due()
             if nxt is None or nxt > limit:
                 return
             self.advance(nxt)
+
+    def _next_due(self) -> datetime | None:
+        """The earliest of the clock's next wake-up and the next fixed-date trigger."""
+        due = [d for d in (self.stack.clock.next_deadline(), min((t for t, _ in self.timers), default=None)) if d]
+        return min(due, default=None)
 
     # ---- what a user sees --------------------------------------------------------------------
 
@@ -361,7 +362,3 @@ def _offset(delta: timedelta) -> str:
     m, s = divmod(rem, 60)
     parts = [f"{d}d" if d else "", f"{h}h" if h else "", f"{m}m" if m else "", f"{s}s" if s else ""]
     return "+" + ("".join(parts) or "0s")
-
-
-def load_workflows(folder: str | Path) -> list[Workflow]:
-    return [load_workflow(p) for p in workflow_files(folder)]

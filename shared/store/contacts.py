@@ -143,13 +143,6 @@ class Contact:
         }
 
 
-@dataclass
-class Write:
-    """One part of a step's transaction, in the low-level TransactWriteItems form."""
-
-    item: dict[str, Any]
-
-
 class ContactStore:
     """Data access for contacts. The only module that talks to DynamoDB."""
 

@@ -154,10 +154,7 @@ class Compiler:
                 for _, inner in branches(s):
                     neighbours(inner)
 
-        neighbours(self.graph_steps())
-
-    def graph_steps(self) -> list[Step]:
-        return self.wf.steps
+        neighbours(self.wf.steps)
 
     # Which state the flow enters when it arrives at step `sid` (go-tos and empty branches resolved).
     def resolve(self, sid: str, seen: frozenset[str] = frozenset()) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
@@ -151,14 +151,24 @@ class HasTag(Strict):
         return f"has tag {self.has_tag!r}"
 
 
-class FieldCondition(Compare):
+class _Operand(Compare):
+    """A condition that names a value and applies Compare's operators to it."""
+
+    _subject: ClassVar[str]
+
+    def ops(self) -> Compare:
+        """The operators alone, without the key that names the value."""
+        return Compare.model_validate(self.model_dump(by_alias=True, exclude={self._subject}, exclude_unset=True))
+
+
+class FieldCondition(_Operand):
     """A custom field ("detail") of the contact, or a built-in one: email, phone, timezone, first_name."""
 
+    _subject: ClassVar[str] = "field"
     field: str
 
     def describe(self) -> str:
-        ops = Compare.model_validate(self.model_dump(by_alias=True, exclude={"field"}, exclude_unset=True))
-        return f"field {self.field} {ops.describe()}"
+        return f"field {self.field} {self.ops().describe()}"
 
 
 class ScoreCondition(Strict):
@@ -243,14 +253,14 @@ class DidEvent(Strict):
         return f"did event {s.event}{where}{within}"
 
 
-class TriggerField(Compare):
-    """A field of the event that started this execution (`event: cart_value, gt: 50`)."""
+class TriggerField(_Operand):
+    """A field of the event that started this execution (`event_field: cart_value, gt: 50`)."""
 
+    _subject: ClassVar[str] = "event_field"
     event_field: str
 
     def describe(self) -> str:
-        ops = Compare.model_validate(self.model_dump(by_alias=True, exclude={"event_field"}, exclude_unset=True))
-        return f"trigger event {self.event_field} {ops.describe()}"
+        return f"trigger event {self.event_field} {self.ops().describe()}"
 
 
 # ---- combinators -------------------------------------------------------------------------------
@@ -407,8 +417,7 @@ def _leaf(r: BaseModel, facts: Facts) -> tuple[Any, bool]:
         return sorted(facts.tags), _case_insensitive_in(r.has_tag, facts.tags)
     if isinstance(r, FieldCondition):
         value = facts.fields.get(r.field)
-        ops = Compare.model_validate(r.model_dump(by_alias=True, exclude={"field"}, exclude_unset=True))
-        return value, compare(value, ops)
+        return value, compare(value, r.ops())
     if isinstance(r, ScoreCondition):
         return facts.score, compare(facts.score, r.score)
     if isinstance(r, InList):
@@ -448,12 +457,5 @@ def _leaf(r: BaseModel, facts: Facts) -> tuple[Any, bool]:
         return len(hits), bool(hits)
     if isinstance(r, TriggerField):
         value = lookup(facts.trigger, r.event_field)
-        ops = Compare.model_validate(r.model_dump(by_alias=True, exclude={"event_field"}, exclude_unset=True))
-        return value, compare(value, ops)
+        return value, compare(value, r.ops())
     raise TypeError(f"unhandled condition kind {type(r).__name__}")  # exhaustiveness guard
-
-
-ConditionKind = Literal[
-    "has_tag", "field", "score", "in_list", "in_campaign", "in_stage", "opened_email",
-    "clicked_email", "did_event", "event_field",
-]  # fmt: skip

@@ -30,7 +30,8 @@ CHOICE_SUFFIX = ".branch"
 
 # Typed errors the step runner raises and the state machine catches (exception class names).
 ERROR_LOOP_LIMIT = "LoopLimitReached"
-TYPED_ERRORS = ("ContactNotFound", "InvalidStep")
+ERROR_WEBHOOK = "WebhookFailed"
+TYPED_ERRORS = ("ContactNotFound", "InvalidStep", ERROR_WEBHOOK)
 # ARN of a workflow's state machine: `{workflow}` is replaced by the workflow name. In AWS it names the
 # `live` alias, so a contact entering now runs the version deployed now.
 ENV_STATE_MACHINE_ARN_TEMPLATE = "STEPWISE_STATE_MACHINE_ARN_TEMPLATE"

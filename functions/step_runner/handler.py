@@ -70,7 +70,7 @@ def deps() -> Deps:
             store=store,
             enroller=Enroller(store, sfn, settings.state_machine_arn_template),
             sfn=sfn,
-            metrics=emit_metric(settings.namespace),
+            metrics=emit_metric(settings.namespace) if settings.metrics_enabled else None,
         )
     return _deps
 

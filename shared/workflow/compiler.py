@@ -212,7 +212,8 @@ class Compiler:
             states[f"{C.STATE_FAILED_PREFIX}{err}"] = {
                 "Type": "Fail",
                 "Error": err,
-                "Cause": "The step runner refused the step; its history record says why.",
+                # The caught error's own message (the Catch put it at $.error), not a generic text.
+                "CausePath": "$.error.Cause",
             }
         return {
             "Comment": f"Stepwise workflow {self.wf.name} version {self.version}",
@@ -287,7 +288,9 @@ class Compiler:
                     "MaxAttempts": 3,
                     "BackoffRate": 2,
                     "JitterStrategy": "FULL",
-                }
+                },
+                # A receiving app that is down gets time to come back: 30s, 1m, 2m, 4m, 8m.
+                {"ErrorEquals": [C.ERROR_WEBHOOK], "IntervalSeconds": 30, "MaxAttempts": 5, "BackoffRate": 2},
             ],
             "Catch": [
                 {"ErrorEquals": [C.ERROR_LOOP_LIMIT], "ResultPath": "$.error", "Next": C.STATE_LOOP_LIMIT},

@@ -12,6 +12,16 @@ SERVICE_NAME = "stepwise"
 METRICS_NAMESPACE = "Stepwise"
 STATE_MACHINE_ALIAS = "live"
 
+# Metric names (EMF, namespace METRICS_NAMESPACE). Dimensions: workflow and step, plus branch (BranchTaken) or
+# reason (Ended); never a contact id. The dashboards read the same names.
+METRIC_ENTERED = "Entered"
+METRIC_ENTRY_STEP = "entry"  # the step dimension of Entered
+METRIC_STEP_COMPLETED = "StepCompleted"
+METRIC_BRANCH_TAKEN = "BranchTaken"
+METRIC_GOAL_REACHED = "GoalReached"
+METRIC_ENDED = "Ended"
+METRIC_WAIT_TIMED_OUT = "WaitTimedOut"
+
 # Single-table keys.
 PK = "pk"
 SK = "sk"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,11 +37,16 @@ class Enrolment:
     reason: str
 
 
+# metrics(name, workflow, step, extra_dimensions): the step runner's EMF emitter, or None.
+MetricsSink = Callable[[str, str, str, dict[str, str]], None]
+
+
 class Enroller:
-    def __init__(self, store: ContactStore, sfn: Any, arn_template: str) -> None:
+    def __init__(self, store: ContactStore, sfn: Any, arn_template: str, metrics: MetricsSink | None = None) -> None:
         self.store = store
         self.sfn = sfn
         self.arn_template = arn_template
+        self.metrics = metrics
 
     def machine_arn(self, workflow: str) -> str:
         return self.arn_template.replace("{workflow}", workflow)
@@ -111,6 +117,9 @@ class Enroller:
                 "goals": (record or {}).get("goals", []) if restart else [],
             }
         )
+        if not restart and self.metrics is not None:
+            # Counted here, once per new execution (a goal's restart is the same entry): the funnel's denominator.
+            self.metrics(C.METRIC_ENTERED, workflow, C.METRIC_ENTRY_STEP, {})
         return Enrolment(True, exec_arn, "started")
 
     def stop(self, contact_id: str, workflow: str, reason: str) -> bool:

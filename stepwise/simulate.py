@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -80,6 +81,8 @@ class Simulation:
         self.start = start
         self.routed: list[tuple[datetime, Routed, str]] = []
         self.machines: dict[str, str] = {}
+        # Metrics the router side emits (Entered), by (name, workflow, step); the step runner's go to EMF in AWS.
+        self.metrics: Counter[tuple[str, str, str]] = Counter()
 
     def __enter__(self) -> Simulation:
         from functions.step_runner import handler as step_runner
@@ -101,7 +104,7 @@ class Simulation:
         for wf in self.workflows:
             self.machines[wf.name] = self.stack.create_state_machine(f"stepwise-{wf.name}", compile_workflow(wf, fn))
         self.store = ContactStore(TABLE, self.stack.dynamodb)
-        self.enroller = Enroller(self.store, self.stack.sfn, template)
+        self.enroller = Enroller(self.store, self.stack.sfn, template, self._count_metric)
         self.router = Router(self.workflows, self.store, self.enroller, self.stack.sfn)
         self.timers: list[tuple[datetime, Callable[[], None]]] = []
         for wf in self.workflows:
@@ -113,6 +116,9 @@ class Simulation:
 
     def __exit__(self, *exc: object) -> None:
         self.stack.__exit__(*exc)  # type: ignore[arg-type]
+
+    def _count_metric(self, name: str, workflow: str, step: str, dims: dict[str, str]) -> None:
+        self.metrics[(name, workflow, step)] += 1
 
     @property
     def now(self) -> datetime:

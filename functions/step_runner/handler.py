@@ -66,11 +66,12 @@ def deps() -> Deps:
         settings = Settings.from_env()
         ddb, sfn = boto3.client("dynamodb"), boto3.client("stepfunctions")
         store = ContactStore(settings.table_name, ddb)
+        metrics = emit_metric(settings.namespace) if settings.metrics_enabled else None
         _deps = Deps(
             store=store,
-            enroller=Enroller(store, sfn, settings.state_machine_arn_template),
+            enroller=Enroller(store, sfn, settings.state_machine_arn_template, metrics),
             sfn=sfn,
-            metrics=emit_metric(settings.namespace) if settings.metrics_enabled else None,
+            metrics=metrics,
         )
     return _deps
 

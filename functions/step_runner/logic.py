@@ -166,7 +166,7 @@ def _advance(ctx: Ctx, goto: bool, branch: str = "") -> dict[str, Any]:
                 "loop-limit", "end", "ended", f"go-to jumped {ctx.req.max_loops} times (settings.max_loops)"
             )
             ctx.deps.store.commit_step(ctx.req.contact_id, hist, [])
-            ctx.metric("Ended", "loop-limit", reason="loop_limit")
+            ctx.metric(C.METRIC_ENDED, "loop-limit", reason="loop_limit")
             raise LoopLimitReached(f"more than {ctx.req.max_loops} go-to jumps")
     return {"loops": loops, "branch": branch}
 
@@ -184,7 +184,7 @@ def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]]) -> None:
             hist = ctx.history(p["id"], "wait_until", "waiting", f"until {p['at']}")
         else:
             hist = ctx.history(p["id"], "end", "ended", p.get("reason", "ended"))
-            ctx.metric("Ended", p["id"], reason="end_step")
+            ctx.metric(C.METRIC_ENDED, p["id"], reason="end_step")
         ctx.deps.store.commit_step(ctx.req.contact_id, hist, [])
 
 
@@ -193,7 +193,7 @@ def _record_timeouts(ctx: Ctx) -> None:
     for w in store.query_prefix(contact_pk(ctx.req.contact_id), f"WAIT#{ctx.execution_name}#", live_only=False):
         hist = ctx.history(w["step"], "wait_until", "timed out", f"no {w.get('event') or 'condition'} in time")
         store.commit_step(ctx.req.contact_id, hist, [store.delete(w[C.PK], w[C.SK])])
-        ctx.metric("WaitTimedOut", w["step"])
+        ctx.metric(C.METRIC_WAIT_TIMED_OUT, w["step"])
 
 
 # ---- actions -------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def _actions(ctx: Ctx) -> dict[str, Any]:
         if step.kind == "end":
             hist = ctx.history(step.id or "end", "end", "ended", step.root.end.reason)  # type: ignore[union-attr]
             ctx.deps.store.commit_step(ctx.req.contact_id, hist, [])
-            ctx.metric("Ended", step.id or "end", reason="end_step")
+            ctx.metric(C.METRIC_ENDED, step.id or "end", reason="end_step")
             continue
         _perform(ctx, step)
     _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [])
@@ -390,7 +390,7 @@ def _perform(ctx: Ctx, step: Step) -> None:
     if store.commit_step(c.id, hist, writes):
         for fn in after:
             fn()
-        ctx.metric("StepCompleted", sid)
+        ctx.metric(C.METRIC_STEP_COMPLETED, sid)
     # else: done on an earlier attempt; nothing is applied twice
 
 
@@ -499,7 +499,7 @@ def _decide(ctx: Ctx) -> dict[str, Any]:
     conditions = [{"condition": e.condition, "value": _jsonable(e.value), "result": e.result} for e in trail]
     hist = ctx.history(sid, step.kind, f"branch {branch}", why, branch=branch, conditions=conditions)
     if ctx.deps.store.commit_step(ctx.req.contact_id, hist, []):
-        ctx.metric("BranchTaken", sid, branch=branch)
+        ctx.metric(C.METRIC_BRANCH_TAKEN, sid, branch=branch)
     ahead = ctx.req.ahead if isinstance(ctx.req.ahead, dict) else {}
     _record_ahead(ctx, ahead.get(branch, []))
     goto = ctx.req.goto.get(branch, False) if isinstance(ctx.req.goto, dict) else bool(ctx.req.goto)
@@ -575,7 +575,7 @@ def _goal(ctx: Ctx) -> dict[str, Any]:
         met, why = bool(seen), f"event {g.event} {'seen' if seen else 'not seen'}"
     hist = ctx.history(sid, "goal", "reached" if met else "not reached", why)
     if ctx.deps.store.commit_step(ctx.req.contact_id, hist, []) and met:
-        ctx.metric("GoalReached", sid)
+        ctx.metric(C.METRIC_GOAL_REACHED, sid)
     if met or g.otherwise == "continue":
         _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [])
     return _advance(ctx, bool(ctx.req.goto) and (met or g.otherwise == "continue"), "met" if met else "not_met")

@@ -3,21 +3,33 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+CDK := node_modules/.bin/cdk
 
-.PHONY: demo test lint bench install clean
+# Quiet, offline-safe CDK: no telemetry, no instance-metadata lookups, no end-of-life banner for node 20.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: demo test lint bench install synth clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,infra]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The CDK command-line tool, at the version package-lock.json pins.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/stepwise demo workflows/
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 tests
 
@@ -28,5 +40,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# The CloudFormation template `cdk deploy` would deploy, in cdk.out/ (offline: no AWS account needed).
+synth: $(STAMP) $(NODE_STAMP)
+	$(CDK) synth --quiet
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules cdk.out build

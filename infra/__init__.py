@@ -1,0 +1,1 @@
+"""The CDK app that deploys Stepwise: one construct per runtime folder, composed by infra/stack.py."""

@@ -1,0 +1,120 @@
+"""Lambda code and layer folders built without Docker: plain file copies and `pip install --target`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD = REPO / "build"
+IGNORED_DIRS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache"})
+IGNORED_SUFFIXES = (".pyc", ".pyo")
+
+# The Lambda platform the layer's wheels must match (Runtime PYTHON_3_12 on x86_64 in step_runner.py).
+LAMBDA_PYTHON = "3.12"
+LAMBDA_PLATFORM = "manylinux2014_x86_64"
+
+
+class AssetBuildError(Exception):
+    """A Lambda asset or layer folder could not be built (pip failed, a source folder is missing)."""
+
+
+def _files(root: Path, rel: str) -> Iterable[tuple[Path, str]]:
+    """(source, relative destination) of every file under root/rel that belongs in a Lambda package."""
+    src = root / rel
+    if src.is_file():
+        yield src, rel
+        return
+    if not src.is_dir():
+        raise AssetBuildError(f"{src} does not exist")
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS)
+        for name in sorted(filenames):
+            if name.endswith(IGNORED_SUFFIXES):
+                continue
+            path = Path(dirpath) / name
+            yield path, path.relative_to(root).as_posix()
+
+
+def _publish(tmp: Path, final: Path) -> Path:
+    """Move a finished build into place; another process that built the same content first wins the race."""
+    try:
+        tmp.rename(final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not final.is_dir():
+            raise
+    return final
+
+
+def stage_code(parts: Iterable[str], name: str, *, root: Path = REPO, out: Path = BUILD / "assets") -> Path:
+    """A folder holding `parts` (paths relative to the repo) with their relative paths kept, so the handler's
+    imports (`functions.step_runner...`, `shared...`) are the same in AWS as in the tests.
+
+    The folder's name carries a hash of its content: rebuilding unchanged code is free, and concurrent builds
+    (pytest workers, a synth beside a test run) never write into one folder at once."""
+    files = sorted({dest: src for part in parts for src, dest in _files(root, part)}.items())
+    digest = hashlib.sha256()
+    for dest, src in files:
+        digest.update(dest.encode() + b"\0" + src.read_bytes() + b"\0")
+    final = out / f"{name}-{digest.hexdigest()[:16]}"
+    if final.is_dir():
+        return final
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
+    for dest, src in files:
+        target = tmp / dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+    return _publish(tmp, final)
+
+
+def build_layer(requirements: Path, name: str, *, out: Path = BUILD / "layers") -> Path:
+    """A layer folder (`python/` inside) with the pinned requirements installed as Lambda-platform wheels.
+
+    Wheels only (`--only-binary=:all:`) for the Lambda's Python and platform, so nothing compiles here and the
+    result is what Lambda can load, whatever machine builds it. Rebuilt only when the requirements change."""
+    spec = requirements.read_bytes()
+    key = hashlib.sha256(spec + f"{LAMBDA_PYTHON}|{LAMBDA_PLATFORM}".encode()).hexdigest()[:16]
+    final = out / f"{name}-{key}"
+    if final.is_dir():
+        return final
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--requirement",
+        str(requirements),
+        "--target",
+        str(tmp / "python"),
+        "--platform",
+        LAMBDA_PLATFORM,
+        "--implementation",
+        "cp",
+        "--python-version",
+        LAMBDA_PYTHON,
+        "--only-binary=:all:",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise AssetBuildError(f"pip could not build layer {name} from {requirements}:\n{done.stderr.strip()}")
+    for cache in (tmp / "python").rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+    return _publish(tmp, final)
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

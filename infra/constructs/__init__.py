@@ -1,0 +1,1 @@
+"""One construct per runtime folder; infra/stack.py wires them together."""

@@ -1,0 +1,263 @@
+"""Dashboards and alarms: one dashboard per workflow (the step runner's EMF metrics, the funnel by metric math, the
+machine's executions) and alarms on failed and timed-out executions, throttling and step runner errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra.config import StackConfig
+from infra.constructs.state_machines import Machine
+from shared import constants as C
+from shared.workflow.compiler import build_graph
+from shared.workflow.model import (
+    ACTION_KINDS,
+    BranchStep,
+    EndStep,
+    GoalStep,
+    GotoStep,
+    IfStep,
+    SplitStep,
+    WaitUntilStep,
+    Workflow,
+)
+
+FUNNEL_PERIOD = Duration.days(1)
+ACTIVITY_PERIOD = Duration.minutes(5)
+LOOP_LIMIT_STEP = "loop-limit"  # the step dimension the runner uses when settings.max_loops ends a run
+
+
+@dataclass(frozen=True)
+class MetricKey:
+    """One CloudWatch metric the step runner emits for a workflow: its name and its exact dimension set."""
+
+    name: str
+    dimensions: tuple[tuple[str, str], ...]
+
+    @property
+    def step(self) -> str:
+        return dict(self.dimensions)["step"]
+
+    @property
+    def label(self) -> str:
+        extra = [v for k, v in self.dimensions if k not in ("workflow", "step")]
+        return " / ".join([self.step, *extra])
+
+    def metric(self, period: Duration) -> cw.Metric:
+        return cw.Metric(
+            namespace=C.METRICS_NAMESPACE,
+            metric_name=self.name,
+            dimensions_map=dict(self.dimensions),
+            statistic=cw.Stats.SUM,
+            period=period,
+            label=self.label,
+        )
+
+
+def _key(name: str, workflow: str, step: str, **extra: str) -> MetricKey:
+    return MetricKey(name, (("workflow", workflow), ("step", step), *extra.items()))
+
+
+def workflow_metrics(wf: Workflow) -> dict[str, list[MetricKey]]:
+    """Every (metric, dimensions) the step runner can emit for `wf`, by metric name, known from the model alone.
+
+    Step ids come from the compiler's own graph, so unnamed end and go-to steps get the ids the runner sees."""
+    graph = build_graph(wf.model_copy(deep=True))
+    name = wf.name
+    out: dict[str, list[MetricKey]] = {
+        C.METRIC_ENTERED: [_key(C.METRIC_ENTERED, name, C.METRIC_ENTRY_STEP)],
+        C.METRIC_STEP_COMPLETED: [],
+        C.METRIC_BRANCH_TAKEN: [],
+        C.METRIC_GOAL_REACHED: [],
+        C.METRIC_WAIT_TIMED_OUT: [],
+        C.METRIC_ENDED: [],
+    }
+    has_goto = False
+    for sid in graph.order:
+        step = graph.nodes[sid].step
+        r = step.root
+        if step.kind in ACTION_KINDS:
+            out[C.METRIC_STEP_COMPLETED].append(_key(C.METRIC_STEP_COMPLETED, name, sid))
+        elif isinstance(r, IfStep):
+            for b in ("then", "else"):
+                out[C.METRIC_BRANCH_TAKEN].append(_key(C.METRIC_BRANCH_TAKEN, name, sid, branch=b))
+        elif isinstance(r, BranchStep):
+            for b in [*(c.name for c in r.branch), "otherwise"]:
+                out[C.METRIC_BRANCH_TAKEN].append(_key(C.METRIC_BRANCH_TAKEN, name, sid, branch=b))
+        elif isinstance(r, SplitStep):
+            for p in r.split:
+                out[C.METRIC_BRANCH_TAKEN].append(_key(C.METRIC_BRANCH_TAKEN, name, sid, branch=p.name))
+        elif isinstance(r, GoalStep):
+            out[C.METRIC_GOAL_REACHED].append(_key(C.METRIC_GOAL_REACHED, name, sid))
+        elif isinstance(r, WaitUntilStep) and r.wait_until.timeout is not None:
+            out[C.METRIC_WAIT_TIMED_OUT].append(_key(C.METRIC_WAIT_TIMED_OUT, name, sid))
+        elif isinstance(r, EndStep):
+            out[C.METRIC_ENDED].append(_key(C.METRIC_ENDED, name, sid, reason="end_step"))
+        elif isinstance(r, GotoStep):
+            has_goto = True
+    if has_goto:
+        out[C.METRIC_ENDED].append(_key(C.METRIC_ENDED, name, LOOP_LIMIT_STEP, reason="loop_limit"))
+    return out
+
+
+def funnel(metrics: dict[str, list[MetricKey]]) -> list[cw.MathExpression]:
+    """Share of entered contacts that completed each action step and reached each goal, in percent."""
+    entered = metrics[C.METRIC_ENTERED][0].metric(FUNNEL_PERIOD)
+    out = []
+    for prefix, name in (("g", C.METRIC_GOAL_REACHED), ("s", C.METRIC_STEP_COMPLETED)):
+        for i, key in enumerate(metrics[name]):
+            what = "goal" if prefix == "g" else "completed"
+            out.append(
+                cw.MathExpression(
+                    expression=f"100 * {prefix}{i} / entered",
+                    using_metrics={f"{prefix}{i}": key.metric(FUNNEL_PERIOD), "entered": entered},
+                    label=f"{key.step} {what}, % of entered",
+                    period=FUNNEL_PERIOD,
+                )
+            )
+    return out
+
+
+class Observability(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        machines: Sequence[Machine],
+        step_runner: lambda_.Function,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        # Alarms publish to an encrypted topic; CloudWatch can use a customer-managed key only (the AWS-managed
+        # aws/sns key's policy cannot let CloudWatch in).
+        key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description=f"{config.prefix}: encrypts the alarm topic",
+            enable_key_rotation=True,
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                resources=["*"],  # in a key policy "*" means this key
+            )
+        )
+        self.topic = sns.Topic(
+            self, "AlarmTopic", display_name=f"Stepwise {config.stage} alarms", master_key=key, enforce_ssl=True
+        )
+        if config.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        self.alarms: list[cw.Alarm] = []
+        self._alarm(
+            "StepRunnerErrors",
+            step_runner.metric_errors(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM),
+            # Webhook failures are retried and a deleted contact ends its run: a few errors are expected.
+            threshold=5,
+            description="The step runner failed 5 or more times in 5 minutes (its logs say why)",
+        )
+        self._alarm(
+            "StepRunnerThrottles",
+            step_runner.metric_throttles(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM),
+            threshold=1,
+            description="The step runner was throttled: the account's Lambda concurrency is exhausted",
+        )
+        self.dashboards: dict[str, cw.Dashboard] = {}
+        for machine in machines:
+            self._workflow(machine)
+
+    def _alarm(self, construct_id: str, metric: cw.IMetric, *, threshold: float, description: str) -> cw.Alarm:
+        alarm = cw.Alarm(
+            self,
+            construct_id,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        alarm.add_ok_action(cw_actions.SnsAction(self.topic))
+        self.alarms.append(alarm)
+        return alarm
+
+    def _workflow(self, machine: Machine) -> None:
+        wf = machine.compiled.workflow
+        sm = machine.state_machine
+        scope = Construct(self, wf.name)
+        failed = sm.metric_failed(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM)
+        timed_out = sm.metric_timed_out(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM)
+        throttled = sm.metric_throttled(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM)
+        for cid, metric, what in (
+            ("Failed", failed, "failed"),
+            ("TimedOut", timed_out, "timed out"),
+            ("Throttled", throttled, "were throttled (StartExecution or state transitions)"),
+        ):
+            self._alarm(
+                f"{wf.name}-{cid}",
+                metric,
+                threshold=1,
+                description=f"Executions of workflow {wf.name} {what}: a contact's run did not finish as written",
+            )
+        metrics = workflow_metrics(wf)
+        executions = cw.GraphWidget(
+            title="Executions",
+            left=[
+                sm.metric_started(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM),
+                sm.metric_succeeded(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM),
+                failed,
+                timed_out,
+                sm.metric_aborted(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM),
+            ],
+            width=12,
+        )
+        rows: list[list[cw.IWidget]] = [
+            [
+                cw.TextWidget(
+                    markdown=f"# {wf.name} ({self.config.stage})\n{wf.description or ''}\n\n"
+                    f"State machine `{sm.state_machine_name}`, alias `{C.STATE_MACHINE_ALIAS}`. "
+                    "Funnel: share of contacts who entered in each day that completed a step or reached a goal.",
+                    width=24,
+                    height=3,
+                )
+            ],
+            [
+                executions,
+                cw.GraphWidget(
+                    title="Funnel: % of entered (daily)", left=funnel(metrics), width=12, period=FUNNEL_PERIOD
+                ),
+            ],
+        ]
+        widgets: list[cw.IWidget] = []
+        for name, keys in metrics.items():
+            if not keys:
+                continue  # e.g. no goal step: nothing to show
+            widgets.append(
+                cw.GraphWidget(
+                    title=f"{name} (per step)" if name != C.METRIC_ENTERED else name,
+                    left=[k.metric(ACTIVITY_PERIOD) for k in keys],
+                    width=12,
+                    statistic=cw.Stats.SUM,
+                )
+            )
+        rows.extend(widgets[i : i + 2] for i in range(0, len(widgets), 2))
+        self.dashboards[wf.name] = cw.Dashboard(
+            scope,
+            "Dashboard",
+            dashboard_name=f"{self.config.prefix}-{wf.name}",
+            default_interval=Duration.days(7),
+            widgets=rows,
+        )

@@ -1,0 +1,53 @@
+"""The Stepwise stack: the constructs of infra/constructs/ wired together.
+
+Adding a runtime folder (the trigger router, the senders) is one construct in infra/constructs/ and a few lines
+here: build it after the constructs it needs, pass it what it reads, hand what it exposes to the observability."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from constructs import Construct
+
+from infra.config import StackConfig
+from infra.constructs.observability import Observability
+from infra.constructs.state_machines import StateMachines, load_workflows
+from infra.constructs.step_runner import StepRunner
+from infra.constructs.storage import Storage
+
+
+class StepwiseStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, description=f"Stepwise workflow engine ({config.stage})", **kwargs)
+        Tags.of(self).add("stepwise:stage", config.stage)
+        self.config = config
+        self.workflows = load_workflows(config.workflows)
+
+        self.storage = Storage(self, "Storage")
+        self.step_runner = StepRunner(
+            self,
+            "StepRunner",
+            config=config,
+            table=self.storage.table,
+        )
+        self.state_machines = StateMachines(
+            self,
+            "StateMachines",
+            config=config,
+            workflows=self.workflows,
+            step_runner=self.step_runner.function,
+        )
+        self.observability = Observability(
+            self,
+            "Observability",
+            config=config,
+            machines=list(self.state_machines.machines.values()),
+            step_runner=self.step_runner.function,
+        )
+
+        CfnOutput(self, "TableName", value=self.storage.table.table_name)
+        CfnOutput(self, "StepRunnerName", value=self.step_runner.function.function_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn)
+        for name, machine in self.state_machines.machines.items():
+            CfnOutput(self, f"Alias-{name}", value=machine.alias.ref, description=f"{name}: StartExecution here")

@@ -1,0 +1,147 @@
+"""The infra's pure parts, no synth: configuration, the Lambda asset, the metric catalogue, version digests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from infra.assets import folder_size, stage_code
+from infra.config import StackConfig
+from infra.constructs.observability import workflow_metrics
+from infra.constructs.state_machines import load_workflows
+from infra.constructs.step_runner import CODE_PARTS
+from shared import constants as C
+from shared.workflow.model import load_workflow
+from tests.infra.conftest import REPO
+
+WELCOME = """\
+name: welcome
+triggers: [{event: list.subscribed}]
+steps:
+  - id: settle-in
+    wait: 10m
+  - id: hello
+    send_email: {template: hello}
+"""
+
+
+def test_config_defaults_and_refusals(tmp_path: Path) -> None:
+    config = StackConfig()
+    assert (config.stage, config.workflows, config.alarm_email) == ("dev", REPO / "workflows", "")
+    assert config.prefix == "stepwise-dev"
+    assert StackConfig(stage="prod2", workflows=tmp_path, alarm_email="ops@example.com").prefix == "stepwise-prod2"
+    for bad in (
+        {"stage": "dev-eu"},  # a hyphen would let stepwise-dev-* match stage dev-eu's machines
+        {"stage": "Prod"},
+        {"workflows": tmp_path / "missing"},
+        {"alarm_email": "not-an-address"},
+        {"unknown": 1},
+    ):
+        with pytest.raises(ValidationError):
+            StackConfig.model_validate(bad)
+
+
+def test_asset_holds_the_function_and_shared_only_and_imports_on_its_own() -> None:
+    asset = stage_code(CODE_PARTS, "step-runner")
+    files = {p.relative_to(asset).as_posix() for p in asset.rglob("*") if p.is_file()}
+    assert "functions/step_runner/handler.py" in files and "functions/__init__.py" in files
+    assert "shared/store/contacts.py" in files and "shared/workflow/model.py" in files
+    assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
+    assert {f.split("/")[0] for f in files} == {"functions", "shared"}
+    assert {f.split("/")[1] for f in files if f.startswith("functions/")} == {"__init__.py", "step_runner"}
+    assert folder_size(asset) < 1_000_000
+    assert stage_code(CODE_PARTS, "step-runner") == asset  # same content, same folder
+    # Imported from the asset alone (the repo taken off sys.path): every project module resolves inside it.
+    probe = (
+        "import sys, json; repo = sys.argv[1]; asset = sys.argv[2];"
+        "sys.path[:] = [asset] + [p for p in sys.path if p not in ('', repo)];"
+        "import functions.step_runner.handler;"
+        "mods = [m.__file__ for n, m in sys.modules.items() if n.split('.')[0] in ('functions', 'shared')];"
+        "print(json.dumps(mods))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(REPO), str(asset)], capture_output=True, text=True, check=True, cwd="/"
+    )
+    modules = json.loads(out.stdout)
+    assert modules and all(m.startswith(str(asset)) for m in modules), modules
+
+
+def test_metric_catalogue_of_an_example_workflow() -> None:
+    metrics = workflow_metrics(load_workflow(REPO / "workflows" / "welcome-series.yaml"))
+    by_name = {name: [dict(k.dimensions) for k in keys] for name, keys in metrics.items()}
+    assert by_name == {
+        C.METRIC_ENTERED: [{"workflow": "welcome-series", "step": "entry"}],
+        C.METRIC_STEP_COMPLETED: [
+            {"workflow": "welcome-series", "step": "welcome-sms"},
+            {"workflow": "welcome-series", "step": "welcome-email"},
+        ],
+        C.METRIC_BRANCH_TAKEN: [],
+        C.METRIC_GOAL_REACHED: [],
+        C.METRIC_WAIT_TIMED_OUT: [],
+        C.METRIC_ENDED: [],
+    }
+
+
+def test_metric_catalogue_names_branches_goals_timeouts_and_unnamed_ends(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(
+        """\
+name: wf
+triggers: [{event: order.placed}]
+steps:
+  - id: check
+    if: {has_tag: vip}
+    then:
+      - end: vip
+  - id: pick
+    split:
+      - {name: a, percent: 50, steps: [{id: mail-a, send_email: {template: a}}]}
+      - {name: b, percent: 50}
+  - id: await
+    wait_until: {event: order.paid, timeout: 1d}
+  - id: paid
+    goal: {event: order.paid}
+  - goto: check
+"""
+    )
+    metrics = workflow_metrics(load_workflow(tmp_path / "wf.yaml"))
+    dims = {name: [dict(k.dimensions) for k in keys] for name, keys in metrics.items()}
+    wf = {"workflow": "wf"}
+    assert dims[C.METRIC_BRANCH_TAKEN] == [
+        {**wf, "step": "check", "branch": "then"},
+        {**wf, "step": "check", "branch": "else"},
+        {**wf, "step": "pick", "branch": "a"},
+        {**wf, "step": "pick", "branch": "b"},
+    ]
+    assert dims[C.METRIC_STEP_COMPLETED] == [{**wf, "step": "mail-a"}]
+    assert dims[C.METRIC_GOAL_REACHED] == [{**wf, "step": "paid"}]
+    assert dims[C.METRIC_WAIT_TIMED_OUT] == [{**wf, "step": "await"}]
+    assert dims[C.METRIC_ENDED] == [
+        {**wf, "step": "end-0-then-0", "reason": "end_step"},  # the compiler's id for an unnamed end
+        {**wf, "step": "loop-limit", "reason": "loop_limit"},  # there is a go-to
+    ]
+
+
+def test_a_changed_definition_gets_a_new_version_digest_and_samples_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "welcome.yaml").write_text(WELCOME)
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "events.jsonl").write_text("{}\n")
+    (before,) = load_workflows(tmp_path)
+    assert json.loads(before.definition)["StartAt"] == C.STATE_ENTRY
+    assert "${StepRunnerArn}" in before.definition
+    (again,) = load_workflows(tmp_path)
+    assert again.digest == before.digest
+    (tmp_path / "welcome.yaml").write_text(WELCOME.replace("10m", "20m"))
+    (after,) = load_workflows(tmp_path)
+    assert after.digest != before.digest
+
+
+def test_two_files_may_not_name_the_same_workflow(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(WELCOME)
+    (tmp_path / "b.yml").write_text(WELCOME)
+    with pytest.raises(ValueError, match="also the name"):
+        load_workflows(tmp_path)

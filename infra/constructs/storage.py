@@ -19,13 +19,13 @@ _PROJECTIONS = {
 }
 
 
-def _keys(schema: list[dict[str, str]], types: dict[str, str]) -> dict[str, dynamodb.Attribute]:
-    out = {}
-    for key in schema:
-        name = key["AttributeName"]
-        role = "partition_key" if key["KeyType"] == "HASH" else "sort_key"
-        out[role] = dynamodb.Attribute(name=name, type=_TYPES[types[name]])
-    return out
+def _keys(schema: list[dict[str, str]], types: dict[str, str]) -> tuple[dynamodb.Attribute, dynamodb.Attribute | None]:
+    """(partition key, sort key) of a KeySchema."""
+    attrs = {
+        k["KeyType"]: dynamodb.Attribute(name=k["AttributeName"], type=_TYPES[types[k["AttributeName"]]])
+        for k in schema
+    }
+    return attrs["HASH"], attrs.get("RANGE")
 
 
 class Storage(Construct):
@@ -37,10 +37,12 @@ class Storage(Construct):
         spec: dict[str, Any] = table_definition("unused")  # the local stack creates its table from the same spec
         types = {a["AttributeName"]: a["AttributeType"] for a in spec["AttributeDefinitions"]}
         stream = spec["StreamSpecification"]
+        partition, sort = _keys(spec["KeySchema"], types)
         self.table = dynamodb.Table(
             self,
             "Table",
-            **_keys(spec["KeySchema"], types),
+            partition_key=partition,
+            sort_key=sort,
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute=C.TTL_ATTRIBUTE,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
@@ -52,8 +54,10 @@ class Storage(Construct):
             deletion_protection=True,
         )
         for index in spec.get("GlobalSecondaryIndexes", []):
+            partition, sort = _keys(index["KeySchema"], types)
             self.table.add_global_secondary_index(
                 index_name=index["IndexName"],
-                **_keys(index["KeySchema"], types),
+                partition_key=partition,
+                sort_key=sort,
                 projection_type=_PROJECTIONS[index["Projection"]["ProjectionType"]],
             )

@@ -145,3 +145,16 @@ def test_two_files_may_not_name_the_same_workflow(tmp_path: Path) -> None:
     (tmp_path / "b.yml").write_text(WELCOME)
     with pytest.raises(ValueError, match="also the name"):
         load_workflows(tmp_path)
+
+
+def test_cdk_json_runs_the_app_with_the_documented_context() -> None:
+    from infra.config import CTX_ALARM_EMAIL, CTX_POWERTOOLS_LAYER_VERSION, CTX_STAGE, CTX_WORKFLOWS
+
+    cdk = json.loads((REPO / "cdk.json").read_text())
+    interpreter, script = cdk["app"].split()
+    assert (REPO / script).is_file() and interpreter.startswith(".venv/")
+    assert cdk["context"] == {CTX_STAGE: "dev", CTX_WORKFLOWS: "workflows", CTX_ALARM_EMAIL: ""}
+    readme = (REPO / "README.md").read_text()
+    for key in (CTX_STAGE, CTX_WORKFLOWS, CTX_ALARM_EMAIL, CTX_POWERTOOLS_LAYER_VERSION):
+        assert f"| `{key}` |" in readme, key
+    assert StackConfig.model_validate(cdk["context"]) == StackConfig()

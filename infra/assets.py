@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,14 +43,22 @@ def _files(root: Path, rel: str) -> Iterable[tuple[Path, str]]:
             yield path, path.relative_to(root).as_posix()
 
 
-def _publish(tmp: Path, final: Path) -> Path:
-    """Move a finished build into place; another process that built the same content first wins the race."""
+STALE_AFTER = 24 * 3600  # seconds: older builds of the same asset are removed when a new one is published
+
+
+def _publish(tmp: Path, final: Path, name: str) -> Path:
+    """Move a finished build into place; another process that built the same content first wins the race.
+    Builds of the same asset older than a day go (a younger one may still be read by a concurrent synth)."""
     try:
         tmp.rename(final)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         if not final.is_dir():
             raise
+    now = time.time()
+    for old in final.parent.glob(f"{name}-*"):
+        if old != final and old.is_dir() and now - old.stat().st_mtime > STALE_AFTER:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -72,7 +81,7 @@ def stage_code(parts: Iterable[str], name: str, *, root: Path = REPO, out: Path 
         target = tmp / dest
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, target)
-    return _publish(tmp, final)
+    return _publish(tmp, final, name)
 
 
 def build_layer(requirements: Path, name: str, *, out: Path = BUILD / "layers") -> Path:
@@ -113,7 +122,7 @@ def build_layer(requirements: Path, name: str, *, out: Path = BUILD / "layers") 
         raise AssetBuildError(f"pip could not build layer {name} from {requirements}:\n{done.stderr.strip()}")
     for cache in (tmp / "python").rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
-    return _publish(tmp, final)
+    return _publish(tmp, final, name)
 
 
 def folder_size(path: Path) -> int:

@@ -37,6 +37,7 @@ STATE_DONE = "Done"
 STATE_LOOP_LIMIT = "LoopLimitReached"
 STATE_FAILED_PREFIX = "Failed-"
 CHOICE_SUFFIX = ".branch"
+TIMEOUT_SUFFIX = ".timed-out"  # the Task recording a wait's timeout when nothing else would
 
 # Typed errors the step runner raises and the state machine catches (exception class names).
 ERROR_LOOP_LIMIT = "LoopLimitReached"

@@ -11,6 +11,7 @@ from shared import clock
 from shared.enrollment import Enroller
 from shared.events import ContactEvent
 from shared.facts import facts_for
+from shared.splits import SplitTests
 from shared.store.contacts import ContactStore, contact_pk
 from shared.waits import resume_wait
 from shared.workflow.conditions import Condition, Evaluation, Facts, Where, evaluate
@@ -43,10 +44,23 @@ class Router:
         if not internal:
             self.store.apply_event(contact_id, event.type, event.data, at)
         out: list[Routed] = []
+        out += self._split_conversions(contact_id, event, now)
         out += self._resume_waits(contact_id, event, now)
         out += self._goals(contact_id, event, now)
         out += self._triggers(contact_id, event)
         return out
+
+    def _split_conversions(self, contact_id: str, event: ContactEvent, now: datetime) -> list[Routed]:
+        """An open or click of a message sent from a split path counts for that path's winner."""
+        by = {"email.opened": "email_opened", "email.clicked": "email_clicked"}.get(event.type)
+        message_id = event.data.get("message_id")
+        if by is None or not message_id:
+            return []
+        message = self.store.get_item(contact_pk(contact_id), f"MSG#{message_id}")
+        if message is None:
+            return []
+        counted = SplitTests(self.store).convert(contact_id, by, now, message=message)
+        return [Routed(contact_id, c.split("/")[0], "converted", f"split {c}: {event.type}") for c in counted]
 
     def _contact_facts(self, contact_id: str, now: datetime) -> Facts:
         return facts_for(self.store, self.store.get(contact_id), {}, now)

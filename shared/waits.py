@@ -26,7 +26,7 @@ def resume_wait(store: ContactStore, sfn: Any, wait: dict[str, Any], why: str, n
         "why": why,
         "at": now.isoformat(),
         "seq": 0,
-        C.TTL_ATTRIBUTE: epoch(now + timedelta(days=30)),
+        C.TTL_ATTRIBUTE: epoch(now + timedelta(days=int(wait.get("history_days", 30)))),
     }
     if not store.commit_step(contact_id, hist, [store.delete(wait[C.PK], wait[C.SK])]):
         return False

@@ -258,7 +258,7 @@ class Simulation:
             msgs = [
                 {
                     k: m.get(k)
-                    for k in ("at", "channel", "template", "workflow", "step", "to", "subject")
+                    for k in ("at", "channel", "template", "workflow", "step", "to", "subject", "message_id")
                     if m.get(k) is not None
                 }
                 for m in self.store.messages(cid)

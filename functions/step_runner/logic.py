@@ -18,6 +18,7 @@ from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.facts import facts_for
+from shared.splits import SplitTests
 from shared.store.contacts import Contact, ContactStore, contact_pk, epoch
 from shared.waits import resume_wait
 from shared.workflow.conditions import Evaluation, evaluate
@@ -77,6 +78,7 @@ class StepRequest(BaseModel):
     step: dict[str, Any] | None = None
     ahead: list[dict[str, Any]] | dict[str, list[dict[str, Any]]] = []
     goto: bool | dict[str, bool] = False
+    path_steps: dict[str, list[str]] = {}  # a split judged by opens/clicks: each path's step ids
     task_token: str | None = None
 
 
@@ -172,28 +174,33 @@ def _advance(ctx: Ctx, goto: bool, branch: str = "") -> dict[str, Any]:
 
 
 def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]]) -> None:
+    """Record the passive steps this Task leads into, each at the time the contact reaches it: a wait after a
+    wait starts when the first one ends, an end after a wait happens when the wait is over."""
+    at = ctx.now
     for p in ahead:
         if p["kind"] == "wait":
-            hist = ctx.history(
-                p["id"],
-                "wait",
-                "waiting",
-                f"for {p['seconds']}s until {(ctx.now + timedelta(seconds=p['seconds'])).isoformat()}",
-            )
+            until = at + timedelta(seconds=p["seconds"])
+            hist = ctx.history(p["id"], "wait", "waiting", f"for {p['seconds']}s until {until.isoformat()}")
         elif p["kind"] == "wait_until":
+            until = max(at, datetime.fromisoformat(p["at"]))
             hist = ctx.history(p["id"], "wait_until", "waiting", f"until {p['at']}")
         else:
+            until = at
             hist = ctx.history(p["id"], "end", "ended", p.get("reason", "ended"))
+        hist["at"], hist[C.TTL_ATTRIBUTE] = at.isoformat(), epoch(at + timedelta(days=ctx.req.history_days))
+        if ctx.deps.store.commit_step(ctx.req.contact_id, hist, []) and p["kind"] == "end":
             ctx.metric(C.METRIC_ENDED, p["id"], reason="end_step")
-        ctx.deps.store.commit_step(ctx.req.contact_id, hist, [])
+        at = until
 
 
 def _record_timeouts(ctx: Ctx) -> None:
     store = ctx.deps.store
     for w in store.query_prefix(contact_pk(ctx.req.contact_id), f"WAIT#{ctx.execution_name}#", live_only=False):
         hist = ctx.history(w["step"], "wait_until", "timed out", f"no {w.get('event') or 'condition'} in time")
-        store.commit_step(ctx.req.contact_id, hist, [store.delete(w[C.PK], w[C.SK])])
-        ctx.metric(C.METRIC_WAIT_TIMED_OUT, w["step"])
+        # Keyed to the visit of the wait (its own loop count), apart from that visit's "waiting" record.
+        hist[C.SK] = f"HIST#{ctx.execution_name}#{int(w.get('loops', 0)):04d}#{w['step']}#timed-out"
+        if store.commit_step(ctx.req.contact_id, hist, [store.delete(w[C.PK], w[C.SK])]):
+            ctx.metric(C.METRIC_WAIT_TIMED_OUT, w["step"])
 
 
 # ---- actions -------------------------------------------------------------------------------------
@@ -486,20 +493,32 @@ def _decide(ctx: Ctx) -> dict[str, Any]:
                 branch, why = case.name, f"case {case.name}: {case.when.describe()}"
                 break
     elif isinstance(r, SplitStep):
-        bucket = int(stable_hash(ctx.req.contact_id, ctx.req.workflow, sid), 16) % 10_000 / 100
-        total, branch = 0.0, r.split[-1].name
-        for path in r.split:
-            total += path.percent
-            if bucket < total:
-                branch = path.name
-                break
-        why = f"contact's bucket {bucket:.2f} of 100 falls in path {branch}"
+        tests = SplitTests(ctx.deps.store)
+        verdict = tests.verdict(ctx.req.workflow, sid, r, ctx.now)
+        if verdict is not None:
+            branch, why = verdict.path, verdict.why
+        else:
+            bucket = int(stable_hash(ctx.req.contact_id, ctx.req.workflow, sid), 16) % 10_000 / 100
+            total, branch = 0.0, r.split[-1].name
+            for path in r.split:
+                total += path.percent
+                if bucket < total:
+                    branch = path.name
+                    break
+            why = f"contact's bucket {bucket:.2f} of 100 falls in path {branch}"
+        writes = tests.assignment_writes(
+            ctx.req.contact_id, ctx.req.workflow, sid, r, branch, ctx.req.path_steps.get(branch, []), ctx.now
+        )
     else:
         raise InvalidStep(f"step {sid}: {step.kind} is not a decision")
     conditions = [{"condition": e.condition, "value": _jsonable(e.value), "result": e.result} for e in trail]
     hist = ctx.history(sid, step.kind, f"branch {branch}", why, branch=branch, conditions=conditions)
-    if ctx.deps.store.commit_step(ctx.req.contact_id, hist, []):
+    if ctx.deps.store.commit_step(ctx.req.contact_id, hist, writes if isinstance(r, SplitStep) else []):
         ctx.metric(C.METRIC_BRANCH_TAKEN, sid, branch=branch)
+    else:
+        # A retry: the facts (or a split's winner) may have changed since, but the branch recorded is the one taken.
+        first = ctx.deps.store.get_item(contact_pk(ctx.req.contact_id), hist[C.SK])
+        branch = first["branch"] if first else branch
     ahead = ctx.req.ahead if isinstance(ctx.req.ahead, dict) else {}
     _record_ahead(ctx, ahead.get(branch, []))
     goto = ctx.req.goto.get(branch, False) if isinstance(ctx.req.goto, dict) else bool(ctx.req.goto)
@@ -535,6 +554,7 @@ def _wait(ctx: Ctx) -> dict[str, Any]:
         "loops": ctx.loops,
         "goto": bool(ctx.req.goto),
         "since": ctx.now.isoformat(),
+        "history_days": ctx.req.history_days,
         C.TTL_ATTRIBUTE: epoch(ctx.now + timedelta(seconds=timeout, days=1)),
     }
     what = (
@@ -576,6 +596,8 @@ def _goal(ctx: Ctx) -> dict[str, Any]:
     hist = ctx.history(sid, "goal", "reached" if met else "not reached", why)
     if ctx.deps.store.commit_step(ctx.req.contact_id, hist, []) and met:
         ctx.metric(C.METRIC_GOAL_REACHED, sid)
+    if met:  # counted once per contact and split test however often this runs
+        SplitTests(ctx.deps.store).convert(ctx.req.contact_id, "goal", ctx.now, workflow=ctx.req.workflow, goal=sid)
     if met or g.otherwise == "continue":
         _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [])
     return _advance(ctx, bool(ctx.req.goto) and (met or g.otherwise == "continue"), "met" if met else "not_met")

@@ -296,6 +296,56 @@ class ContactStore:
     def delete(self, pk: str, sk: str) -> dict[str, Any]:
         return {"Delete": {"Key": self._key(pk, sk)}}
 
+    def add(self, pk: str, sk: str, counts: dict[str, int], first: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A transaction write adding to counters (created at 0 when absent); `first` attributes are set only
+        when absent (when the first count happened, say)."""
+        first = first or {}
+        names = {**{f"#c{i}": k for i, k in enumerate(counts)}, **{f"#f{i}": k for i, k in enumerate(first)}}
+        values = {**{f":c{i}": v for i, v in enumerate(counts.values())}}
+        values |= {f":f{i}": v for i, v in enumerate(first.values())}
+        expr = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counts)))
+        if first:
+            expr = "SET " + ", ".join(f"#f{i} = if_not_exists(#f{i}, :f{i})" for i in range(len(first))) + " " + expr
+        return {
+            "Update": {
+                "Key": self._key(pk, sk),
+                "UpdateExpression": expr,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": serialise(values),
+            }
+        }
+
+    def update_if(
+        self, pk: str, sk: str, values: dict[str, Any], condition: str, cond_values: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A transaction write setting `values` on an existing item when `condition` holds."""
+        names = {f"#v{i}": k for i, k in enumerate(values)}
+        return {
+            "Update": {
+                "Key": self._key(pk, sk),
+                "UpdateExpression": "SET " + ", ".join(f"#v{i} = :v{i}" for i in range(len(values))),
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {**({"#pk": C.PK} if "#pk" in condition else {}), **names},
+                "ExpressionAttributeValues": serialise(
+                    {**{f":v{i}": v for i, v in enumerate(values.values())}, **(cond_values or {})}
+                ),
+            }
+        }
+
+    def transact(self, writes: list[dict[str, Any]]) -> bool:
+        """Apply writes all or none; False when a condition failed (the change was made before)."""
+        items = [{**w, next(iter(w)): {"TableName": self.table, **w[next(iter(w))]}} for w in writes]
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = err.response.get("CancellationReasons") or []
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                return False
+            raise
+        return True
+
     # ---- plain items ------------------------------------------------------------------------
 
     def put_item(self, item: dict[str, Any], *, only_new: bool = False) -> bool:

@@ -22,6 +22,7 @@ from shared.workflow.model import (
     WaitUntilStep,
     Workflow,
     branches,
+    walk_steps,
 )
 
 END = "__end__"  # continuation marker: the execution ends here
@@ -169,9 +170,19 @@ class Compiler:
         return self.state_of[sid]
 
     def passes_goto(self, sid: str) -> bool:
-        """Whether arriving at `sid` takes a go-to jump before any state runs (the loop counter counts those)."""
-        node = self.graph.nodes.get(sid)
-        return node is not None and isinstance(node.step.root, GotoStep)
+        """Whether a go-to jump lies between here and the next step-runner call, passing only waits on the way
+        (the loop counter is carried by the step runner, so the Task before the jump counts it)."""
+        seen: set[str] = set()
+        while sid != END and sid not in seen:
+            seen.add(sid)
+            r = self.graph.nodes[sid].step.root
+            if isinstance(r, GotoStep):
+                return True
+            if isinstance(r, WaitStep) or (isinstance(r, WaitUntilStep) and r.wait_until.at is not None):
+                sid = self.graph.nodes[sid].next
+                continue
+            return False
+        return False
 
     def ahead(self, sid: str) -> list[dict[str, Any]]:
         """Passive steps (waits, ends) met from `sid` before the next step-runner call: the runner records them."""
@@ -219,7 +230,7 @@ class Compiler:
             "Comment": f"Stepwise workflow {self.wf.name} version {self.version}",
             "QueryLanguage": "JSONPath",
             "StartAt": C.STATE_ENTRY,
-            "States": states,
+            "States": reachable(states, C.STATE_ENTRY),
         }
 
     # Each step becomes at most one state; runs of consecutive actions share one Task.
@@ -304,11 +315,47 @@ class Compiler:
 
     def _then(self, state: dict[str, Any], nxt: str) -> None:
         target = self.resolve(nxt)
-        if target == C.STATE_DONE and state["Type"] in ("Task", "Wait"):
-            # Ending right after a Task or Wait costs nothing; a Succeed state would be one more transition.
+        if state["Type"] in ("Task", "Wait") and (target == C.STATE_DONE or self.states_end_step(target)):
+            # Ending right after a Task or Wait costs nothing; a Succeed state would be one more transition
+            # (an end step's record is written ahead by the Task before, see `ahead`).
             state["End"] = True
             return
         state["Next"] = target
+
+    def _timeout_target(self, sid: str, head: str) -> str:
+        """Where a wait's timeout leads. The step runner records the timeout when it next runs; when the timeout
+        leads to a Wait or to the end, a Task of its own records it then (ending the execution itself, it costs
+        what the Succeed state would have)."""
+        target = self.resolve(head)
+        if self._runs_step_runner(target):
+            return target
+        name = f"{sid}{C.TIMEOUT_SUFFIX}"
+        steps, nxt = [], head
+        while nxt != END and isinstance(self.graph.nodes[nxt].step.root, GotoStep):
+            nxt = self.graph.nodes[nxt].next
+        if nxt != END and self.states_end_step(self.state_of[nxt]):
+            steps, nxt = [step_spec(self.graph.nodes[nxt].step)], END
+        task = self._task(
+            "actions", {"steps": steps, "ahead": self.ahead(nxt) if nxt != END else [], "goto": self.passes_goto(head)}
+        )
+        self._then(task, nxt)
+        self.states[name] = task
+        return name
+
+    def _runs_step_runner(self, state_name: str) -> bool:
+        if state_name in self.runs:
+            return True
+        node = self.graph.nodes.get(state_name)
+        if node is None or self.state_of.get(state_name) != state_name:
+            return False
+        r = node.step.root
+        return isinstance(r, IfStep | BranchStep | SplitStep | GoalStep) or (
+            isinstance(r, WaitUntilStep) and r.wait_until.at is None
+        )
+
+    def states_end_step(self, state_name: str) -> bool:
+        node = self.graph.nodes.get(state_name)
+        return node is not None and isinstance(node.step.root, EndStep) and self.state_of.get(state_name) == state_name
 
     def _emit_states(self) -> None:
         g = self.graph
@@ -350,7 +397,7 @@ class Compiler:
                     {
                         "ErrorEquals": ["States.Timeout"],
                         "ResultPath": "$.run.timed_out",
-                        "Next": self.resolve(timeout_head),
+                        "Next": self._timeout_target(sid, timeout_head),
                     },
                 )
                 self._then(task, node.next)
@@ -364,14 +411,17 @@ class Compiler:
                     options["otherwise"] = heads["otherwise"]
                 else:
                     options = {k.removeprefix("split."): v for k, v in heads.items()}
-                task = self._task(
-                    "decide",
-                    {
-                        "step": spec,
-                        "ahead": {b: self.ahead(h) for b, h in options.items()},
-                        "goto": {b: self.passes_goto(h) for b, h in options.items()},
-                    },
-                )
+                payload: dict[str, Any] = {
+                    "step": spec,
+                    "ahead": {b: self.ahead(h) for b, h in options.items()},
+                    "goto": {b: self.passes_goto(h) for b, h in options.items()},
+                }
+                if isinstance(r, SplitStep) and r.winner is not None and r.winner.by != "goal":
+                    # Opens and clicks count for a path only for messages its own steps sent.
+                    payload["path_steps"] = {
+                        p.name: [s.id for s, _ in walk_steps(p.steps, ()) if s.id] for p in r.split
+                    }
+                task = self._task("decide", payload)
                 choice_name = f"{sid}{C.CHOICE_SUFFIX}"
                 task["Next"] = choice_name
                 self.states[sid] = task
@@ -443,6 +493,26 @@ class Compiler:
             "Choices": choices,
             "Default": first,
         }
+
+
+def transitions_from(state: dict[str, Any]) -> list[str]:
+    """Every state name `state` can move to: Next, Default, each Choice rule and each Catch."""
+    out = [state[k] for k in ("Next", "Default") if k in state]
+    out += [c["Next"] for c in state.get("Choices", [])]
+    out += [c["Next"] for c in state.get("Catch", [])]
+    return out
+
+
+def reachable(states: dict[str, Any], start: str) -> dict[str, Any]:
+    """The states reachable from `start`, in their order. Step Functions refuses a definition with a state
+    nothing leads to (MISSING_TRANSITION_TARGET), so a Done or Failed state no path uses is left out."""
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in transitions_from(states[todo.pop()]):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return {name: st for name, st in states.items() if name in seen}
 
 
 def compile_workflow(wf: Workflow, step_runner_arn: str) -> dict[str, Any]:

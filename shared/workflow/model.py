@@ -302,11 +302,13 @@ class SplitPath(Strict):
 
 
 class Winner(Strict):
-    """Pick the winning path automatically once each path has enough contacts."""
+    """Pick the winning path automatically: once every path has `min_contacts`, `after` has passed since the
+    first contact took the split and some contact converted, the path converting best takes every later contact."""
 
     by: Literal["goal", "email_opened", "email_clicked"] = "goal"
-    goal: str | None = Field(default=None, description="Goal step id (by: goal)")
+    goal: str | None = Field(default=None, description="Goal step id (by: goal); any goal step when omitted")
     min_contacts: int = Field(default=100, ge=10)
+    after: Duration = Field(default=86400, description="Time for contacts to convert before the first decision")
 
 
 class SplitStep(StepBase):

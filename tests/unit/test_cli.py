@@ -116,9 +116,10 @@ def test_cost_paths_follow_every_branch_and_the_wait_timeout() -> None:
     head = ["Entry", "remind", "wait-a-day", "purchased", "purchased.branch"]
     assert paths(asl) == [
         [*head, "wait-for-purchase"],
-        [*head, "wait-for-purchase", "Done"],  # timed out: the Catch goes to Done
+        # Timed out: the Catch goes to a Task that records the timeout and ends (what a Done state would cost).
+        [*head, "wait-for-purchase", "wait-for-purchase.timed-out"],
         [*head, "remind-again", "wait-for-purchase"],
-        [*head, "remind-again", "wait-for-purchase", "Done"],
+        [*head, "remind-again", "wait-for-purchase", "wait-for-purchase.timed-out"],
     ]
     assert [transitions(p) for p in paths(asl)] == [6, 7, 7, 8]
 

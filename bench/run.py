@@ -68,8 +68,9 @@ FLOOR_RULE = (
     "Floor (walked from the workflow model): 1 for entry; 1 per wait (wait, wait_until at/event/condition); 1 per run "
     "of consecutive actions in one step list (a go-to target starts a new run: a jump must land on a state); 2 per "
     "decision (if, branch, split: evaluate Task + branch Choice); 1 per goal check, 2 with otherwise: end (Task + "
-    "Choice); 0 per go-to; 0 per end or end of steps after a Task or Wait (End: true), 1 after a Choice or a "
-    "timeout catch (neither can end an execution, so a Succeed state is needed)."
+    "Choice); 0 per go-to; 0 per end or end of steps after a Task or Wait (End: true), 1 after a Choice (which "
+    "cannot end an execution, so a Succeed state is needed); after a wait-until's timeout, 1 for a Task recording "
+    "the timeout unless the timeout leads straight to a step-runner Task (that Task ends the execution itself)."
 )
 
 # What the flow entered last, which decides whether ending there needs a state of its own.
@@ -156,7 +157,8 @@ def floor_paths(wf: Workflow) -> list[FloorPath]:
         if isinstance(r, GotoStep):
             walk(r.goto, last, (*route, f"goto {r.goto}"), seen, parts)
         elif isinstance(r, EndStep):
-            finish(last, (*route, f"end ({r.end.reason})"), seen, parts)
+            # After a Task or Wait the end is that state's End: true, not a state the path enters.
+            finish(last, (*route, f"end ({r.end.reason})"), visited if last in CAN_END else seen, parts)
         elif node.step.kind in ACTION_KINDS:
             more = add(parts, "action runs", 0 if node.joins_run else 1)
             walk(node.after, AFTER_TASK, (*route, key), seen, more)
@@ -166,7 +168,11 @@ def floor_paths(wf: Workflow) -> list[FloorPath]:
             more = add(parts, "waits", 1)
             walk(node.after, AFTER_TASK, (*route, f"{key} (resumed)"), seen, more)
             timeout_head = node.heads.get("on_timeout", node.after)
-            walk(timeout_head, AFTER_CATCH, (*route, f"{key} (timed out)"), seen, more)
+            if runs_step_runner(timeout_head):
+                walk(timeout_head, AFTER_CATCH, (*route, f"{key} (timed out)"), seen, more)
+            else:  # a Task records the timeout, then goes on to the wait or ends
+                more = add(more, "timeout record", 1)
+                walk(timeout_head, AFTER_TASK, (*route, f"{key} (timed out)"), seen, more)
         elif isinstance(r, IfStep | BranchStep | SplitStep):
             more = add(parts, "decision Task+Choice", 2)
             for name, head in node.heads.items():
@@ -180,6 +186,21 @@ def floor_paths(wf: Workflow) -> list[FloorPath]:
                 walk(node.after, AFTER_TASK, (*route, key), seen, add(parts, "goals", 1))
         else:
             raise TypeError(f"unhandled step kind {node.step.kind}")  # exhaustiveness guard
+
+    def runs_step_runner(key: str | None) -> bool:
+        """Whether the flow from `key` (past go-tos) enters a state that invokes the step runner."""
+        hops: set[str] = set()
+        while key is not None and key not in hops and isinstance(nodes[key].step.root, GotoStep):
+            hops.add(key)
+            key = nodes[key].step.root.goto  # type: ignore[union-attr]
+        if key is None:
+            return False
+        r = nodes[key].step.root
+        return (
+            nodes[key].step.kind in ACTION_KINDS
+            or isinstance(r, IfStep | BranchStep | SplitStep | GoalStep)
+            or (isinstance(r, WaitUntilStep) and r.wait_until.at is None)
+        )
 
     walk(first, AFTER_CHOICE, (), (), {"entry": 1})
     return out

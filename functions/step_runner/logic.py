@@ -173,9 +173,11 @@ def _advance(ctx: Ctx, goto: bool, branch: str = "") -> dict[str, Any]:
     return {"loops": loops, "branch": branch}
 
 
-def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]]) -> None:
+def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]], goto: bool) -> None:
     """Record the passive steps this Task leads into, each at the time the contact reaches it: a wait after a
     wait starts when the first one ends, an end after a wait happens when the wait is over."""
+    if goto and ctx.loops + 1 > ctx.req.max_loops:
+        return  # the jump ahead is one too many: the run ends now (see _advance), these steps never happen
     at = ctx.now
     for p in ahead:
         if p["kind"] == "wait":
@@ -222,7 +224,7 @@ def _actions(ctx: Ctx) -> dict[str, Any]:
             ctx.metric(C.METRIC_ENDED, step.id or "end", reason="end_step")
             continue
         _perform(ctx, step)
-    _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [])
+    _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [], bool(ctx.req.goto))
     return _advance(ctx, bool(ctx.req.goto))
 
 
@@ -520,8 +522,8 @@ def _decide(ctx: Ctx) -> dict[str, Any]:
         first = ctx.deps.store.get_item(contact_pk(ctx.req.contact_id), hist[C.SK])
         branch = first["branch"] if first else branch
     ahead = ctx.req.ahead if isinstance(ctx.req.ahead, dict) else {}
-    _record_ahead(ctx, ahead.get(branch, []))
     goto = ctx.req.goto.get(branch, False) if isinstance(ctx.req.goto, dict) else bool(ctx.req.goto)
+    _record_ahead(ctx, ahead.get(branch, []), goto)
     return _advance(ctx, goto, branch)
 
 
@@ -599,5 +601,5 @@ def _goal(ctx: Ctx) -> dict[str, Any]:
     if met:  # counted once per contact and split test however often this runs
         SplitTests(ctx.deps.store).convert(ctx.req.contact_id, "goal", ctx.now, workflow=ctx.req.workflow, goal=sid)
     if met or g.otherwise == "continue":
-        _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [])
+        _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [], bool(ctx.req.goto))
     return _advance(ctx, bool(ctx.req.goto) and (met or g.otherwise == "continue"), "met" if met else "not_met")

@@ -123,11 +123,6 @@ def test_start_delay_is_counted_only_when_a_trigger_has_one() -> None:
     assert bench.start_delay_extra(_wf(steps, triggers=[{"event": "tag.added"}])) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="above the floor: an `end` step right after a wait (or a goal that continues) compiles to its own Succeed "
-    "state (Wait -> end = 1 transition more) where End: true on the Wait would do, as it does after an action run",
-)
 @pytest.mark.parametrize(
     "steps",
     [
@@ -147,3 +142,42 @@ def test_the_generated_workflow_has_the_size_asked_and_lints_clean() -> None:
     assert sum(1 for _ in wf.walk()) == 200
     assert {s.kind for s, _ in wf.walk()} >= {"add_tag", "send_email", "wait", "if", "goto", "branch", "wait_until"}
     assert lint(wf) == []
+
+
+@pytest.mark.parametrize(
+    ("steps", "floors"),
+    [
+        # resumed: Entry, hold; timed out: Entry, hold, the Task recording the timeout (it ends the execution).
+        ([{"id": "hold", "wait_until": {"event": "order.paid", "timeout": "1d"}}], [2, 3]),
+        # timed out into a wait: the recording Task, then the Wait.
+        (
+            [
+                {
+                    "id": "hold",
+                    "wait_until": {
+                        "event": "order.paid",
+                        "timeout": "1d",
+                        "on_timeout": [{"id": "grace", "wait": "1d"}, {"id": "stop", "end": "gave up"}],
+                    },
+                }
+            ],
+            [2, 4],
+        ),
+        # timed out into an action: that Task records the timeout, nothing extra.
+        (
+            [
+                {
+                    "id": "hold",
+                    "wait_until": {"event": "order.paid", "timeout": "1d", "on_timeout": [{"id": "t", "add_tag": "x"}]},
+                }
+            ],
+            [2, 3],
+        ),
+    ],
+    ids=["timeout-to-end", "timeout-to-wait", "timeout-to-action"],
+)
+def test_a_timeout_is_recorded_at_the_floor(steps: list[dict[str, Any]], floors: list[int]) -> None:
+    wf = _wf(steps)
+    rows = bench.compare(wf, compile_workflow(wf, ARN))
+    assert sorted(r.floor for r in rows if r.floor is not None) == floors
+    assert [(r.predicted, r.floor) for r in rows if r.predicted != r.floor] == []

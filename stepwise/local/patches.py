@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as datetime_module
 import importlib
 import json
@@ -23,6 +24,11 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.models import botocore_stubber
 from moto.core.responses import EmptyResult
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
 from moto.stepfunctions.parser import models as sfn_parser_models
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
@@ -59,6 +65,7 @@ from moto.stepfunctions.parser.asl.eval.callback.callback import (
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
 from moto.stepfunctions.parser.backend import execution as execution_module
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
@@ -507,6 +514,109 @@ def _patch_lambda(patcher: _Patcher) -> None:
     patcher.set(LambdaSimpleBackend, "invoke", LambdaBackend.invoke)
 
 
+def _patch_dynamodb(patcher: _Patcher) -> None:
+    # moto's DynamoDB is not thread-safe, and the router writes while executions' step runners do:
+    # TransactWriteItems deep-copies the table for its rollback (a concurrent write raised "dictionary
+    # changed size during iteration") and a rollback puts that copy back, losing writes made meanwhile.
+    # DynamoDB applies each request atomically; one request at a time gives the same guarantee here.
+    dynamodb_lock = threading.RLock()
+    original_call_action = DynamoHandler.call_action
+
+    def call_action(self: DynamoHandler) -> Any:
+        with dynamodb_lock:
+            return original_call_action(self)
+
+    patcher.set(DynamoHandler, "call_action", call_action)
+
+    # For its rollback, TransactWriteItems deep-copies every table it touches, stream records included: a
+    # cost that grows with the table on every step, quadratic over a simulation of many contacts. Here it
+    # keeps a copy of just the items the transaction names and puts those back when it is cancelled.
+    original_transact = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        saved: list[tuple[Table, DynamoType, DynamoType | None, Any]] = []
+        streams: dict[int, tuple[Table, int]] = {}
+        for entry in transact_items:
+            op = next(iter(entry.values()), None)
+            table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if table is None:
+                continue
+            attrs = op.get("Key") or op.get("Item") or {}
+            if table.hash_key_attr not in attrs or (table.range_key_attr and table.range_key_attr not in attrs):
+                continue  # moto rejects it before writing anything
+            hash_value = DynamoType(attrs[table.hash_key_attr])
+            range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr in attrs else None
+            saved.append((table, hash_value, range_value, copy.deepcopy(table.get_item(hash_value, range_value))))
+            if table.stream_shard is not None:
+                streams[id(table)] = (table, len(table.stream_shard.items))
+        try:
+            original_transact(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, before in reversed(saved):
+                if range_value is None:
+                    if before is None:
+                        table.items.pop(hash_value, None)
+                    else:
+                        table.items[hash_value] = before
+                elif before is None:
+                    table.items[hash_value].pop(range_value, None)
+                else:
+                    table.items[hash_value][range_value] = before
+            for table, length in streams.values():
+                del table.stream_shard.items[length:]  # type: ignore[union-attr]
+            raise
+
+    def no_table_copies(value: Any, memo: Any = None) -> Any:
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    patcher.set(DynamoDBBackend, "transact_write_items", transact_write_items)
+    patcher.set(dynamodb_models, "copy", types.SimpleNamespace(deepcopy=no_table_copies))
+
+    # A query on the table's own key looks through every item of the table for the partition key's; the
+    # partition's own items are the same result, found without growing with the table.
+    original_query = Table.query
+    original_all_items = Table.all_items
+    partition = threading.local()
+
+    def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or hash_key is None or not self.range_key_attr:
+            return original_query(self, hash_key, *args, **kwargs)
+        partition.key = hash_key
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            partition.key = None
+
+    def all_items(self: Table) -> Any:
+        key = getattr(partition, "key", None)
+        if key is None:
+            return original_all_items(self)
+        return list(self.items[key].values()) if key in self.items else []
+
+    patcher.set(Table, "query", query)
+    patcher.set(Table, "all_items", all_items)
+
+
+def _patch_parsing(patcher: _Patcher) -> None:
+    # moto parses the definition again for every execution (a quarter of a second for a compiled workflow);
+    # the parsed program is immutable (all run state lives in the Environment), so one per definition serves all.
+    programs: dict[str, Any] = {}
+    programs_lock = threading.Lock()
+
+    def evaluation_entrypoint(self: ExecutionWorker) -> Any:
+        definition = self._evaluation_details.state_machine_details.definition
+        with programs_lock:
+            program = programs.get(definition)
+        if program is None:
+            program = AmazonStateLanguageParser.parse(definition)[0]
+            with programs_lock:
+                programs[definition] = program
+        return program
+
+    patcher.set(ExecutionWorker, "_get_evaluation_entrypoint", evaluation_entrypoint)
+
+
 def _patch_boto_clients(patcher: _Patcher) -> Callable[[], None]:
     # moto builds a boto3 client per integration task; reusing them roughly doubles throughput.
     original_client_for = boto_client_module.boto_client_for
@@ -564,6 +674,8 @@ def install(clock: VirtualClock) -> Callable[[], None]:
         _patch_timestamps(clock, patcher)
         _patch_api_quirks(patcher)
         _patch_lambda(patcher)
+        _patch_dynamodb(patcher)
+        _patch_parsing(patcher)
         cleanups.append(_patch_boto_clients(patcher))
         shared.clock.use(clock.now)
     except BaseException:

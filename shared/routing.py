@@ -173,12 +173,6 @@ class Router:
         return out
 
 
-def pending_events(store: ContactStore) -> list[dict[str, Any]]:
-    """Outbox items written by the step runner (in AWS the table's stream delivers them instead)."""
-    items = [i for i in store.scan_prefix("EVENT#") if i.get("status") == "pending"]
-    return sorted(items, key=lambda i: (i["at"], i["id"]))
-
-
 def outbox_to_event(item: dict[str, Any]) -> ContactEvent:
     return ContactEvent.model_validate(
         {

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import ContactEvent
-from shared.routing import Routed, Router, outbox_to_event, pending_events
-from shared.store.contacts import ContactStore, create_table
+from shared.routing import Routed, Router, outbox_to_event
+from shared.store.contacts import ContactStore, create_table, deserialise
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.durations import parse_duration
 from shared.workflow.model import ScheduleTrigger, Workflow, WorkflowFileError, load_workflow, workflow_files
@@ -90,6 +90,7 @@ class Simulation:
         step_runner.reset()  # its clients belong to the previous mock
         self.stack = LocalStack(start=self.start).__enter__()
         create_table(self.stack.dynamodb, TABLE)
+        self._outbox_position = self._stream_start()
         template = f"arn:aws:states:{self.stack.region}:{self.stack.account_id}:stateMachine:stepwise-{{workflow}}"
         fn = self.stack.create_function(
             "stepwise-step-runner",
@@ -139,13 +140,36 @@ class Simulation:
         """Run until every execution waits on the clock or a token and the outbox is empty."""
         while True:
             self.stack.settle()
-            pending = pending_events(self.store)
+            pending = self._new_outbox_items()
             if not pending:
                 return
             for item in pending:
                 self.store.delete_item(item[C.PK], item[C.SK])
                 event = outbox_to_event(item)
                 self.routed.extend((self.now, r, event.type) for r in self.router.handle(event, internal=True))
+
+    def _stream_start(self) -> str:
+        streams = self.stack.dynamodbstreams
+        arn = self.stack.dynamodb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        return str(it["ShardIterator"])
+
+    def _new_outbox_items(self) -> list[dict[str, Any]]:
+        """Events the step runner wrote to its outbox since the last look, read from the table's stream as
+        in AWS (a scan would grow with the table on every settle)."""
+        items = []
+        while True:
+            page = self.stack.dynamodbstreams.get_records(ShardIterator=self._outbox_position, Limit=1000)
+            self._outbox_position = page["NextShardIterator"]
+            if not page["Records"]:
+                return sorted(items, key=lambda i: (i["at"], i["id"]))
+            for record in page["Records"]:
+                if record["eventName"] != "INSERT":
+                    continue
+                item = deserialise(record["dynamodb"]["NewImage"])
+                if item[C.PK].startswith("EVENT#") and item.get("status") == "pending":
+                    items.append(item)
 
     def advance(self, target: datetime) -> None:
         """Move virtual time to `target`, waking waits and firing schedules in time order."""

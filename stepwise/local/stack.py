@@ -141,6 +141,18 @@ class LocalStack:
         return self._client("dynamodb")
 
     @property
+    def dynamodbstreams(self) -> Any:
+        client = self._clients.get("dynamodbstreams")
+        if client is None:
+            # botocore sends stream calls to an account endpoint ({account}.streams-ddb...) moto does not serve.
+            client = self._clients["dynamodbstreams"] = boto3.client(
+                "dynamodbstreams",
+                region_name=self.region,
+                endpoint_url=f"https://streams.dynamodb.{self.region}.amazonaws.com",
+            )
+        return client
+
+    @property
     def iam(self) -> Any:
         return self._client("iam")
 

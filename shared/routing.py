@@ -14,7 +14,7 @@ from shared.facts import facts_for
 from shared.splits import SplitTests
 from shared.store.contacts import ContactStore, contact_pk
 from shared.waits import resume_wait
-from shared.workflow.conditions import Condition, Evaluation, Facts, Where, evaluate
+from shared.workflow.conditions import Condition, Evaluation, Facts, Where, evaluate, lookup
 from shared.workflow.model import GoalStep, ScheduleTrigger, Trigger, Workflow
 
 
@@ -74,7 +74,7 @@ class Router:
                     continue
                 if w.get("where") and not Where(w["where"]).matches(event.data):
                     continue
-                if any(event.data.get(k) != v for k, v in (w.get("same") or {}).items()):
+                if any(lookup(event.data, k) != v for k, v in (w.get("same") or {}).items()):
                     continue
                 why = f"event {event.type} arrived"
             else:

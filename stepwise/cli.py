@@ -8,14 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import core_schema
-
-from shared.workflow import durations
 from shared.workflow.compiler import CompileError, compile_workflow
 from shared.workflow.conditions import Where
 from shared.workflow.cost import PRICE_PER_1000_TRANSITIONS, analyse, price, transitions
-from shared.workflow.durations import format_duration
+from shared.workflow.durations import DURATION_SCHEMA, format_duration
 from shared.workflow.lint import END, Flow, FlowNode, flow, lint
 from shared.workflow.model import (
     STEP_KINDS,
@@ -304,30 +300,15 @@ def cost_command(args: argparse.Namespace) -> int:
 
 # ---- schema --------------------------------------------------------------------------------------------------
 
-_DURATION_SCHEMA: JsonSchemaValue = {
-    "description": "A duration: seconds, or e.g. 90s, 10m, 2h, 1d, 2w, 1d12h",
-    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^(\d+[smhdw])+$"}],
-}
-
-
-class _WorkflowSchema(GenerateJsonSchema):
-    """Durations are ints in the model but users write `1d`: describe what the file accepts."""
-
-    def function_before_schema(self, schema: core_schema.BeforeValidatorFunctionSchema) -> JsonSchemaValue:
-        if schema["function"].get("function") is durations._coerce:
-            return dict(_DURATION_SCHEMA)
-        return super().function_before_schema(schema)
-
-
 def workflow_schema() -> dict[str, Any]:
     """JSON Schema of workflow files, with the short forms the models accept before validating."""
-    schema = Workflow.model_json_schema(by_alias=True, schema_generator=_WorkflowSchema)
+    schema = Workflow.model_json_schema(by_alias=True)
     defs = schema["$defs"]
     # Short forms accepted by `mode="before"` validators, which the generated schema cannot see.
     defs["Reentry"] = {
         "anyOf": [
             {"enum": ["once", "always"]},
-            {"type": "object", "properties": {"once_per": _DURATION_SCHEMA}, "required": ["once_per"],
+            {"type": "object", "properties": {"once_per": DURATION_SCHEMA}, "required": ["once_per"],
              "additionalProperties": False},
             defs["Reentry"],
         ],

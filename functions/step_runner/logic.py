@@ -21,7 +21,7 @@ from shared.facts import facts_for
 from shared.splits import SplitTests
 from shared.store.contacts import Contact, ContactStore, contact_pk, epoch
 from shared.waits import resume_wait
-from shared.workflow.conditions import Evaluation, evaluate
+from shared.workflow.conditions import Evaluation, evaluate, lookup
 from shared.workflow.model import (
     AddTagStep,
     AdjustScoreStep,
@@ -551,7 +551,7 @@ def _wait(ctx: Ctx) -> dict[str, Any]:
         "token": ctx.req.task_token,
         "event": wu.event,
         "where": wu.where.root if wu.where else None,
-        "same": {k: trigger_data.get(k) for k in wu.same},
+        "same": {k: lookup(trigger_data, k) for k in wu.same},
         "condition": wu.condition.model_dump(mode="json", by_alias=True, exclude_none=True) if wu.condition else None,
         "loops": ctx.loops,
         "goto": bool(ctx.req.goto),

@@ -93,16 +93,19 @@ class Graph:
     goto_targets: set[str]
 
 
-def _synthetic_ids(wf: Workflow) -> None:
-    # Go-to and end steps may be written without an id; give them stable ones derived from their position.
+def with_synthetic_ids(wf: Workflow) -> Workflow:
+    """A copy of `wf` in which go-to and end steps written without an id have a stable one from their position."""
+    wf = wf.model_copy(deep=True)
     for step, loc in wf.walk():
         if step.id is None:
             kind = "goto" if isinstance(step.root, GotoStep) else "end"
             step.root.id = f"{kind}-{'-'.join(loc[1:])}"  # type: ignore[union-attr]
+    return wf
 
 
 def build_graph(wf: Workflow) -> Graph:
-    _synthetic_ids(wf)
+    """The step graph of `wf` (on a copy with synthetic ids: `wf` is left as it was)."""
+    wf = with_synthetic_ids(wf)
     nodes: dict[str, Node] = {}
     order: list[str] = []
 
@@ -139,10 +142,10 @@ def build_graph(wf: Workflow) -> Graph:
 
 class Compiler:
     def __init__(self, wf: Workflow, step_runner_arn: str) -> None:
-        self.wf = wf
+        self.wf = with_synthetic_ids(wf)
         self.arn = step_runner_arn
-        self.graph = build_graph(wf)
-        self.version = workflow_version(wf)
+        self.graph = build_graph(self.wf)
+        self.version = workflow_version(self.wf)
         self.states: dict[str, dict[str, Any]] = {}
         self.state_of: dict[str, str] = {}  # step id -> state that performs/starts it
         self.need_done = False
@@ -517,7 +520,7 @@ def reachable(states: dict[str, Any], start: str) -> dict[str, Any]:
 
 def compile_workflow(wf: Workflow, step_runner_arn: str) -> dict[str, Any]:
     """The ASL definition for `wf`, invoking the step runner at `step_runner_arn`."""
-    return Compiler(wf.model_copy(deep=True), step_runner_arn).compile()
+    return Compiler(wf, step_runner_arn).compile()
 
 
 def compile_json(wf: Workflow, step_runner_arn: str) -> str:

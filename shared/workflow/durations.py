@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+)([smhdw])")
@@ -48,5 +48,16 @@ def _coerce(value: object) -> int:
     raise DurationError(f"{value!r} is not a duration; write e.g. 10m, 1d, 2w")
 
 
+# What a workflow file may write where a duration goes (the JSON Schema of `stepwise schema`).
+DURATION_SCHEMA: dict[str, object] = {
+    "description": "A duration: seconds, or e.g. 90s, 10m, 2h, 1d, 2w, 1d12h",
+    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^(\d+[smhdw])+$"}],
+}
+
 # Seconds in the model, the human form when dumped back.
-Duration = Annotated[int, BeforeValidator(_coerce), PlainSerializer(format_duration, return_type=str)]
+Duration = Annotated[
+    int,
+    BeforeValidator(_coerce),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(DURATION_SCHEMA),
+]

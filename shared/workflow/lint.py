@@ -269,27 +269,6 @@ def duplicate_ids(wf: Workflow) -> Iterator[Finding]:
             first[step.id] = where
 
 
-@check("duplicate-branch-names")
-def duplicate_branch_names(wf: Workflow) -> Iterator[Finding]:
-    """Two cases of a branch, or two paths of a split, with one name: the Choice state could not tell them apart."""
-    for step, _ in wf.walk():
-        r = step.root
-        if isinstance(r, BranchStep | SplitStep):
-            kind, what = ("branch", "case") if isinstance(r, BranchStep) else ("split", "path")
-            items = r.branch if isinstance(r, BranchStep) else r.split
-            seen: set[str] = set()
-            for i, item in enumerate(items):
-                if item.name in seen:
-                    yield step.id, f"{kind}.{i}.name", f"another {what} of this {kind} is already named {item.name!r}"
-                elif isinstance(r, BranchStep) and item.name == "otherwise":
-                    yield (
-                        step.id,
-                        f"{kind}.{i}.name",
-                        "'otherwise' is reserved for the branch taken when no case holds",
-                    )
-                seen.add(item.name)
-
-
 @check("unknown-goto-target")
 def unknown_goto_target(wf: Workflow) -> Iterator[Finding]:
     """A go-to, a start_workflow.at into this workflow, or a split's winner.goal names no (suitable) step."""

@@ -288,11 +288,29 @@ class Case(Strict):
     steps: list[Step] = Field(default_factory=list)
 
 
+def _distinct_names(names: list[str], what: str) -> None:
+    """Branch names become state transitions and metric dimensions: each must say one thing."""
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"{what} name {n!r} is used twice; each {what} needs its own name")
+        seen.add(n)
+
+
 class BranchStep(StepBase):
     """Multi-way branch: the first case whose condition holds, else `otherwise`."""
 
     branch: list[Case] = Field(min_length=1)
     otherwise: list[Step] = Field(default_factory=list)
+
+    @field_validator("branch")
+    @classmethod
+    def _names(cls, cases: list[Case]) -> list[Case]:
+        names = [c.name for c in cases]
+        if "otherwise" in names:
+            raise ValueError("a case cannot be named 'otherwise': that name is the branch taken when no case matches")
+        _distinct_names(names, "case")
+        return cases
 
 
 class SplitPath(Strict):
@@ -314,6 +332,12 @@ class Winner(Strict):
 class SplitStep(StepBase):
     split: list[SplitPath] = Field(min_length=2)
     winner: Winner | None = None
+
+    @field_validator("split")
+    @classmethod
+    def _names(cls, paths: list[SplitPath]) -> list[SplitPath]:
+        _distinct_names([p.name for p in paths], "path")
+        return paths
 
 
 class WaitUntil(Strict):

@@ -72,13 +72,8 @@ def test_winner_by_goal_takes_every_later_contact() -> None:
             stats["basis"]
             == f"by goal: short 1/{n['short']} = {100 / n['short']:.1f}%, long {n['long']}/{n['long']} = 100.0%"
         )
-        why = next(
-            r["why"]
-            for r in sim.timeline()
-            if r["step"] == "subject"
-            and r["contact"] != ""
-            and next(c["email"] for c in sim.summary()["contacts"] if c["id"] == r["contact"]) == "c45@example.com"
-        )
+        c45 = next(c["id"] for c in sim.summary()["contacts"] if c["email"] == "c45@example.com")
+        why = next(r["why"] for r in sim.timeline() if r["step"] == "subject" and r["contact"] == c45)
         assert why.startswith("winner long chosen ")
 
 

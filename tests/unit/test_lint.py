@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from shared.workflow.lint import CHECKS, Violation, check, lint, lint_file
-from shared.workflow.model import Workflow, parse_workflow, workflow_files
+from shared.workflow.model import Workflow, WorkflowFileError, parse_workflow, workflow_files
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 
@@ -26,7 +26,6 @@ def found(text: str, name: str) -> list[str]:
 def test_registry_holds_every_check_in_order() -> None:
     assert list(CHECKS) == [
         "duplicate-ids",
-        "duplicate-branch-names",
         "unknown-goto-target",
         "goto-not-last",
         "unreachable-steps",
@@ -67,7 +66,8 @@ steps:
     ]
 
 
-def test_duplicate_branch_names() -> None:
+def test_duplicate_branch_names_are_refused_by_the_model() -> None:
+    # The Choice state could not tell two same-named branches apart: the file does not load at all.
     text = """
 name: t
 steps:
@@ -75,16 +75,21 @@ steps:
     branch:
       - {name: big, when: {score: {gt: 50}}}
       - {name: big, when: {score: {gt: 10}}}
+  - id: by-tag
+    branch:
       - {name: otherwise, when: {has_tag: x}}
   - id: pick
     split:
       - {name: a, percent: 50}
       - {name: a, percent: 50}
 """
-    assert found(text, "duplicate-branch-names") == [
-        "step by-value, field branch.1.name: another case of this branch is already named 'big'",
-        "step by-value, field branch.2.name: 'otherwise' is reserved for the branch taken when no case holds",
-        "step pick, field split.1.name: another path of this split is already named 'a'",
+    with pytest.raises(WorkflowFileError) as err:
+        wf(text)
+    assert err.value.problems == [
+        "test.yaml: step by-value, field branch: case name 'big' is used twice; each case needs its own name",
+        "test.yaml: step by-tag, field branch: a case cannot be named 'otherwise': that name is the branch taken "
+        "when no case matches",
+        "test.yaml: step pick, field split: path name 'a' is used twice; each path needs its own name",
     ]
 
 

@@ -1,0 +1,89 @@
+"""What the integration tests share: events, inline workflows, and what a user sees of a simulation."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import yaml
+
+from shared.events import ContactEvent
+from shared.workflow.model import Workflow, parse_workflow
+from stepwise.simulate import DEFAULT_START, Simulation, TimedEvent
+
+HISTORY_TTL = timedelta(days=30)
+
+
+def event(eid: str, etype: str, data: dict[str, Any], **contact: str) -> ContactEvent:
+    """A normalised event about the contact named by `contact` (email=..., phone=...)."""
+    return ContactEvent.model_validate({"id": eid, "type": etype, "contact": contact, "data": data})
+
+
+def timed(offset: timedelta, eid: str, etype: str, data: dict[str, Any], **contact: str) -> TimedEvent:
+    return TimedEvent(DEFAULT_START + offset, event(eid, etype, data, **contact))
+
+
+def run_in_order(sim: Simulation, events: list[TimedEvent]) -> None:
+    """Simulation.run feeds events in list order; a test lists them as it reads best."""
+    sim.run(sorted(events, key=lambda e: e.at))
+
+
+def workflow(text: str) -> Workflow:
+    return parse_workflow(yaml.safe_load(text), "<test workflow>")
+
+
+def at(**delta: float) -> str:
+    """DEFAULT_START plus `delta`, as history records and messages show times."""
+    return (DEFAULT_START + timedelta(**delta)).isoformat()
+
+
+def contact(sim: Simulation, **identity: str) -> dict[str, Any]:
+    """The summary of the one contact whose email (or phone) is given: data and messages."""
+    (key, value), *_ = identity.items()
+    matches = [c for c in sim.summary()["contacts"] if c.get(key) == value]
+    assert len(matches) == 1, f"{len(matches)} contacts with {key} {value}"
+    return matches[0]
+
+
+def history(sim: Simulation, workflow_name: str | None = None, **identity: str) -> list[dict[str, Any]]:
+    """The contact's history records in the order they happened (of one workflow when named)."""
+    rows = sim.store.history(contact(sim, **identity)["id"])
+    return [h for h in rows if workflow_name is None or h["workflow"] == workflow_name]
+
+
+def steps(sim: Simulation, workflow_name: str | None = None, **identity: str) -> list[tuple[str, str, str]]:
+    """(time, step, outcome) of each history record: the path a user sees in the timeline."""
+    return [(h["at"], h["step"], h["outcome"]) for h in history(sim, workflow_name, **identity)]
+
+
+def messages(sim: Simulation, **identity: str) -> list[tuple[str, str, str]]:
+    """(time, channel, template or subject) of each message sent to or about the contact."""
+    return [
+        (m["at"], m["channel"], m.get("template") or m.get("subject", "")) for m in contact(sim, **identity)["messages"]
+    ]
+
+
+def assert_history_ttl(records: list[dict[str, Any]]) -> None:
+    """Every record is deleted by DynamoDB's TTL 30 days after it was written."""
+    assert records
+    for h in records:
+        assert h["expires_at"] == int((datetime.fromisoformat(h["at"]) + HISTORY_TTL).timestamp()), h
+
+
+def executions(sim: Simulation, workflow_name: str) -> list[dict[str, Any]]:
+    """describe_execution of every run of a workflow, with the contact it ran for under `contact_id`."""
+    out = []
+    for arn in sim.execution_arns(workflow_name):
+        desc = sim.stack.sfn.describe_execution(executionArn=arn)
+        out.append({**desc, "contact_id": json.loads(desc["input"])["contact_id"]})
+    return out
+
+
+def states_entered(sim: Simulation, execution_arn: str) -> list[str]:
+    """The states an execution entered, in order: one billed transition each."""
+    return [
+        e["stateEnteredEventDetails"]["name"]
+        for e in sim.stack.history(execution_arn)
+        if e["type"].endswith("StateEntered")
+    ]

@@ -1,0 +1,444 @@
+"""Behaviours of issue 2 on the local stack, as a user sees them: go-to loops end by their bound, event waits
+resume or time out (keyed to the same checkout), splits share contacts out, goals jump ahead, resume_at starts
+at a step, and a retried step does its side effects once."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from moto.awslambda.models import LambdaFunction
+from moto.core.exceptions import JsonRESTError
+
+from shared.events import ContactRef
+from shared.store.contacts import contact_pk
+from stepwise.simulate import DEFAULT_START, Simulation
+from tests.integration.support import (
+    assert_history_ttl,
+    at,
+    contact,
+    event,
+    executions,
+    history,
+    messages,
+    run_in_order,
+    states_entered,
+    steps,
+    timed,
+    workflow,
+)
+
+# ---- go-to loops -------------------------------------------------------------------------------
+
+NAG = """
+name: nag
+triggers: [{event: list.subscribed}]
+settings: {max_loops: 3}
+steps:
+  - id: nag
+    send_email: {template: come-back}
+  - id: pause
+    wait: 1d
+  - id: bought
+    if: {has_tag: Purchased}
+    then:
+      - id: stop
+        end: bought
+    else:
+      - goto: nag
+"""
+
+
+def test_goto_loop_ends_cleanly_at_the_bound_with_the_reason_recorded() -> None:
+    with Simulation([workflow(NAG)]) as sim:
+        run_in_order(
+            sim,
+            [
+                timed(timedelta(0), "s1", "list.subscribed", {"list": "trial"}, email="ana@example.com"),
+                timed(timedelta(0), "s2", "list.subscribed", {"list": "trial"}, email="bo@example.com"),
+                timed(timedelta(days=1, hours=12), "t1", "tag.added", {"tag": "Purchased"}, email="bo@example.com"),
+            ],
+        )
+        # Ana never buys: the first email and one per jump the bound allows (3), a day apart, then the run ends.
+        assert messages(sim, email="ana@example.com") == [(at(days=d), "email", "come-back") for d in range(4)]
+        ana = steps(sim, email="ana@example.com")
+        assert [s for _, s, _ in ana].count("bought") == 4
+        assert ana[-2:] == [(at(days=4), "bought", "branch else"), (at(days=4), "loop-limit", "ended")]
+        (limit,) = [h for h in history(sim, email="ana@example.com") if h["step"] == "loop-limit"]
+        assert limit["why"] == "go-to jumped 3 times (settings.max_loops)"
+        (run,) = [e for e in executions(sim, "nag") if e["contact_id"] == contact(sim, email="ana@example.com")["id"]]
+        assert run["status"] == "SUCCEEDED"
+        assert states_entered(sim, run["executionArn"])[-1] == "LoopLimitReached"
+        assert json.loads(run["output"])["error"]["Error"] == "LoopLimitReached"
+        # Bo bought during the second day: the loop is left through the other branch, well within the bound.
+        assert messages(sim, email="bo@example.com") == [(at(days=d), "email", "come-back") for d in range(2)]
+        assert steps(sim, email="bo@example.com")[-2:] == [
+            (at(days=2), "bought", "branch then"),
+            (at(days=2), "stop", "ended"),
+        ]
+        assert "loop-limit" not in [s for _, s, _ in steps(sim, email="bo@example.com")]
+        assert_history_ttl(history(sim, email="ana@example.com") + history(sim, email="bo@example.com"))
+
+
+def test_the_loop_bound_defaults_to_100() -> None:
+    assert workflow(NAG.replace("settings: {max_loops: 3}\n", "")).settings.max_loops == 100
+
+
+# ---- wait until an event ------------------------------------------------------------------------
+
+CART = """
+name: cart
+triggers: [{event: checkout.abandoned}]
+reentry: always
+steps:
+  - id: remind
+    send_email: {template: cart-reminder}
+  - id: wait-for-order
+    wait_until:
+      event: checkout.completed
+      same: [checkout_id]
+      timeout: 2d
+      on_timeout:
+        - id: last-chance
+          send_email: {template: last-chance}
+        - id: gave-up
+          end: no order in two days
+  - id: thanks
+    send_email: {template: thanks}
+"""
+
+
+def test_wait_until_event_resumes_on_the_event_for_the_same_checkout_only() -> None:
+    with Simulation([workflow(CART)]) as sim:
+        sim.send(event("a1", "checkout.abandoned", {"checkout_id": "k1"}, email="ana@example.com"))
+        sim.advance(DEFAULT_START + timedelta(hours=5))
+        # An order for another checkout of Ana's does not end the wait for this one.
+        sim.send(event("a2", "checkout.completed", {"checkout_id": "k9"}, email="ana@example.com"))
+        assert steps(sim, email="ana@example.com") == [
+            (at(), "remind", "done"),
+            (at(), "wait-for-order", "waiting"),
+        ]
+        sim.advance(DEFAULT_START + timedelta(hours=6))
+        sim.send(event("a3", "checkout.completed", {"checkout_id": "k1"}, email="ana@example.com"))
+        sim.finish()
+        assert steps(sim, email="ana@example.com") == [
+            (at(), "remind", "done"),
+            (at(), "wait-for-order", "waiting"),
+            (at(hours=6), "wait-for-order", "resumed"),
+            (at(hours=6), "thanks", "done"),
+        ]
+        assert messages(sim, email="ana@example.com") == [
+            (at(), "email", "cart-reminder"),
+            (at(hours=6), "email", "thanks"),
+        ]
+        (run,) = executions(sim, "cart")
+        assert run["status"] == "SUCCEEDED"
+        assert sim.store.query_prefix(contact_pk(run["contact_id"]), "WAIT#", live_only=False) == []
+        assert_history_ttl(history(sim, email="ana@example.com"))
+
+
+def test_wait_until_event_times_out_at_exactly_the_timeout_into_its_branch() -> None:
+    with Simulation([workflow(CART)]) as sim:
+        run_in_order(
+            sim,
+            [
+                timed(timedelta(0), "b1", "checkout.abandoned", {"checkout_id": "k2"}, email="bo@example.com"),
+                # Another contact's order with the same checkout id is not Bo's.
+                timed(timedelta(hours=1), "c1", "checkout.completed", {"checkout_id": "k2"}, email="cy@example.com"),
+            ],
+        )
+        assert steps(sim, email="bo@example.com") == [
+            (at(), "remind", "done"),
+            (at(), "wait-for-order", "waiting"),
+            (at(days=2), "wait-for-order", "timed out"),
+            (at(days=2), "last-chance", "done"),
+            (at(days=2), "gave-up", "ended"),
+        ]
+        (timed_out,) = [h for h in history(sim, email="bo@example.com") if h["outcome"] == "timed out"]
+        assert "checkout.completed" in timed_out["why"]
+        assert messages(sim, email="bo@example.com") == [
+            (at(), "email", "cart-reminder"),
+            (at(days=2), "email", "last-chance"),
+        ]
+        (run,) = executions(sim, "cart")
+        assert run["status"] == "SUCCEEDED"
+        (timeout,) = [e for e in sim.stack.history(run["executionArn"]) if e["type"] == "TaskTimedOut"]
+        assert timeout["timestamp"].isoformat() == at(days=2)
+        assert_history_ttl(history(sim, email="bo@example.com"))
+
+
+# ---- split --------------------------------------------------------------------------------------
+
+SPLIT = """
+name: subject-test
+triggers: [{event: list.subscribed}]
+reentry: always
+steps:
+  - id: test
+    split:
+      - name: short
+        percent: 30
+        steps:
+          - id: offer-short
+            add_tag: got-short
+      - name: long
+        percent: 70
+        steps:
+          - id: offer-long
+            add_tag: got-long
+"""
+CONTACTS = 100
+
+
+def test_split_sends_about_the_stated_share_down_each_path_and_a_contact_always_the_same_way() -> None:
+    with Simulation([workflow(SPLIT)]) as sim:
+        for i in range(CONTACTS):
+            sim.send(event(f"s{i}", "list.subscribed", {"list": "news"}, email=f"c{i}@example.com"))
+        contacts = sim.summary()["contacts"]
+        tags = Counter(tuple(c["tags"]) for c in contacts)
+        # Every contact took exactly one path; 30% of 100 is 30 give or take two standard deviations (9).
+        assert set(tags) == {("got-short",), ("got-long",)}
+        assert tags[("got-short",)] + tags[("got-long",)] == CONTACTS
+        assert 21 <= tags[("got-short",)] <= 39
+        # Entering again, a contact goes down the path it went down before: the split is a hash, not a dice.
+        again = contacts[::10]
+        for c in again:
+            sim.send(event(f"again-{c['id']}", "list.subscribed", {"list": "news"}, email=c["email"]))
+        for c in again:
+            decisions = [h for h in sim.store.history(c["id"]) if h["step"] == "test"]
+            assert [h["branch"] for h in decisions] == [c["tags"][0].removeprefix("got-")] * 2
+        assert len(sim.execution_arns("subject-test")) == CONTACTS + CONTACTS // 10
+
+
+# ---- goal ---------------------------------------------------------------------------------------
+
+ONBOARDING = """
+name: onboarding
+triggers: [{event: list.subscribed, where: {list: trial}}]
+steps:
+  - id: hello
+    send_email: {template: hello}
+  - id: three-days
+    wait: 3d
+  - id: tips
+    send_email: {template: tips}
+  - id: two-more-days
+    wait: 2d
+  - id: bought
+    goal: {event: order.paid, otherwise: end}
+  - id: thanks
+    send_email: {template: thanks}
+  - id: mark-customer
+    add_tag: customer
+"""
+
+
+def test_goal_met_during_a_wait_jumps_straight_to_the_goal_skipping_the_steps_between() -> None:
+    with Simulation([workflow(ONBOARDING)]) as sim:
+        run_in_order(
+            sim,
+            [
+                timed(timedelta(0), "a1", "list.subscribed", {"list": "trial"}, email="ana@example.com"),
+                timed(timedelta(0), "b1", "list.subscribed", {"list": "trial"}, email="bo@example.com"),
+                timed(timedelta(days=1), "a2", "order.paid", {"order_id": "o1", "total": 30}, email="ana@example.com"),
+            ],
+        )
+        # Ana paid on day 1 of the 3-day wait: at that moment she is at the goal and carries on after it.
+        assert steps(sim, email="ana@example.com") == [
+            (at(), "hello", "done"),
+            (at(), "three-days", "waiting"),
+            (at(days=1), "bought", "reached"),
+            (at(days=1), "thanks", "done"),
+            (at(days=1), "mark-customer", "done"),
+        ]
+        assert messages(sim, email="ana@example.com") == [(at(), "email", "hello"), (at(days=1), "email", "thanks")]
+        assert contact(sim, email="ana@example.com")["tags"] == ["customer"]
+        ana = contact(sim, email="ana@example.com")["id"]
+        runs = sorted((e["status"], states_entered(sim, e["executionArn"])) for e in executions(sim, "onboarding")
+                      if e["contact_id"] == ana)  # fmt: skip
+        # The waiting run was stopped; the goal's run entered at the goal: no tips, no second wait.
+        assert runs == [
+            ("ABORTED", ["Entry", "hello", "three-days"]),
+            ("SUCCEEDED", ["Entry", "bought", "bought.branch", "thanks"]),
+        ]
+        # Bo never paid: the whole way through, and the goal's `otherwise: end` ends his run there.
+        assert steps(sim, email="bo@example.com") == [
+            (at(), "hello", "done"),
+            (at(), "three-days", "waiting"),
+            (at(days=3), "tips", "done"),
+            (at(days=3), "two-more-days", "waiting"),
+            (at(days=5), "bought", "not reached"),
+        ]
+        assert [t for _, _, t in messages(sim, email="bo@example.com")] == ["hello", "tips"]
+        assert_history_ttl(history(sim, email="ana@example.com") + history(sim, email="bo@example.com"))
+
+
+# ---- resume_at ----------------------------------------------------------------------------------
+
+SERIES = """
+name: series
+steps:
+  - id: part-1
+    send_email: {template: part-1}
+  - id: tag-1
+    add_tag: saw-1
+  - id: part-2
+    send_email: {template: part-2}
+  - id: part-3
+    send_email: {template: part-3}
+  - id: tag-3
+    add_tag: saw-3
+  - id: pause
+    wait: 1d
+  - id: part-4
+    send_email: {template: part-4}
+"""
+HANDOVER = """
+name: handover
+triggers: [{event: form.submitted}]
+steps:
+  - id: note
+    add_tag: handed-over
+  - id: go
+    start_workflow: {workflow: series, at: part-3}
+"""
+
+
+def test_start_workflow_at_a_step_runs_none_of_the_steps_before_it() -> None:
+    # part-1 to tag-3 are one Task state (consecutive actions merge): the start is inside it.
+    with Simulation([workflow(SERIES), workflow(HANDOVER)]) as sim:
+        sim.send(event("f1", "form.submitted", {"form": "demo"}, email="cy@example.com"))
+        sim.finish()
+        assert steps(sim, "series", email="cy@example.com") == [
+            (at(), "part-3", "done"),
+            (at(), "tag-3", "done"),
+            (at(), "pause", "waiting"),
+            (at(days=1), "part-4", "done"),
+        ]
+        assert messages(sim, email="cy@example.com") == [(at(), "email", "part-3"), (at(days=1), "email", "part-4")]
+        assert contact(sim, email="cy@example.com")["tags"] == ["handed-over", "saw-3"]
+        (run,) = executions(sim, "series")
+        assert json.loads(run["input"])["run"]["resume_at"] == "part-3"
+        assert_history_ttl(history(sim, email="cy@example.com"))
+
+
+def test_enrol_with_resume_at_a_wait_starts_with_that_wait() -> None:
+    with Simulation([workflow(SERIES)]) as sim:
+        dee = sim.store.upsert(ContactRef(email="dee@example.com"))
+        started = sim.enroller.enrol(dee, "series", {}, key="restart-1", resume_at="pause")
+        assert started.started
+        sim.finish()
+        assert [(a, s, o) for a, s, o in steps(sim, email="dee@example.com") if o != "waiting"] == [
+            (at(days=1), "part-4", "done")
+        ]
+        assert messages(sim, email="dee@example.com") == [(at(days=1), "email", "part-4")]
+        assert contact(sim, email="dee@example.com")["tags"] == []
+
+
+# ---- retries ------------------------------------------------------------------------------------
+
+SIGNUP = """
+name: signup
+triggers: [{event: form.submitted}]
+steps:
+  - id: welcome
+    send_email: {template: welcome}
+  - id: engaged
+    adjust_score: 10
+  - id: mark
+    add_tag: signed-up
+  - id: hot
+    if: {score: {gte: 10}}
+    then:
+      - id: alert
+        notify: {to: [sales@example.com], subject: New hot sign-up}
+"""
+
+
+def side_effects(sim: Simulation, email: str) -> dict[str, Any]:
+    c = contact(sim, email=email)
+    return {
+        "score": c["score"],
+        "tags": c["tags"],
+        "messages": sorted(t for _, _, t in messages(sim, email=email)),
+        "records": Counter(h["step"] for h in history(sim, email=email)),
+    }
+
+
+ONCE = {
+    "score": 10,
+    "tags": ["signed-up"],
+    "messages": ["New hot sign-up", "welcome"],
+    "records": Counter({"welcome": 1, "engaged": 1, "mark": 1, "hot": 1, "alert": 1}),
+}
+
+
+def test_a_step_invoked_again_with_the_same_payload_does_nothing_twice() -> None:
+    with Simulation([workflow(SIGNUP)]) as sim:
+        sim.send(event("f1", "form.submitted", {"form": "demo"}, email="eve@example.com"))
+        assert side_effects(sim, "eve@example.com") == ONCE
+        (run,) = executions(sim, "signup")
+        scheduled = [
+            json.loads(e["taskScheduledEventDetails"]["parameters"])
+            for e in sim.stack.history(run["executionArn"])
+            if e["type"] == "TaskScheduled"
+        ]
+        assert [len(p["Payload"].get("steps") or [p["Payload"]["step"]]) for p in scheduled] == [3, 1, 1]
+        # What a redelivered invocation or a retry after a lost response does: the exact payload, again.
+        for params in scheduled:
+            for _ in range(2):
+                payload = json.dumps(params["Payload"])
+                answer = sim.stack.lambda_.invoke(FunctionName=params["FunctionName"], Payload=payload)
+                assert "FunctionError" not in answer
+        assert side_effects(sim, "eve@example.com") == ONCE
+
+
+class LambdaServiceException(JsonRESTError):
+    code = 500
+
+    def __init__(self) -> None:
+        super().__init__("ServiceException", "the function ran but its response was lost")
+
+
+@contextmanager
+def response_lost_once(step_id: str) -> Iterator[list[str]]:
+    """Lambda fails the first invocation of the Task that performs `step_id` after the function has run (AWS
+    reports it as Lambda.ServiceException); later invocations answer normally. Yields the failures injected."""
+    current = LambdaFunction.invoke  # the local stack's in-process invoke
+    failed: list[str] = []
+
+    def invoke(self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any) -> Any:
+        answer = current(self, body, request_headers, response_headers)
+        request = json.loads(body)
+        ids = [s["id"] for s in request.get("steps") or [request.get("step") or {}]]
+        if step_id in ids and not failed:
+            failed.append(step_id)
+            raise LambdaServiceException()
+        return answer
+
+    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+    try:
+        yield failed
+    finally:
+        LambdaFunction.invoke = current  # type: ignore[method-assign]
+
+
+def test_a_step_retried_by_the_state_machine_after_a_lambda_error_does_its_side_effects_once() -> None:
+    with Simulation([workflow(SIGNUP)]) as sim:
+        with response_lost_once("engaged") as failed:
+            sim.send(event("f1", "form.submitted", {"form": "demo"}, email="fay@example.com"))
+            sim.finish()
+        assert failed == ["engaged"]
+        (run,) = executions(sim, "signup")
+        assert run["status"] == "SUCCEEDED"
+        events = sim.stack.history(run["executionArn"])
+        errors = [e["taskFailedEventDetails"]["error"] for e in events if e["type"] == "TaskFailed"]
+        assert errors == ["Lambda.ServiceException"]
+        # The Task holding welcome, engaged and mark ran twice; everything it does happened once.
+        assert len([e for e in events if e["type"] == "TaskScheduled"]) == 3 + 1
+        assert states_entered(sim, run["executionArn"]) == ["Entry", "welcome", "hot", "hot.branch", "alert"]
+        assert side_effects(sim, "fay@example.com") == ONCE

@@ -18,6 +18,7 @@ from shared.workflow.model import (
     IfStep,
     SplitStep,
     Step,
+    Trigger,
     WaitStep,
     WaitUntilStep,
     Workflow,
@@ -475,21 +476,22 @@ class Compiler:
                     "Next": self.resolve(sid),
                 }
             )
-        self.states[C.STATE_START_DELAY] = {
-            "Type": "Wait",
-            "SecondsPath": "$.start_delay",
-            "Next": first,
-            "Comment": "The trigger's start delay",
-        }
-        choices.append(
-            {
-                "And": [
-                    {"Variable": "$.start_delay", "IsPresent": True},
-                    {"Variable": "$.start_delay", "NumericGreaterThan": 0},
-                ],
-                "Next": C.STATE_START_DELAY,
+        if any(isinstance(t.root, Trigger) and t.root.delay for t in self.wf.triggers):
+            self.states[C.STATE_START_DELAY] = {
+                "Type": "Wait",
+                "SecondsPath": "$.start_delay",
+                "Next": first,
+                "Comment": "The trigger's start delay",
             }
-        )
+            choices.append(
+                {
+                    "And": [
+                        {"Variable": "$.start_delay", "IsPresent": True},
+                        {"Variable": "$.start_delay", "NumericGreaterThan": 0},
+                    ],
+                    "Next": C.STATE_START_DELAY,
+                }
+            )
         return {
             "Type": "Choice",
             "Comment": "Resume at a step (goals, restarts, start-at) or wait out the trigger's delay",

@@ -99,7 +99,7 @@ def test_cost_of_welcome_series(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cost", str(WELCOME)]) == 0
     out = capsys.readouterr().out
     assert "3 transitions: Entry -> settle-in -> welcome-sms" in out
-    assert "fewest 3, most 3 transitions per contact (+1 when a trigger has a delay)" in out
+    assert "fewest 3, most 3 transitions per contact\n" in out  # no trigger delay: no StartDelay state
     assert "$0.0750 (fewest) to $0.0750 (most)" in out
 
 

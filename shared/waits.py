@@ -6,8 +6,14 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from shared import constants as C
 from shared.store.contacts import ContactStore, epoch
+
+# What SendTaskSuccess answers for a token nothing waits on any more: the run was stopped (a goal, an
+# unsubscribe) or the wait timed out. (moto says InvalidToken.)
+STALE_TOKEN_ERRORS = ("TaskDoesNotExist", "TaskTimedOut", "InvalidToken")
 
 
 def resume_wait(store: ContactStore, sfn: Any, wait: dict[str, Any], why: str, now: datetime) -> bool:
@@ -31,5 +37,12 @@ def resume_wait(store: ContactStore, sfn: Any, wait: dict[str, Any], why: str, n
     if not store.commit_step(contact_id, hist, [store.delete(wait[C.PK], wait[C.SK])]):
         return False
     next_loops = loops + 1 if wait.get("goto") else loops
-    sfn.send_task_success(taskToken=wait["token"], output=json.dumps({"loops": next_loops, "branch": "resumed"}))
+    try:
+        sfn.send_task_success(taskToken=wait["token"], output=json.dumps({"loops": next_loops, "branch": "resumed"}))
+    except ClientError as err:
+        if err.response["Error"]["Code"] not in STALE_TOKEN_ERRORS:
+            raise
+        # Nothing was resumed: take back the record that says so (the wait record was stale, and is gone).
+        store.delete_item(wait[C.PK], hist[C.SK])
+        return False
     return True

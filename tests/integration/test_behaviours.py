@@ -277,6 +277,43 @@ def test_goal_met_during_a_wait_jumps_straight_to_the_goal_skipping_the_steps_be
         assert_history_ttl(history(sim, email="ana@example.com") + history(sim, email="bo@example.com"))
 
 
+WAIT_FOR_VISIT = """
+name: browse-then-buy
+triggers: [{event: checkout.abandoned}]
+steps:
+  - id: remind
+    send_email: {template: cart-reminder}
+  - id: wait-for-visit
+    wait_until: {event: page.visited, timeout: 3d}
+  - id: nudge
+    send_email: {template: nudge}
+  - id: bought
+    goal: {event: order.paid}
+  - id: thanks
+    send_email: {template: thanks}
+"""
+
+
+def test_goal_met_during_an_event_wait_leaves_nothing_behind_for_that_event() -> None:
+    with Simulation([workflow(WAIT_FOR_VISIT)]) as sim:
+        sim.send(event("a1", "checkout.abandoned", {"checkout_id": "k1"}, email="ana@example.com"))
+        sim.advance(DEFAULT_START + timedelta(hours=2))
+        sim.send(event("a2", "order.paid", {"order_id": "o1"}, email="ana@example.com"))
+        sim.advance(DEFAULT_START + timedelta(hours=3))
+        # The event the stopped run waited for comes after all: nothing waits for it any more.
+        visit = event("a3", "page.visited", {"url": "https://shop.example.com/"}, email="ana@example.com")
+        assert sim.send(visit) == []
+        sim.finish()
+        assert steps(sim, email="ana@example.com") == [
+            (at(), "remind", "done"),
+            (at(), "wait-for-visit", "waiting"),
+            (at(hours=2), "bought", "reached"),
+            (at(hours=2), "thanks", "done"),
+        ]
+        assert [t for _, _, t in messages(sim, email="ana@example.com")] == ["cart-reminder", "thanks"]
+        assert sorted(e["status"] for e in executions(sim, "browse-then-buy")) == ["ABORTED", "SUCCEEDED"]
+
+
 # ---- resume_at ----------------------------------------------------------------------------------
 
 SERIES = """

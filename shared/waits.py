@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,9 @@ def resume_wait(store: ContactStore, sfn: Any, wait: dict[str, Any], why: str, n
         "why": why,
         "at": now.isoformat(),
         "seq": 0,
+        # Orders it after the "waiting" record of the same instant (a condition that already held), as the step
+        # runner's records are ordered: virtual entry time, then wall-clock write order.
+        "entered": f"{now.isoformat()}|{time.time_ns():020d}",
         C.TTL_ATTRIBUTE: epoch(now + timedelta(days=int(wait.get("history_days", 30)))),
     }
     if not store.commit_step(contact_id, hist, [store.delete(wait[C.PK], wait[C.SK])]):

@@ -171,6 +171,54 @@ def test_wait_until_event_times_out_at_exactly_the_timeout_into_its_branch() -> 
         assert_history_ttl(history(sim, email="bo@example.com"))
 
 
+UNTIL_BOUGHT = """
+name: until-bought
+triggers: [{event: checkout.abandoned}]
+steps:
+  - id: hold
+    wait_until:
+      condition: {has_tag: Purchased}
+      timeout: 2d
+      on_timeout:
+        - id: last-chance
+          send_email: {template: last-chance}
+  - id: thanks
+    send_email: {template: thanks}
+"""
+
+
+def test_wait_until_a_condition_resumes_when_it_holds_already_later_or_times_out() -> None:
+    with Simulation([workflow(UNTIL_BOUGHT)]) as sim:
+        cart = {"checkout_id": "k1"}
+        run_in_order(
+            sim,
+            [
+                timed(timedelta(0), "a0", "tag.added", {"tag": "Purchased"}, email="ana@example.com"),
+                timed(timedelta(0), "a1", "checkout.abandoned", cart, email="ana@example.com"),
+                timed(timedelta(0), "b1", "checkout.abandoned", cart, email="bo@example.com"),
+                timed(timedelta(hours=5), "b2", "tag.added", {"tag": "Purchased"}, email="bo@example.com"),
+                timed(timedelta(0), "c1", "checkout.abandoned", cart, email="cy@example.com"),
+            ],
+        )
+        assert steps(sim, email="ana@example.com") == [
+            (at(), "hold", "waiting"),
+            (at(), "hold", "resumed"),
+            (at(), "thanks", "done"),
+        ]
+        assert steps(sim, email="bo@example.com") == [
+            (at(), "hold", "waiting"),
+            (at(hours=5), "hold", "resumed"),
+            (at(hours=5), "thanks", "done"),
+        ]
+        assert steps(sim, email="cy@example.com") == [
+            (at(), "hold", "waiting"),
+            (at(days=2), "hold", "timed out"),
+            (at(days=2), "last-chance", "done"),
+            (at(days=2), "thanks", "done"),
+        ]
+        assert_history_ttl(history(sim, email="ana@example.com") + history(sim, email="bo@example.com"))
+
+
 # ---- split --------------------------------------------------------------------------------------
 
 SPLIT = """
@@ -479,3 +527,37 @@ def test_a_step_retried_by_the_state_machine_after_a_lambda_error_does_its_side_
         assert len([e for e in events if e["type"] == "TaskScheduled"]) == 3 + 1
         assert states_entered(sim, run["executionArn"]) == ["Entry", "welcome", "hot", "hot.branch", "alert"]
         assert side_effects(sim, "fay@example.com") == ONCE
+
+
+VIP = """
+name: vip
+triggers: [{event: form.submitted}]
+steps:
+  - id: is-vip
+    if: {has_tag: VIP}
+    then:
+      - id: vip-offer
+        send_email: {template: vip-offer}
+    else:
+      - id: standard-offer
+        send_email: {template: standard-offer}
+"""
+
+
+def test_a_decision_invoked_again_after_the_contact_changed_keeps_the_branch_it_recorded() -> None:
+    with Simulation([workflow(VIP)]) as sim:
+        sim.send(event("f1", "form.submitted", {"form": "demo"}, email="gil@example.com"))
+        sim.send(event("t1", "tag.added", {"tag": "VIP"}, email="gil@example.com"))
+        (run,) = executions(sim, "vip")
+        (decide, *_) = [
+            json.loads(e["taskScheduledEventDetails"]["parameters"])
+            for e in sim.stack.history(run["executionArn"])
+            if e["type"] == "TaskScheduled"
+        ]
+        answer = sim.stack.lambda_.invoke(FunctionName=decide["FunctionName"], Payload=json.dumps(decide["Payload"]))
+        # Gil is a VIP now, but the decision was made (and recorded) before: a retry goes the recorded way.
+        assert json.loads(answer["Payload"].read())["branch"] == "else"
+        assert steps(sim, email="gil@example.com") == [
+            (at(), "is-vip", "branch else"),
+            (at(), "standard-offer", "done"),
+        ]

@@ -26,6 +26,7 @@ from stepwise.local.stack import LocalStack
 TABLE = "stepwise-local"
 STEP_RUNNER = "functions.step_runner.handler.handler"
 DEFAULT_START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+_STREAM_PAGE = 1000  # records per GetRecords call, the most DynamoDB Streams returns
 
 
 class EventsFileError(Exception):
@@ -160,16 +161,16 @@ class Simulation:
         in AWS (a scan would grow with the table on every settle)."""
         items = []
         while True:
-            page = self.stack.dynamodbstreams.get_records(ShardIterator=self._outbox_position, Limit=1000)
+            page = self.stack.dynamodbstreams.get_records(ShardIterator=self._outbox_position, Limit=_STREAM_PAGE)
             self._outbox_position = page["NextShardIterator"]
-            if not page["Records"]:
-                return sorted(items, key=lambda i: (i["at"], i["id"]))
             for record in page["Records"]:
                 if record["eventName"] != "INSERT":
                     continue
                 item = deserialise(record["dynamodb"]["NewImage"])
                 if item[C.PK].startswith("EVENT#") and item.get("status") == "pending":
                     items.append(item)
+            if len(page["Records"]) < _STREAM_PAGE:  # moto returns all it has, up to the limit
+                return sorted(items, key=lambda i: (i["at"], i["id"]))
 
     def advance(self, target: datetime) -> None:
         """Move virtual time to `target`, waking waits and firing schedules in time order."""

@@ -232,12 +232,12 @@ steps:
         percent: 30
         steps:
           - id: offer-short
-            add_tag: got-short
+            send_email: {template: offer, subject: 20% off}
       - name: long
         percent: 70
         steps:
           - id: offer-long
-            add_tag: got-long
+            send_email: {template: offer, subject: Your 20% discount is waiting}
 """
 CONTACTS = 100
 
@@ -247,19 +247,21 @@ def test_split_sends_about_the_stated_share_down_each_path_and_a_contact_always_
         for i in range(CONTACTS):
             sim.send(event(f"s{i}", "list.subscribed", {"list": "news"}, email=f"c{i}@example.com"))
         contacts = sim.summary()["contacts"]
-        tags = Counter(tuple(c["tags"]) for c in contacts)
-        # Every contact took exactly one path; 30% of 100 is 30 give or take two standard deviations (9).
-        assert set(tags) == {("got-short",), ("got-long",)}
-        assert tags[("got-short",)] + tags[("got-long",)] == CONTACTS
-        assert 21 <= tags[("got-short",)] <= 39
+        subjects = Counter(tuple(m["subject"] for m in c["messages"]) for c in contacts)
+        # Every contact got exactly one of the two emails; 30% of 100 is 30 give or take two standard deviations.
+        assert set(subjects) == {("20% off",), ("Your 20% discount is waiting",)}
+        assert subjects[("20% off",)] + subjects[("Your 20% discount is waiting",)] == CONTACTS
+        assert 21 <= subjects[("20% off",)] <= 39
         # Entering again, a contact goes down the path it went down before: the split is a hash, not a dice.
         again = contacts[::10]
         for c in again:
             sim.send(event(f"again-{c['id']}", "list.subscribed", {"list": "news"}, email=c["email"]))
         for c in again:
-            decisions = [h for h in sim.store.history(c["id"]) if h["step"] == "test"]
-            assert [h["branch"] for h in decisions] == [c["tags"][0].removeprefix("got-")] * 2
-        assert len(sim.execution_arns("subject-test")) == CONTACTS + CONTACTS // 10
+            path = "offer-short" if c["messages"][0]["subject"] == "20% off" else "offer-long"
+            decisions = [h["branch"] for h in sim.store.history(c["id"]) if h["step"] == "test"]
+            assert decisions == [path.removeprefix("offer-")] * 2
+            assert [m["step"] for m in sim.store.messages(c["id"])] == [path, path]
+        assert len(sim.execution_arns("subject-test")) == CONTACTS + len(again)
 
 
 # ---- goal ---------------------------------------------------------------------------------------

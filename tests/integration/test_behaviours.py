@@ -171,6 +171,21 @@ def test_wait_until_event_times_out_at_exactly_the_timeout_into_its_branch() -> 
         assert_history_ttl(history(sim, email="bo@example.com"))
 
 
+def test_wait_until_event_keyed_to_a_nested_field_of_the_trigger() -> None:
+    keyed = CART.replace("name: cart", "name: cart-nested").replace("same: [checkout_id]", "same: [cart.id]")
+    with Simulation([workflow(keyed)]) as sim:
+        sim.send(event("a1", "checkout.abandoned", {"cart": {"id": "k1", "value": 80}}, email="ana@example.com"))
+        sim.advance(DEFAULT_START + timedelta(hours=1))
+        sim.send(event("a2", "checkout.completed", {"cart": {"id": "k9"}}, email="ana@example.com"))
+        sim.advance(DEFAULT_START + timedelta(hours=2))
+        sim.send(event("a3", "checkout.completed", {"cart": {"id": "k1"}}, email="ana@example.com"))
+        sim.finish()
+        assert steps(sim, email="ana@example.com")[2:] == [
+            (at(hours=2), "wait-for-order", "resumed"),
+            (at(hours=2), "thanks", "done"),
+        ]
+
+
 UNTIL_BOUGHT = """
 name: until-bought
 triggers: [{event: checkout.abandoned}]

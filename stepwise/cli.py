@@ -300,6 +300,7 @@ def cost_command(args: argparse.Namespace) -> int:
 
 # ---- schema --------------------------------------------------------------------------------------------------
 
+
 def workflow_schema() -> dict[str, Any]:
     """JSON Schema of workflow files, with the short forms the models accept before validating."""
     schema = Workflow.model_json_schema(by_alias=True)

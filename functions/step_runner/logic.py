@@ -269,7 +269,10 @@ def _perform(ctx: Ctx, step: Step) -> None:
     store, c, r, sid = ctx.deps.store, ctx.contact, step.root, step.id or "?"
     writes: list[dict[str, Any]] = []
     outcome, why = "done", ""
-    after: list[Any] = []  # side effects outside DynamoDB, run only when the transaction went through
+    # Side effects outside DynamoDB (starting or stopping a run). They run after the commit, and again on a retry
+    # that finds the step committed: the Lambda may have died between the two, and both are idempotent (a start
+    # is keyed to this visit of this step, a stop of a run already stopped does nothing).
+    after: list[Any] = []
 
     def profile(expr: str, names: dict[str, str], values: dict[str, Any]) -> None:
         writes.append(store.profile_update(c.id, expr, names, values))
@@ -397,10 +400,10 @@ def _perform(ctx: Ctx, step: Step) -> None:
 
     hist = ctx.history(sid, step.kind, outcome, why)
     if store.commit_step(c.id, hist, writes):
-        for fn in after:
-            fn()
         ctx.metric(C.METRIC_STEP_COMPLETED, sid)
-    # else: done on an earlier attempt; nothing is applied twice
+    # else: committed on an earlier attempt; none of `writes` is applied twice
+    for fn in after:
+        fn()
 
 
 def _membership(ctx: Ctx, r: Any, sid: str, writes: list[Any], after: list[Any], profile: Any) -> None:
@@ -565,7 +568,12 @@ def _wait(ctx: Ctx) -> dict[str, Any]:
         else (f"condition {wu.condition.describe()}" if wu.condition else "")
     )
     hist = ctx.history(sid, "wait_until", "waiting", f"for {what}, at most {timeout}s")
-    store.commit_step(ctx.req.contact_id, hist, [store.put(record)])
+    if not store.commit_step(ctx.req.contact_id, hist, [store.put(record)]):
+        # A retried attempt of this Task has a task token of its own: the wait item must hold the live one,
+        # or the awaited event would complete a token nobody waits on. (A wait already resumed has no item.)
+        store.transact(
+            [store.update_if(record[C.PK], record[C.SK], {"token": ctx.req.task_token}, "attribute_exists(#pk)")]
+        )
     if wu.condition is not None:
         facts = facts_for(store, ctx.contact, ctx.req.event, ctx.now)
         trail: list[Evaluation] = []

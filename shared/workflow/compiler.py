@@ -26,6 +26,7 @@ from shared.workflow.model import (
     walk_steps,
 )
 
+NOT_RETRIED = [e for e in C.TYPED_ERRORS if e != C.ERROR_WEBHOOK]
 END = "__end__"  # continuation marker: the execution ends here
 LAMBDA_ERRORS_TO_RETRY = [
     "Lambda.ServiceException",
@@ -297,6 +298,8 @@ class Compiler:
             else {"loops.$": "$.Payload.loops", "branch.$": "$.Payload.branch"},
             "ResultPath": "$.run",
             "Retry": [
+                # Our typed errors are answers, not accidents: never retried (they go to their Catch).
+                {"ErrorEquals": [C.ERROR_LOOP_LIMIT, *NOT_RETRIED], "MaxAttempts": 0},
                 {
                     "ErrorEquals": LAMBDA_ERRORS_TO_RETRY,
                     "IntervalSeconds": 1,
@@ -306,6 +309,15 @@ class Compiler:
                 },
                 # A receiving app that is down gets time to come back: 30s, 1m, 2m, 4m, 8m.
                 {"ErrorEquals": [C.ERROR_WEBHOOK], "IntervalSeconds": 30, "MaxAttempts": 5, "BackoffRate": 2},
+                # Anything else the function raised (DynamoDB or Step Functions throttling it, a crash between
+                # a step's commit and its start of another workflow): the step is idempotent, so try again.
+                {
+                    "ErrorEquals": ["States.TaskFailed"],
+                    "IntervalSeconds": 2,
+                    "MaxAttempts": 3,
+                    "BackoffRate": 2,
+                    "JitterStrategy": "FULL",
+                },
             ],
             "Catch": [
                 {"ErrorEquals": [C.ERROR_LOOP_LIMIT], "ResultPath": "$.error", "Next": C.STATE_LOOP_LIMIT},

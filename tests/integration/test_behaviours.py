@@ -578,3 +578,96 @@ def test_a_decision_invoked_again_after_the_contact_changed_keeps_the_branch_it_
             (at(), "is-vip", "branch else"),
             (at(), "standard-offer", "done"),
         ]
+
+
+# ---- a crash between a step's commit and what it does outside the table ----------------------------
+
+CAMPAIGN = """
+name: drip
+triggers: [{event: campaign.subscribed}]
+steps:
+  - id: drip-1
+    send_email: {template: drip-1}
+"""
+
+JOIN = """
+name: join
+triggers: [{event: form.submitted}]
+steps:
+  - id: join-drip
+    start_workflow: {workflow: drip}
+  - id: hold
+    wait_until: {event: order.paid, timeout: 2d}
+"""
+
+
+class ExecutionLimitExceeded(JsonRESTError):
+    """Too many open executions in the account: transient, and not an error boto3 retries by itself."""
+
+    code = 400
+
+    def __init__(self) -> None:
+        super().__init__("ExecutionLimitExceeded", "The maximum number of running executions has been reached")
+
+
+@contextmanager
+def start_execution_refused_once(workflow_name: str) -> Iterator[list[str]]:
+    """Step Functions refuses the first StartExecution of `workflow_name`'s machine (the local stack's own
+    start_execution, which it patches, runs for the rest)."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    current = StepFunctionsParserBackend.start_execution
+    refused: list[str] = []
+
+    def start_execution(self: Any, state_machine_arn: str, *args: Any, **kwargs: Any) -> Any:
+        if state_machine_arn.endswith(f"-{workflow_name}") and not refused:
+            refused.append(state_machine_arn)
+            raise ExecutionLimitExceeded()
+        return current(self, state_machine_arn, *args, **kwargs)
+
+    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
+    try:
+        yield refused
+    finally:
+        StepFunctionsParserBackend.start_execution = current  # type: ignore[method-assign]
+
+
+def test_a_start_refused_after_the_step_committed_is_made_good_by_the_retry() -> None:
+    with Simulation([workflow(JOIN), workflow(CAMPAIGN)]) as sim:
+        with start_execution_refused_once("drip") as refused:
+            sim.send(event("f1", "form.submitted", {"form": "demo"}, email="hal@example.com"))
+            sim.advance(DEFAULT_START + timedelta(minutes=1))  # the retry comes after a few seconds' backoff
+        assert len(refused) == 1
+        (run,) = executions(sim, "join")
+        errors = [
+            e["taskFailedEventDetails"]["error"]
+            for e in sim.stack.history(run["executionArn"])
+            if e["type"] == "TaskFailed"
+        ]
+        assert errors == ["ExecutionLimitExceeded"]  # the function raised; the machine retried it
+        assert len(executions(sim, "drip")) == 1
+        ((sent_at, channel, template),) = messages(sim, email="hal@example.com")
+        assert (channel, template) == ("email", "drip-1") and at() <= sent_at < at(seconds=30)
+        assert [s[1:] for s in steps(sim, "join", email="hal@example.com")] == [
+            ("join-drip", "done"),
+            ("hold", "waiting"),
+        ]
+
+
+def test_a_retried_wait_keeps_the_token_of_the_attempt_that_is_waiting() -> None:
+    with Simulation([workflow(JOIN), workflow(CAMPAIGN)]) as sim:
+        sim.send(event("f1", "form.submitted", {"form": "demo"}, email="ivy@example.com"))
+        (run,) = executions(sim, "join")
+        (wait,) = [
+            json.loads(e["taskScheduledEventDetails"]["parameters"])
+            for e in sim.stack.history(run["executionArn"])
+            if e["type"] == "TaskScheduled" and "waitForTaskToken" in e["taskScheduledEventDetails"]["resource"]
+        ]
+        cid = contact(sim, email="ivy@example.com")["id"]
+        (item,) = sim.store.query_prefix(contact_pk(cid), "WAIT#")
+        # A second attempt of the same Task comes with a token of its own: the wait item must follow it.
+        again = {**wait["Payload"], "task_token": "token-of-attempt-2"}
+        sim.stack.lambda_.invoke(FunctionName=wait["FunctionName"], Payload=json.dumps(again))
+        (after,) = sim.store.query_prefix(contact_pk(cid), "WAIT#")
+        assert item["token"] != after["token"] == "token-of-attempt-2"
+        assert [s for s in steps(sim, "join", email="ivy@example.com") if s[1] == "hold"] == [(at(), "hold", "waiting")]

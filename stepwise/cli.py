@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from shared.workflow.compiler import CompileError, compile_workflow
 from shared.workflow.conditions import Where
 from shared.workflow.cost import PRICE_PER_1000_TRANSITIONS, analyse, price, transitions
 from shared.workflow.durations import DURATION_SCHEMA, format_duration
-from shared.workflow.lint import END, Flow, FlowNode, flow, lint
+from shared.workflow.lint import END, Flow, FlowNode, flow, lint, lint_together
 from shared.workflow.model import (
     STEP_KINDS,
     AddTagStep,
@@ -93,10 +94,25 @@ def _count(n: int, word: str) -> str:
 def validate_command(args: argparse.Namespace) -> int:
     files, problems = expand(args.paths)
     bad = 0
+    loaded: dict[str, Workflow] = {}
     for f in files:
-        _, found = check_file(f)
+        wf, found = check_file(f)
+        if wf is not None:
+            loaded[str(f)] = wf
         bad += bool(found)
         problems.extend(found)
+    # Workflows refer to each other (start one, subscribe to a campaign): check those names across the files
+    # asked for and the other workflow files of their folders, which are deployed with them.
+    context = dict(loaded)
+    for folder in {f.parent for f in files}:
+        for sibling in workflow_files(folder):
+            if str(sibling) not in context:
+                with contextlib.suppress(WorkflowFileError):
+                    context[str(sibling)] = load_workflow(sibling)
+    asked = {str(f) for f in files}
+    together = [line for line in lint_together(context) if line.split(":", 1)[0] in asked]
+    bad += len({line.split(":", 1)[0] for line in together} - {line.split(":", 1)[0] for line in problems})
+    problems.extend(together)
     for line in problems:
         print(line)
     if problems:

@@ -19,10 +19,13 @@ from shared.workflow.model import (
     GoalStep,
     GotoStep,
     IfStep,
+    RemoveFromCampaignStep,
     SplitStep,
     StartWorkflowStep,
     Step,
+    SubscribeStep,
     Trigger,
+    UnsubscribeStep,
     WaitStep,
     WaitUntilStep,
     Workflow,
@@ -476,3 +479,47 @@ def _path_keys(value: Any, path: str) -> Iterator[str]:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from _path_keys(v, f"{path}.{i}")
+
+
+# ---- across the files of a folder ---------------------------------------------------------------------------
+
+
+def lint_together(workflows: dict[str, Workflow]) -> list[str]:
+    """Problems no single file shows: two files with one workflow name, and steps naming a workflow (start it,
+    subscribe to or leave a campaign) that no file defines, or a step `at` that the named workflow lacks.
+    `workflows` maps each file to its workflow; lines read 'FILE: step X, field F: message'."""
+    problems: list[str] = []
+    by_name: dict[str, str] = {}
+    for path, wf in workflows.items():
+        if wf.name in by_name:
+            problems.append(f"{path}: field name: workflow {wf.name!r} is also defined in {by_name[wf.name]}")
+        else:
+            by_name[wf.name] = path
+    named = {wf.name: wf for wf in workflows.values()}
+    for path, wf in workflows.items():
+        for step, _ in wf.walk():
+            r = step.root
+            refs: list[tuple[str, str]] = []
+            if isinstance(r, StartWorkflowStep):
+                refs.append(("start_workflow.workflow", r.start_workflow.workflow))
+            elif isinstance(r, SubscribeStep | UnsubscribeStep):
+                ref = r.subscribe if isinstance(r, SubscribeStep) else r.unsubscribe
+                kind = "subscribe" if isinstance(r, SubscribeStep) else "unsubscribe"
+                if ref.campaign is not None:
+                    refs.append((f"{kind}.campaign", ref.campaign))
+            elif isinstance(r, RemoveFromCampaignStep):
+                refs.append(("remove_from_campaign", r.remove_from_campaign))
+            for fld, target in refs:
+                if target not in named:
+                    problems.append(f"{path}: step {step.id}, field {fld}: no workflow file defines {target!r}")
+            # (`at` into the workflow itself is the unknown-goto-target check's.)
+            sw = r.start_workflow if isinstance(r, StartWorkflowStep) else None
+            if sw is not None and sw.at and sw.workflow in named and sw.workflow != wf.name:
+                target_wf = named[sw.workflow]
+                ids = {s.id for s, _ in target_wf.walk() if s.id and not isinstance(s.root, GotoStep)}
+                if sw.at not in ids:
+                    problems.append(
+                        f"{path}: step {step.id}, field start_workflow.at: {sw.at!r} is not a step "
+                        f"of workflow {target_wf.name!r}"
+                    )
+    return problems

@@ -157,3 +157,32 @@ def test_simulate_and_demo_are_registered() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--help"])
     assert exc.value.code == 0
+
+
+def test_validate_checks_names_across_the_files_of_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "drip.yaml").write_text(
+        "name: drip\ntriggers: [{event: campaign.subscribed}]\nsteps:\n  - {id: part-1, send_email: {template: a}}\n"
+    )
+    (tmp_path / "drip-copy.yaml").write_text(
+        "name: drip\ntriggers: [{event: campaign.subscribed}]\nsteps:\n  - {id: p, send_email: {template: a}}\n"
+    )
+    (tmp_path / "join.yaml").write_text(
+        "name: join\ntriggers: [{event: form.submitted}]\nsteps:\n"
+        "  - {id: go, start_workflow: {workflow: drip, at: part-9}}\n"
+        "  - {id: sub, subscribe: {campaign: newsletter-drip}}\n"
+        "  - {id: leave, remove_from_campaign: drip}\n"
+    )
+    assert main(["validate", str(tmp_path / "join.yaml")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    join = tmp_path / "join.yaml"
+    assert out == [
+        f"{join}: step go, field start_workflow.at: 'part-9' is not a step of workflow 'drip'",
+        f"{join}: step sub, field subscribe.campaign: no workflow file defines 'newsletter-drip'",
+        "2 problems in 1 of 1 workflow",
+    ]
+    assert main(["validate", str(tmp_path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        f"{tmp_path / 'drip.yaml'}: field name: workflow 'drip' is also defined in {tmp_path / 'drip-copy.yaml'}" in out
+    )
+    assert out[-1] == "3 problems in 2 of 3 workflows"

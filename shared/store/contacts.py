@@ -19,6 +19,10 @@ _ser = TypeSerializer()
 _de = TypeDeserializer()
 
 
+class ConditionFailed(Exception):
+    """A write of a step's transaction found the table not as the step expected (say, its contact deleted)."""
+
+
 class ContactNotFound(Exception):
     """The contact a step names does not exist (deleted, or a bad id in the execution input)."""
 
@@ -257,27 +261,19 @@ class ContactStore:
         and none of `writes` is applied again.
         """
         hist = {C.PK: contact_pk(contact_id), **history}
-        items = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": serialise(hist),
-                    "ConditionExpression": "attribute_not_exists(#pk)",
-                    "ExpressionAttributeNames": {"#pk": C.PK},
-                }
-            },
-            *({**w, next(iter(w)): {"TableName": self.table, **w[next(iter(w))]}} for w in writes),
-        ]
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as err:
-            if err.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            reasons = err.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
-            raise
-        return True
+        guarded = {
+            "Put": {
+                "Item": serialise(hist),
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": C.PK},
+            }
+        }
+        failed = self._transact([guarded, *writes])
+        if failed is None:
+            return True
+        if failed and failed[0] == 0:
+            return False
+        raise ConditionFailed(f"step record {history.get(C.SK)}: a condition of write(s) {failed} failed")
 
     def profile_update(self, contact_id: str, expression: str, names: dict[str, str], values: dict[str, Any]) -> dict:
         upd: dict[str, Any] = {
@@ -334,6 +330,11 @@ class ContactStore:
 
     def transact(self, writes: list[dict[str, Any]]) -> bool:
         """Apply writes all or none; False when a condition failed (the change was made before)."""
+        return self._transact(writes) is None
+
+    def _transact(self, writes: list[dict[str, Any]]) -> list[int] | None:
+        """One TransactWriteItems; None when it went through, else the positions of the writes whose condition
+        failed (other cancellations raise)."""
         items = [{**w, next(iter(w)): {"TableName": self.table, **w[next(iter(w))]}} for w in writes]
         try:
             self.client.transact_write_items(TransactItems=items)
@@ -341,10 +342,11 @@ class ContactStore:
             if err.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
             reasons = err.response.get("CancellationReasons") or []
-            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
-                return False
-            raise
-        return True
+            failed = [i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"]
+            if not failed:
+                raise
+            return failed
+        return None
 
     # ---- plain items ------------------------------------------------------------------------
 

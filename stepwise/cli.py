@@ -295,7 +295,8 @@ def cost_command(args: argparse.Namespace) -> int:
     wf = _load_valid(args.file)
     if wf is None:
         return 1
-    report = analyse(compile_workflow(wf, DEFAULT_STEP_RUNNER_ARN), contacts=args.contacts)
+    asl = compile_workflow(wf, DEFAULT_STEP_RUNNER_ARN)
+    report = analyse(asl, contacts=args.contacts, max_loops=wf.settings.max_loops)
     if args.json:
         print(json.dumps({"workflow": wf.name, **report.as_dict()}, indent=2))
         return 0
@@ -311,6 +312,11 @@ def cost_command(args: argparse.Namespace) -> int:
         f"Step Functions price for {args.contacts:,} contacts at ${PRICE_PER_1000_TRANSITIONS} per 1,000 "
         f"state transitions: ${low:,.4f} (fewest) to ${high:,.4f} (most)"
     )
+    if report.loops:
+        print(
+            f"ceiling with loops: {report.ceiling} transitions per contact (settings.max_loops "
+            f"{report.max_loops}), ${price(report.ceiling, args.contacts):,.4f} for {args.contacts:,} contacts"
+        )
     return 0
 
 

@@ -103,6 +103,15 @@ class CostReport:
     loops: list[list[str]]
     start_delay_extra: int  # transitions a trigger's start delay adds (the StartDelay Wait state)
     contacts: int
+    max_loops: int = 0  # settings.max_loops: how many go-to jumps a run may take before LoopLimitReached
+
+    @property
+    def ceiling(self) -> int:
+        """The most one contact can cost, loops included: the longest path plus max_loops turns of the longest
+        loop (and the start delay). A run stopped by the bound costs no more: its LoopLimitReached state stands
+        where the path's next state would have."""
+        turn = max((transitions(lp) for lp in self.loops), default=0)
+        return self.most + self.max_loops * turn + self.start_delay_extra
 
     @property
     def fewest(self) -> int:
@@ -121,10 +130,17 @@ class CostReport:
             "loops": [{"states": lp, "transitions_per_iteration": transitions(lp)} for lp in self.loops],
             "contacts": self.contacts,
             "usd_per_1000_transitions": PRICE_PER_1000_TRANSITIONS,
-            "price_usd": {"fewest": price(self.fewest, self.contacts), "most": price(self.most, self.contacts)},
+            "ceiling": self.ceiling,
+            "price_usd": {
+                "fewest": price(self.fewest, self.contacts),
+                "most": price(self.most, self.contacts),
+                "ceiling": price(self.ceiling, self.contacts),
+            },
         }
 
 
-def analyse(asl: dict[str, Any], contacts: int = 1000) -> CostReport:
+def analyse(asl: dict[str, Any], contacts: int = 1000, max_loops: int = 0) -> CostReport:
     extra = 1 if C.STATE_START_DELAY in asl["States"] else 0
-    return CostReport(paths=paths(asl), loops=loops(asl), start_delay_extra=extra, contacts=contacts)
+    return CostReport(
+        paths=paths(asl), loops=loops(asl), start_delay_extra=extra, contacts=contacts, max_loops=max_loops
+    )

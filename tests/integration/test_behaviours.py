@@ -16,6 +16,8 @@ from moto.core.exceptions import JsonRESTError
 
 from shared.events import ContactRef
 from shared.store.contacts import contact_pk
+from shared.workflow.compiler import compile_workflow
+from shared.workflow.cost import analyse
 from stepwise.simulate import DEFAULT_START, Simulation
 from tests.integration.support import (
     assert_history_ttl,
@@ -61,6 +63,8 @@ def test_goto_loop_ends_cleanly_at_the_bound_with_the_reason_recorded() -> None:
                 timed(timedelta(0), "s1", "list.subscribed", {"list": "trial"}, email="ana@example.com"),
                 timed(timedelta(0), "s2", "list.subscribed", {"list": "trial"}, email="bo@example.com"),
                 timed(timedelta(days=1, hours=12), "t1", "tag.added", {"tag": "Purchased"}, email="bo@example.com"),
+                timed(timedelta(0), "s3", "list.subscribed", {"list": "trial"}, email="cy@example.com"),
+                timed(timedelta(days=3, hours=12), "t2", "tag.added", {"tag": "Purchased"}, email="cy@example.com"),
             ],
         )
         # Ana never buys: the first email and one per jump the bound allows (3), a day apart, then the run ends.
@@ -82,6 +86,13 @@ def test_goto_loop_ends_cleanly_at_the_bound_with_the_reason_recorded() -> None:
         ]
         assert "loop-limit" not in [s for _, s, _ in steps(sim, email="bo@example.com")]
         assert_history_ttl(history(sim, email="ana@example.com") + history(sim, email="bo@example.com"))
+        # `stepwise cost`'s ceiling is what the dearest contact pays: Cy, who buys in the last turn the bound
+        # allows. Ana, stopped by the bound, pays less.
+        report = analyse(compile_workflow(workflow(NAG), "arn:aws:lambda:::function:x"), max_loops=3)
+        by_contact = {e["contact_id"]: len(states_entered(sim, e["executionArn"])) for e in executions(sim, "nag")}
+        cost_of = {who: by_contact[contact(sim, email=f"{who}@example.com")["id"]] for who in ("ana", "bo", "cy")}
+        assert report.ceiling == 18 == cost_of["cy"]
+        assert cost_of["ana"] == 17 and cost_of["bo"] == 10
 
 
 def test_the_loop_bound_defaults_to_100() -> None:
@@ -232,6 +243,13 @@ def test_wait_until_a_condition_resumes_when_it_holds_already_later_or_times_out
             (at(days=2), "thanks", "done"),
         ]
         assert_history_ttl(history(sim, email="ana@example.com") + history(sim, email="bo@example.com"))
+        # `stepwise cost`'s ceiling is what the dearest contact pays: Cy, who buys in the last turn the bound
+        # allows. Ana, stopped by the bound, pays less.
+        report = analyse(compile_workflow(workflow(NAG), "arn:aws:lambda:::function:x"), max_loops=3)
+        by_contact = {e["contact_id"]: len(states_entered(sim, e["executionArn"])) for e in executions(sim, "nag")}
+        cost_of = {who: by_contact[contact(sim, email=f"{who}@example.com")["id"]] for who in ("ana", "bo", "cy")}
+        assert report.ceiling == 18 == cost_of["cy"]
+        assert cost_of["ana"] == 17 and cost_of["bo"] == 10
 
 
 # ---- split --------------------------------------------------------------------------------------
@@ -340,6 +358,13 @@ def test_goal_met_during_a_wait_jumps_straight_to_the_goal_skipping_the_steps_be
         ]
         assert [t for _, _, t in messages(sim, email="bo@example.com")] == ["hello", "tips"]
         assert_history_ttl(history(sim, email="ana@example.com") + history(sim, email="bo@example.com"))
+        # `stepwise cost`'s ceiling is what the dearest contact pays: Cy, who buys in the last turn the bound
+        # allows. Ana, stopped by the bound, pays less.
+        report = analyse(compile_workflow(workflow(NAG), "arn:aws:lambda:::function:x"), max_loops=3)
+        by_contact = {e["contact_id"]: len(states_entered(sim, e["executionArn"])) for e in executions(sim, "nag")}
+        cost_of = {who: by_contact[contact(sim, email=f"{who}@example.com")["id"]] for who in ("ana", "bo", "cy")}
+        assert report.ceiling == 18 == cost_of["cy"]
+        assert cost_of["ana"] == 17 and cost_of["bo"] == 10
 
 
 WAIT_FOR_VISIT = """

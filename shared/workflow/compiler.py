@@ -28,12 +28,6 @@ from shared.workflow.model import (
 
 NOT_RETRIED = [e for e in C.TYPED_ERRORS if e != C.ERROR_WEBHOOK]
 END = "__end__"  # continuation marker: the execution ends here
-LAMBDA_ERRORS_TO_RETRY = [
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
-]
 
 
 class CompileError(Exception):
@@ -297,27 +291,15 @@ class Compiler:
             if callback
             else {"loops.$": "$.Payload.loops", "branch.$": "$.Payload.branch"},
             "ResultPath": "$.run",
+            # Every Task carries these, so they are kept short (ASL defaults: 1 s, 3 attempts, backoff 2).
             "Retry": [
                 # Our typed errors are answers, not accidents: never retried (they go to their Catch).
                 {"ErrorEquals": [C.ERROR_LOOP_LIMIT, *NOT_RETRIED], "MaxAttempts": 0},
-                {
-                    "ErrorEquals": LAMBDA_ERRORS_TO_RETRY,
-                    "IntervalSeconds": 1,
-                    "MaxAttempts": 3,
-                    "BackoffRate": 2,
-                    "JitterStrategy": "FULL",
-                },
                 # A receiving app that is down gets time to come back: 30s, 1m, 2m, 4m, 8m.
-                {"ErrorEquals": [C.ERROR_WEBHOOK], "IntervalSeconds": 30, "MaxAttempts": 5, "BackoffRate": 2},
-                # Anything else the function raised (DynamoDB or Step Functions throttling it, a crash between
-                # a step's commit and its start of another workflow): the step is idempotent, so try again.
-                {
-                    "ErrorEquals": ["States.TaskFailed"],
-                    "IntervalSeconds": 2,
-                    "MaxAttempts": 3,
-                    "BackoffRate": 2,
-                    "JitterStrategy": "FULL",
-                },
+                {"ErrorEquals": [C.ERROR_WEBHOOK], "IntervalSeconds": 30, "MaxAttempts": 5},
+                # Anything else: Lambda's own errors, the function throttled by DynamoDB or Step Functions, a crash
+                # between a step's commit and its start of another workflow. Steps are idempotent: try again.
+                {"ErrorEquals": ["States.TaskFailed"], "JitterStrategy": "FULL"},
             ],
             "Catch": [
                 {"ErrorEquals": [C.ERROR_LOOP_LIMIT], "ResultPath": "$.error", "Next": C.STATE_LOOP_LIMIT},

@@ -243,13 +243,6 @@ def test_wait_until_a_condition_resumes_when_it_holds_already_later_or_times_out
             (at(days=2), "thanks", "done"),
         ]
         assert_history_ttl(history(sim, email="ana@example.com") + history(sim, email="bo@example.com"))
-        # `stepwise cost`'s ceiling is what the dearest contact pays: Cy, who buys in the last turn the bound
-        # allows. Ana, stopped by the bound, pays less.
-        report = analyse(compile_workflow(workflow(NAG), "arn:aws:lambda:::function:x"), max_loops=3)
-        by_contact = {e["contact_id"]: len(states_entered(sim, e["executionArn"])) for e in executions(sim, "nag")}
-        cost_of = {who: by_contact[contact(sim, email=f"{who}@example.com")["id"]] for who in ("ana", "bo", "cy")}
-        assert report.ceiling == 18 == cost_of["cy"]
-        assert cost_of["ana"] == 17 and cost_of["bo"] == 10
 
 
 # ---- split --------------------------------------------------------------------------------------
@@ -358,13 +351,6 @@ def test_goal_met_during_a_wait_jumps_straight_to_the_goal_skipping_the_steps_be
         ]
         assert [t for _, _, t in messages(sim, email="bo@example.com")] == ["hello", "tips"]
         assert_history_ttl(history(sim, email="ana@example.com") + history(sim, email="bo@example.com"))
-        # `stepwise cost`'s ceiling is what the dearest contact pays: Cy, who buys in the last turn the bound
-        # allows. Ana, stopped by the bound, pays less.
-        report = analyse(compile_workflow(workflow(NAG), "arn:aws:lambda:::function:x"), max_loops=3)
-        by_contact = {e["contact_id"]: len(states_entered(sim, e["executionArn"])) for e in executions(sim, "nag")}
-        cost_of = {who: by_contact[contact(sim, email=f"{who}@example.com")["id"]] for who in ("ana", "bo", "cy")}
-        assert report.ceiling == 18 == cost_of["cy"]
-        assert cost_of["ana"] == 17 and cost_of["bo"] == 10
 
 
 WAIT_FOR_VISIT = """

@@ -107,8 +107,8 @@ def test_cost_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cost", str(CHECKOUT), "--json", "--contacts", "2000"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["fewest"] == 6 and report["most"] == 8
-    assert report["price_usd"] == pytest.approx({"fewest": 0.3, "most": 0.4})
-    assert report["loops"] == []
+    assert report["price_usd"] == pytest.approx({"fewest": 0.3, "most": 0.4, "ceiling": 0.4})
+    assert report["loops"] == [] and report["ceiling"] == 8  # no loop: the ceiling is the longest path
 
 
 def test_cost_paths_follow_every_branch_and_the_wait_timeout() -> None:

@@ -87,3 +87,23 @@ def states_entered(sim: Simulation, execution_arn: str) -> list[str]:
         for e in sim.stack.history(execution_arn)
         if e["type"].endswith("StateEntered")
     ]
+
+
+# A go-to loop: an email a day until the contact buys, at most `max_loops` jumps.
+NAG = """
+name: nag
+triggers: [{event: list.subscribed}]
+settings: {max_loops: %d}
+steps:
+  - id: nag
+    send_email: {template: come-back}
+  - id: pause
+    wait: 1d
+  - id: bought
+    if: {has_tag: Purchased}
+    then:
+      - id: stop
+        end: bought
+    else:
+      - goto: nag
+"""

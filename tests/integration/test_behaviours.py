@@ -19,6 +19,7 @@ from shared.store.contacts import contact_pk
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.cost import analyse
 from stepwise.simulate import DEFAULT_START, Simulation
+from tests.integration.support import NAG as SUPPORT_NAG
 from tests.integration.support import (
     assert_history_ttl,
     at,
@@ -36,23 +37,7 @@ from tests.integration.support import (
 
 # ---- go-to loops -------------------------------------------------------------------------------
 
-NAG = """
-name: nag
-triggers: [{event: list.subscribed}]
-settings: {max_loops: 3}
-steps:
-  - id: nag
-    send_email: {template: come-back}
-  - id: pause
-    wait: 1d
-  - id: bought
-    if: {has_tag: Purchased}
-    then:
-      - id: stop
-        end: bought
-    else:
-      - goto: nag
-"""
+NAG = SUPPORT_NAG % 3
 
 
 def test_goto_loop_ends_cleanly_at_the_bound_with_the_reason_recorded() -> None:

@@ -12,7 +12,7 @@ import pytest
 from shared.workflow.cost import CostReport, analyse, transitions
 from shared.workflow.model import Workflow, load_workflow
 from stepwise.simulate import Simulation, TimedEvent
-from tests.integration.support import contact, executions, run_in_order, states_entered, timed, workflow
+from tests.integration.support import NAG, contact, executions, run_in_order, states_entered, timed, workflow
 
 D0 = timedelta(0)
 CART = {"checkout_id": "1001", "cart_value": 89.5, "idle_minutes": 12}
@@ -99,23 +99,7 @@ def test_predicted_transitions_equal_the_states_entered_on_every_path(example: s
             assert taken == {tuple(p) for p in report.paths}, f"{name}: not every predicted path was taken"
 
 
-LOOP = """
-name: nag
-triggers: [{event: list.subscribed}]
-settings: {max_loops: 5}
-steps:
-  - id: nag
-    send_email: {template: come-back}
-  - id: pause
-    wait: 1d
-  - id: bought
-    if: {has_tag: Purchased}
-    then:
-      - id: stop
-        end: bought
-    else:
-      - goto: nag
-"""
+LOOP = NAG % 5
 
 
 def test_a_loop_costs_its_path_plus_the_reported_transitions_per_iteration() -> None:

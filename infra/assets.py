@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,16 +62,29 @@ def _publish(tmp: Path, final: Path, name: str) -> Path:
     return final
 
 
-def stage_code(parts: Iterable[str], name: str, *, root: Path = REPO, out: Path = BUILD / "assets") -> Path:
+def stage_code(
+    parts: Iterable[str],
+    name: str,
+    *,
+    generated: Mapping[str, bytes] | None = None,
+    root: Path = REPO,
+    out: Path = BUILD / "assets",
+) -> Path:
     """A folder holding `parts` (paths relative to the repo) with their relative paths kept, so the handler's
-    imports (`functions.step_runner...`, `shared...`) are the same in AWS as in the tests.
+    imports (`functions.step_runner...`, `shared...`) are the same in AWS as in the tests, plus `generated`
+    files (relative path -> content) made at synth, such as the workflows' entry plans.
 
     The folder's name carries a hash of its content: rebuilding unchanged code is free, and concurrent builds
     (pytest workers, a synth beside a test run) never write into one folder at once."""
-    files = sorted({dest: src for part in parts for src, dest in _files(root, part)}.items())
+    contents: dict[str, Path | bytes] = {dest: src for part in parts for src, dest in _files(root, part)}
+    for dest, data in (generated or {}).items():
+        if dest in contents:
+            raise AssetBuildError(f"generated file {dest} would replace a file of the code")
+        contents[dest] = data
+    files = sorted(contents.items())
     digest = hashlib.sha256()
     for dest, src in files:
-        digest.update(dest.encode() + b"\0" + src.read_bytes() + b"\0")
+        digest.update(dest.encode() + b"\0" + (src if isinstance(src, bytes) else src.read_bytes()) + b"\0")
     final = out / f"{name}-{digest.hexdigest()[:16]}"
     if final.is_dir():
         return final
@@ -80,7 +93,10 @@ def stage_code(parts: Iterable[str], name: str, *, root: Path = REPO, out: Path 
     for dest, src in files:
         target = tmp / dest
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target)
+        if isinstance(src, bytes):
+            target.write_bytes(src)
+        else:
+            shutil.copyfile(src, target)
     return _publish(tmp, final, name)
 
 

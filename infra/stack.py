@@ -30,6 +30,7 @@ class StepwiseStack(Stack):
             "StepRunner",
             config=config,
             table=self.storage.table,
+            workflows=[w.workflow for w in self.workflows],
         )
         self.state_machines = StateMachines(
             self,

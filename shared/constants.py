@@ -46,3 +46,7 @@ TYPED_ERRORS = ("ContactNotFound", "InvalidStep", ERROR_WEBHOOK)
 # ARN of a workflow's state machine: `{workflow}` is replaced by the workflow name. In AWS it names the
 # `live` alias, so a contact entering now runs the version deployed now.
 ENV_STATE_MACHINE_ARN_TEMPLATE = "STEPWISE_STATE_MACHINE_ARN_TEMPLATE"
+# Path of the entry plans file (shared/history.py EntryPlan, one per workflow), relative to the code root. The
+# build writes it beside the code as ENTRY_PLANS_FILE; unset, a start records no passive steps.
+ENV_ENTRY_PLANS = "STEPWISE_ENTRY_PLANS"
+ENTRY_PLANS_FILE = "entry_plans.json"

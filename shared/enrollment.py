@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from shared import clock
 from shared import constants as C
 from shared.events import stable_hash
+from shared.history import EntryPlan, Run, passive_records
 from shared.store.contacts import ContactStore, contact_pk
 from shared.workflow.model import Reentry
 
@@ -42,11 +43,21 @@ MetricsSink = Callable[[str, str, str, dict[str, str]], None]
 
 
 class Enroller:
-    def __init__(self, store: ContactStore, sfn: Any, arn_template: str, metrics: MetricsSink | None = None) -> None:
+    def __init__(
+        self,
+        store: ContactStore,
+        sfn: Any,
+        arn_template: str,
+        metrics: MetricsSink | None = None,
+        plans: Mapping[str, EntryPlan] | None = None,
+    ) -> None:
         self.store = store
         self.sfn = sfn
         self.arn_template = arn_template
         self.metrics = metrics
+        # Each workflow's entry plan (compiler `entry_plan`): the waits or end a run starts at, which no Task
+        # records. A workflow without one records nothing at enrolment.
+        self.plans: Mapping[str, EntryPlan] = plans or {}
 
     def machine_arn(self, workflow: str) -> str:
         return self.arn_template.replace("{workflow}", workflow)
@@ -120,7 +131,25 @@ class Enroller:
         if not restart and self.metrics is not None:
             # Counted here, once per new execution (a goal's restart is the same entry): the funnel's denominator.
             self.metrics(C.METRIC_ENTERED, workflow, C.METRIC_ENTRY_STEP, {})
+        self._record_start(contact_id, workflow, exec_arn, resume_at, now, start_delay)
         return Enrolment(True, exec_arn, "started")
+
+    def _record_start(
+        self, contact_id: str, workflow: str, exec_arn: str, resume_at: str, now: datetime, start_delay: int
+    ) -> None:
+        """History records of the passive steps the run starts at (a first step that is a wait): the machine
+        goes from its Entry Choice straight into a Wait state, so no Task exists to write them. Keyed like the
+        step runner's, so a repeat writes nothing."""
+        plan = self.plans.get(workflow)
+        ahead = plan.passive(resume_at) if plan else []
+        if not plan or not ahead:
+            return
+        # A resume_at wins over the trigger's start delay in the Entry Choice, as here.
+        start = now if resume_at else now + timedelta(seconds=start_delay)
+        run = Run(contact_id, workflow, plan.version, exec_arn, plan.history_days, entered=now.isoformat())
+        for rec in passive_records(run, 0, ahead, start):
+            if self.store.commit_step(contact_id, rec, []) and rec["kind"] == "end" and self.metrics is not None:
+                self.metrics(C.METRIC_ENDED, workflow, rec["step"], {"reason": "end_step"})
 
     def stop(self, contact_id: str, workflow: str, reason: str) -> bool:
         record = self.current(contact_id, workflow)

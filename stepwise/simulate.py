@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from typing import Any, TextIO
 from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import ContactEvent
+from shared.history import dump_entry_plans
 from shared.routing import Routed, Router, outbox_to_event
 from shared.store.contacts import ContactStore, create_table, deserialise
-from shared.workflow.compiler import compile_workflow
+from shared.workflow.compiler import compile_workflow, entry_plans
 from shared.workflow.durations import parse_duration
 from shared.workflow.model import ScheduleTrigger, Workflow, WorkflowFileError, load_workflow, workflow_files
 from stepwise.local.stack import LocalStack
@@ -93,12 +95,18 @@ class Simulation:
         create_table(self.stack.dynamodb, TABLE)
         self._outbox_position = self._stream_start()
         template = f"arn:aws:states:{self.stack.region}:{self.stack.account_id}:stateMachine:stepwise-{{workflow}}"
+        # The entry plans file, as the build writes it beside the deployed code (infra/constructs/step_runner.py).
+        plans = entry_plans(self.workflows)
+        self._plans_dir = tempfile.TemporaryDirectory(prefix="stepwise-plans-")
+        plans_file = Path(self._plans_dir.name) / C.ENTRY_PLANS_FILE
+        plans_file.write_bytes(dump_entry_plans(plans))
         fn = self.stack.create_function(
             "stepwise-step-runner",
             STEP_RUNNER,
             {
                 C.ENV_TABLE_NAME: TABLE,
                 C.ENV_STATE_MACHINE_ARN_TEMPLATE: template,
+                C.ENV_ENTRY_PLANS: str(plans_file),
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
             },
@@ -106,7 +114,7 @@ class Simulation:
         for wf in self.workflows:
             self.machines[wf.name] = self.stack.create_state_machine(f"stepwise-{wf.name}", compile_workflow(wf, fn))
         self.store = ContactStore(TABLE, self.stack.dynamodb)
-        self.enroller = Enroller(self.store, self.stack.sfn, template, self._count_metric)
+        self.enroller = Enroller(self.store, self.stack.sfn, template, self._count_metric, plans)
         self.router = Router(self.workflows, self.store, self.enroller, self.stack.sfn)
         self.timers: list[tuple[datetime, Callable[[], None]]] = []
         for wf in self.workflows:
@@ -117,7 +125,10 @@ class Simulation:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stack.__exit__(*exc)  # type: ignore[arg-type]
+        try:
+            self.stack.__exit__(*exc)  # type: ignore[arg-type]
+        finally:
+            self._plans_dir.cleanup()
 
     def _count_metric(self, name: str, workflow: str, step: str, dims: dict[str, str]) -> None:
         self.metrics[(name, workflow, step)] += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,9 +15,11 @@ from pydantic import BaseModel, ConfigDict
 from functions.step_runner.logic import Deps, StepRequest, run
 from shared import constants as C
 from shared.enrollment import Enroller
+from shared.history import EntryPlan, load_entry_plans
 from shared.store.contacts import ContactStore
 
 logger = Logger(service=C.SERVICE_NAME)
+CODE_ROOT = Path(__file__).resolve().parents[2]  # the asset's root in AWS (/var/task), the repository here
 
 
 class Settings(BaseModel):
@@ -28,6 +31,7 @@ class Settings(BaseModel):
     state_machine_arn_template: str
     namespace: str = C.METRICS_NAMESPACE
     metrics_enabled: bool = True
+    entry_plans: str = ""  # a path, relative to CODE_ROOT unless absolute; "" = none
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,7 +43,15 @@ class Settings(BaseModel):
             state_machine_arn_template=os.environ[C.ENV_STATE_MACHINE_ARN_TEMPLATE],
             namespace=os.environ.get(C.ENV_METRICS_NAMESPACE, C.METRICS_NAMESPACE),
             metrics_enabled=os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() != "true",
+            entry_plans=os.environ.get(C.ENV_ENTRY_PLANS, ""),
         )
+
+    def plans(self) -> dict[str, EntryPlan]:
+        """The entry plans of the deployed workflows; a configured file that is missing or malformed fails the
+        cold start loudly rather than silently dropping history records."""
+        if not self.entry_plans:
+            return {}
+        return load_entry_plans(CODE_ROOT / self.entry_plans)
 
 
 _deps: Deps | None = None
@@ -69,7 +81,7 @@ def deps() -> Deps:
         metrics = emit_metric(settings.namespace) if settings.metrics_enabled else None
         _deps = Deps(
             store=store,
-            enroller=Enroller(store, sfn, settings.state_machine_arn_template, metrics),
+            enroller=Enroller(store, sfn, settings.state_machine_arn_template, metrics, settings.plans()),
             sfn=sfn,
             metrics=metrics,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.facts import facts_for
+from shared.history import Run, execution_name, passive_records, visit_key
 from shared.splits import SplitTests
 from shared.store.contacts import Contact, ContactStore, contact_pk, epoch
 from shared.waits import resume_wait
@@ -103,31 +103,20 @@ class Ctx:
 
     @property
     def execution_name(self) -> str:
-        return self.req.execution.rsplit(":", 1)[-1]
+        return execution_name(self.req.execution)
+
+    @property
+    def run(self) -> Run:
+        r = self.req
+        return Run(r.contact_id, r.workflow, r.version, r.execution, r.history_days, r.entered)
 
     def key(self, step_id: str) -> str:
         """Idempotency key of one visit of one step: stable across Lambda retries and redrives."""
-        return f"{self.execution_name}#{self.loops:04d}#{step_id}"
+        return visit_key(self.req.execution, self.loops, step_id)
 
     def history(self, step_id: str, kind: str, outcome: str, why: str = "", **extra: Any) -> dict[str, Any]:
         self.seq += 1
-        return {
-            C.SK: f"HIST#{self.key(step_id)}",
-            "contact_id": self.req.contact_id,
-            "workflow": self.req.workflow,
-            "version": self.req.version,
-            "execution": self.req.execution,
-            "step": step_id,
-            "kind": kind,
-            "outcome": outcome,
-            "why": why,
-            "at": self.now.isoformat(),
-            "seq": self.seq,
-            # Wall-clock write order breaks ties between records of one virtual instant.
-            "entered": f"{self.req.entered}|{time.time_ns():020d}",
-            C.TTL_ATTRIBUTE: epoch(self.now + timedelta(days=self.req.history_days)),
-            **extra,
-        }
+        return self.run.record(self.loops, step_id, kind, outcome, why, self.now, self.seq, **extra)
 
     def metric(self, name: str, step: str, **dims: str) -> None:
         if self.deps.metrics is not None:
@@ -174,25 +163,14 @@ def _advance(ctx: Ctx, goto: bool, branch: str = "") -> dict[str, Any]:
 
 
 def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]], goto: bool) -> None:
-    """Record the passive steps this Task leads into, each at the time the contact reaches it: a wait after a
-    wait starts when the first one ends, an end after a wait happens when the wait is over."""
+    """Record the passive steps this Task leads into (shared/history.py `passive_records`)."""
     if goto and ctx.loops + 1 > ctx.req.max_loops:
         return  # the jump ahead is one too many: the run ends now (see _advance), these steps never happen
-    at = ctx.now
-    for p in ahead:
-        if p["kind"] == "wait":
-            until = at + timedelta(seconds=p["seconds"])
-            hist = ctx.history(p["id"], "wait", "waiting", f"for {p['seconds']}s until {until.isoformat()}")
-        elif p["kind"] == "wait_until":
-            until = max(at, datetime.fromisoformat(p["at"]))
-            hist = ctx.history(p["id"], "wait_until", "waiting", f"until {p['at']}")
-        else:
-            until = at
-            hist = ctx.history(p["id"], "end", "ended", p.get("reason", "ended"))
-        hist["at"], hist[C.TTL_ATTRIBUTE] = at.isoformat(), epoch(at + timedelta(days=ctx.req.history_days))
-        if ctx.deps.store.commit_step(ctx.req.contact_id, hist, []) and p["kind"] == "end":
-            ctx.metric(C.METRIC_ENDED, p["id"], reason="end_step")
-        at = until
+    records = passive_records(ctx.run, ctx.loops, ahead, ctx.now, ctx.seq + 1)
+    ctx.seq += len(records)
+    for rec in records:
+        if ctx.deps.store.commit_step(ctx.req.contact_id, rec, []) and rec["kind"] == "end":
+            ctx.metric(C.METRIC_ENDED, rec["step"], reason="end_step")
 
 
 def _record_timeouts(ctx: Ctx) -> None:

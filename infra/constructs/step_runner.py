@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -14,6 +16,9 @@ from infra.assets import REPO, build_layer, stage_code
 from infra.config import StackConfig
 from infra.nag import acknowledge
 from shared import constants as C
+from shared.history import dump_entry_plans
+from shared.workflow.compiler import entry_plans
+from shared.workflow.model import Workflow
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12  # keep in step with infra/assets.py LAMBDA_PYTHON and the layer below
 ARCHITECTURE = lambda_.Architecture.X86_64
@@ -52,6 +57,7 @@ class StepRunner(Construct):
         *,
         config: StackConfig,
         table: dynamodb.ITable,
+        workflows: Sequence[Workflow],
     ) -> None:
         super().__init__(scope, construct_id)
         function_name = f"{config.prefix}-step-runner"
@@ -107,7 +113,7 @@ class StepRunner(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(str(stage_code(CODE_PARTS, "step-runner"))),
+            code=lambda_.Code.from_asset(str(stage_code(CODE_PARTS, "step-runner", generated=generated(workflows)))),
             layers=[powertools, deps],
             role=self.role,
             log_group=self.log_group,
@@ -150,6 +156,12 @@ def _nag_arn(arn: str) -> str:
     return arn
 
 
+def generated(workflows: Sequence[Workflow]) -> dict[str, bytes]:
+    """Files made at synth for the asset: the entry plans of the workflows deployed with it, which the enroller
+    reads to record the waits a run starts at (shared/history.py EntryPlan)."""
+    return {C.ENTRY_PLANS_FILE: dump_entry_plans(entry_plans(list(workflows)))}
+
+
 def environment(config: StackConfig, table: dynamodb.ITable) -> dict[str, str]:
     """The step runner's environment, keyed by the constants its Settings.from_env reads.
 
@@ -161,4 +173,5 @@ def environment(config: StackConfig, table: dynamodb.ITable) -> dict[str, str]:
         C.ENV_STATE_MACHINE_ARN_TEMPLATE: names.alias_arn_template(config.prefix),
         C.ENV_METRICS_NAMESPACE: C.METRICS_NAMESPACE,
         C.ENV_STAGE: config.stage,
+        C.ENV_ENTRY_PLANS: C.ENTRY_PLANS_FILE,
     }

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import constants as C
+from shared.history import EntryPlan
 from shared.workflow.model import (
     ACTION_KINDS,
     BranchStep,
@@ -517,6 +518,28 @@ def reachable(states: dict[str, Any], start: str) -> dict[str, Any]:
 def compile_workflow(wf: Workflow, step_runner_arn: str) -> dict[str, Any]:
     """The ASL definition for `wf`, invoking the step runner at `step_runner_arn`."""
     return Compiler(wf, step_runner_arn).compile()
+
+
+def entry_plan(wf: Workflow) -> EntryPlan:
+    """The passive steps at each place a run of `wf` can start (its first step, or a resume_at step) that no
+    Task records because none runs before them: a workflow that opens with a wait, a start-at on a wait."""
+    c = Compiler(wf, "")
+    c.compile()
+    ahead: dict[str, list[dict[str, Any]]] = {}
+    for sid in ["", *c.graph.order]:
+        if sid and isinstance(c.graph.nodes[sid].step.root, GotoStep):
+            continue  # not a place to start: the Entry Choice has no rule for it
+        step = sid or c.graph.first
+        if step == END or c.states[c.resolve(step)]["Type"] == "Task":
+            continue  # a Task performs the step, and records what lies ahead of it itself
+        found = c.ahead(step)
+        if found:
+            ahead[sid] = found
+    return EntryPlan(version=c.version, history_days=wf.settings.history_days, ahead=ahead)
+
+
+def entry_plans(workflows: list[Workflow]) -> dict[str, EntryPlan]:
+    return {wf.name: entry_plan(wf) for wf in workflows}
 
 
 def compile_json(wf: Workflow, step_runner_arn: str) -> str:

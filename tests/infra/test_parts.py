@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from infra.assets import folder_size, stage_code
+from infra.assets import AssetBuildError, folder_size, stage_code
 from infra.config import StackConfig
 from infra.constructs.observability import workflow_metrics
 from infra.constructs.state_machines import load_workflows
-from infra.constructs.step_runner import CODE_PARTS
+from infra.constructs.step_runner import CODE_PARTS, generated
 from shared import constants as C
+from shared.workflow.compiler import entry_plan
 from shared.workflow.model import load_workflow
 from tests.infra.conftest import REPO
 
@@ -69,6 +70,32 @@ def test_asset_holds_the_function_and_shared_only_and_imports_on_its_own() -> No
     )
     modules = json.loads(out.stdout)
     assert modules and all(m.startswith(str(asset)) for m in modules), modules
+
+
+def test_asset_carries_the_entry_plans_of_the_deployed_workflows_and_the_handler_reads_them() -> None:
+    workflows = [c.workflow for c in load_workflows(REPO / "workflows")]
+    asset = stage_code(CODE_PARTS, "step-runner", generated=generated(workflows))
+    assert asset != stage_code(CODE_PARTS, "step-runner")  # the plans are part of the content hash
+    on_disk = json.loads((asset / C.ENTRY_PLANS_FILE).read_text())
+    assert on_disk == {wf.name: entry_plan(wf).model_dump(mode="json") for wf in workflows}
+    # welcome-series opens with a 10-minute wait: the only place a run of the examples starts at a passive step.
+    starts = {name: sorted(plan["ahead"]) for name, plan in on_disk.items() if "" in plan["ahead"]}
+    assert starts == {"welcome-series": ["", "settle-in"]}
+    # The handler, imported from the asset alone, finds the file through the environment the stack sets.
+    probe = (
+        "import sys, os; asset = sys.argv[1]; sys.path[:] = [asset] + [p for p in sys.path if p != ''];"
+        f"os.environ.update({{'{C.ENV_TABLE_NAME}': 't', '{C.ENV_STATE_MACHINE_ARN_TEMPLATE}': 'a',"
+        f" '{C.ENV_ENTRY_PLANS}': '{C.ENTRY_PLANS_FILE}'}});"
+        "from functions.step_runner.handler import Settings;"
+        "print(Settings.from_env().plans()['welcome-series'].passive('')[0]['id'])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(asset)], capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.strip() == "settle-in"
+
+
+def test_generated_asset_files_may_not_replace_code() -> None:
+    with pytest.raises(AssetBuildError, match=r"shared/constants\.py would replace a file of the code"):
+        stage_code(CODE_PARTS, "step-runner", generated={"shared/constants.py": b""})
 
 
 def test_metric_catalogue_of_an_example_workflow() -> None:

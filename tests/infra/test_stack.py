@@ -126,6 +126,7 @@ def test_step_runner_environment_is_what_its_settings_read(synth: Synth, monkeyp
         ),
         C.ENV_METRICS_NAMESPACE: C.METRICS_NAMESPACE,
         C.ENV_STAGE: "dev",
+        C.ENV_ENTRY_PLANS: C.ENTRY_PLANS_FILE,
     }
     for key in (*env, C.ENV_POWERTOOLS_SERVICE, "POWERTOOLS_METRICS_DISABLED"):
         monkeypatch.delenv(key, raising=False)
@@ -137,6 +138,7 @@ def test_step_runner_environment_is_what_its_settings_read(synth: Synth, monkeyp
         env[C.ENV_STATE_MACHINE_ARN_TEMPLATE],
     )
     assert settings.namespace == C.METRICS_NAMESPACE and settings.metrics_enabled
+    assert settings.entry_plans == C.ENTRY_PLANS_FILE
 
 
 def test_step_runner_function_code_layers_and_runtime(synth: Synth) -> None:

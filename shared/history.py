@@ -1,0 +1,108 @@
+"""History records: one per step a contact reaches, written by the step runner and, for the passive steps a run
+starts at (a first step that is a wait), by the enroller. Both build them here so the two cannot drift."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+
+from shared import constants as C
+from shared.store.contacts import epoch
+
+
+def execution_name(execution_arn: str) -> str:
+    return execution_arn.rsplit(":", 1)[-1]
+
+
+def visit_key(execution_arn: str, loops: int, step_id: str) -> str:
+    """Idempotency key of one visit of one step: stable across Lambda retries, redrives and redeliveries."""
+    return f"{execution_name(execution_arn)}#{loops:04d}#{step_id}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """The run a record belongs to: what every record of one execution shares."""
+
+    contact_id: str
+    workflow: str
+    version: str
+    execution: str  # the execution ARN
+    history_days: int
+    entered: str = ""  # $$.State.EnteredTime of the state writing; orders records of one instant
+
+    def record(
+        self, loops: int, step_id: str, kind: str, outcome: str, why: str, at: datetime, seq: int, **extra: Any
+    ) -> dict[str, Any]:
+        return {
+            C.SK: f"HIST#{visit_key(self.execution, loops, step_id)}",
+            "contact_id": self.contact_id,
+            "workflow": self.workflow,
+            "version": self.version,
+            "execution": self.execution,
+            "step": step_id,
+            "kind": kind,
+            "outcome": outcome,
+            "why": why,
+            "at": at.isoformat(),
+            "seq": seq,
+            # Wall-clock write order breaks ties between records of one virtual instant.
+            "entered": f"{self.entered}|{time.time_ns():020d}",
+            C.TTL_ATTRIBUTE: epoch(at + timedelta(days=self.history_days)),
+            **extra,
+        }
+
+
+def passive_records(
+    run: Run, loops: int, ahead: list[dict[str, Any]], start: datetime, first_seq: int = 1
+) -> list[dict[str, Any]]:
+    """Records of the passive steps (waits, ends) a contact meets from `start` until the next step-runner call,
+    each at the time the contact reaches it: a wait after a wait starts when the first one ends, an end after a
+    wait happens when the wait is over. `ahead` is what the compiler computed (Compiler.ahead)."""
+    out = []
+    at = start
+    for n, p in enumerate(ahead, first_seq):
+        if p["kind"] == "wait":
+            until = at + timedelta(seconds=p["seconds"])
+            rec = run.record(loops, p["id"], "wait", "waiting", f"for {p['seconds']}s until {until.isoformat()}", at, n)
+        elif p["kind"] == "wait_until":
+            until = max(at, datetime.fromisoformat(p["at"]))
+            rec = run.record(loops, p["id"], "wait_until", "waiting", f"until {p['at']}", at, n)
+        else:
+            until = at
+            rec = run.record(loops, p["id"], "end", "ended", p.get("reason") or "ended", at, n)
+        out.append(rec)
+        at = until
+    return out
+
+
+class EntryPlan(BaseModel):
+    """What a workflow's machine meets before its first step-runner call, per place a run can start: nothing
+    performs those steps, so the enroller records them when it starts the execution (compiler `entry_plan`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str
+    history_days: int
+    # "" is a run from the first step; any other key is a `resume_at` step. Places with nothing passive ahead
+    # (the first state is a Task) are left out, so most workflows' plans are empty.
+    ahead: dict[str, list[dict[str, Any]]] = {}
+
+    def passive(self, resume_at: str) -> list[dict[str, Any]]:
+        return self.ahead.get(resume_at, [])
+
+
+ENTRY_PLANS = TypeAdapter(dict[str, EntryPlan])
+
+
+def load_entry_plans(path: str | Path) -> dict[str, EntryPlan]:
+    """The plans file the build writes beside the code (infra/assets.py), keyed by workflow name."""
+    return ENTRY_PLANS.validate_json(Path(path).read_bytes())
+
+
+def dump_entry_plans(plans: dict[str, EntryPlan]) -> bytes:
+    return ENTRY_PLANS.dump_json(dict(sorted(plans.items())))

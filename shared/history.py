@@ -35,6 +35,11 @@ class Run:
     history_days: int
     entered: str = ""  # $$.State.EnteredTime of the state writing; orders records of one instant
 
+    def order_stamp(self) -> str:
+        """Sorts items of one virtual instant in the order they were made: the state's entered time, then the
+        wall clock (history records and messages carry it as `entered`)."""
+        return f"{self.entered}|{time.time_ns():020d}"
+
     def record(
         self, loops: int, step_id: str, kind: str, outcome: str, why: str, at: datetime, seq: int, **extra: Any
     ) -> dict[str, Any]:
@@ -50,8 +55,7 @@ class Run:
             "why": why,
             "at": at.isoformat(),
             "seq": seq,
-            # Wall-clock write order breaks ties between records of one virtual instant.
-            "entered": f"{self.entered}|{time.time_ns():020d}",
+            "entered": self.order_stamp(),
             C.TTL_ATTRIBUTE: epoch(at + timedelta(days=self.history_days)),
             **extra,
         }

@@ -236,6 +236,7 @@ def _message(ctx: Ctx, step_id: str, channel: str, **body: Any) -> dict[str, Any
             "step": step_id,
             "status": "queued",
             "at": ctx.now.isoformat(),
+            "entered": ctx.run.order_stamp(),
             C.TTL_ATTRIBUTE: epoch(ctx.now + timedelta(days=ctx.req.history_days)),
             **body,
         }

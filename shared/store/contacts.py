@@ -397,7 +397,9 @@ class ContactStore:
         return sorted(items, key=lambda i: (i["at"], i.get("entered", ""), i.get("seq", 0)))
 
     def messages(self, contact_id: str) -> list[dict[str, Any]]:
-        return sorted(self.query_prefix(contact_pk(contact_id), "MSG#"), key=lambda i: i["at"])
+        """In the order they were sent: time, then the order of writing within one instant."""
+        items = self.query_prefix(contact_pk(contact_id), "MSG#")
+        return sorted(items, key=lambda i: (i["at"], i.get("entered", "")))
 
     def activity(self, contact_id: str) -> list[dict[str, Any]]:
         return self.query_prefix(contact_pk(contact_id), "ACT#")

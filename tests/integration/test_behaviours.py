@@ -665,3 +665,22 @@ def test_a_retried_wait_keeps_the_token_of_the_attempt_that_is_waiting() -> None
         (after,) = sim.store.query_prefix(contact_pk(cid), "WAIT#")
         assert item["token"] != after["token"] == "token-of-attempt-2"
         assert [s for s in steps(sim, "join", email="ivy@example.com") if s[1] == "hold"] == [(at(), "hold", "waiting")]
+
+
+# ---- message order ------------------------------------------------------------------------------
+
+DRIP = """
+name: drip
+triggers: [{event: form.submitted}]
+steps:
+""" + "".join(f"  - id: m{n}\n    send_email: {{template: t{n}}}\n" for n in (5, 3, 9, 1, 7, 2))
+
+
+def test_messages_of_one_instant_list_in_the_order_the_workflow_sent_them() -> None:
+    with Simulation([workflow(DRIP)]) as sim:
+        sim.send(event("f1", "form.submitted", {}, email="flo@example.com"))
+        sim.finish()
+        sent = contact(sim, email="flo@example.com")["messages"]
+        assert [m["template"] for m in sent] == ["t5", "t3", "t9", "t1", "t7", "t2"]
+        assert {m["at"] for m in sent} == {at()}
+        assert sorted(m["message_id"] for m in sent) != [m["message_id"] for m in sent]  # ids alone would not do

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -467,6 +468,33 @@ def reserved_key(wf: Workflow) -> Iterator[Finding]:
             dumped["wait_until"].pop("on_timeout", None)
         for path in _path_keys(dumped, ""):
             yield node.id, path, "keys ending in '.$' are reserved by Step Functions (read as a path); rename it"
+
+
+# Step Functions refuses a definition longer than this many characters (CreateStateMachine `definition`).
+DEFINITION_LIMIT = 1_048_576
+# The longest step-runner ARN a deploy can put into the definition: a partition, region and account, plus a
+# 64-character function name (the most Lambda allows).
+LONGEST_FUNCTION_ARN = "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:" + "f" * 64
+
+
+@check("definition-too-large")
+def definition_too_large(wf: Workflow) -> Iterator[Finding]:
+    """The compiled machine, as deployed (compact JSON, the longest possible function ARN), must fit Step
+    Functions' definition limit; past it `cdk deploy` fails, so say so here with the size."""
+    from shared.workflow.compiler import CompileError, compile_workflow
+
+    try:
+        asl = compile_workflow(wf, LONGEST_FUNCTION_ARN)
+    except CompileError:
+        return  # another check names what stops the compile
+    size = len(json.dumps(asl, separators=(",", ":")))
+    if size > DEFINITION_LIMIT:
+        yield (
+            None,
+            "steps",
+            f"the compiled state machine is {size:,} characters, over Step Functions' limit of "
+            f"{DEFINITION_LIMIT:,}; move part of it into another workflow (start_workflow)",
+        )
 
 
 def _path_keys(value: Any, path: str) -> Iterator[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.run import generated_workflow
 from shared.workflow.lint import CHECKS, Violation, check, lint, lint_file
 from shared.workflow.model import Workflow, WorkflowFileError, parse_workflow, workflow_files
 
@@ -35,6 +36,7 @@ def test_registry_holds_every_check_in_order() -> None:
         "unknown-event-field",
         "empty-branch-decision",
         "reserved-key",
+        "definition-too-large",
     ]
 
 
@@ -360,3 +362,15 @@ def test_lint_file_returns_load_errors(tmp_path: Path) -> None:
     path.write_text("name: broken\nsteps:\n  - {id: a, wait: soon}\n")
     (line,) = lint_file(path)
     assert line.startswith(f"{path}: step a, field wait:")
+
+
+def test_definition_too_large() -> None:
+    # 1,300 generated steps compile past Step Functions' 1 MiB definition limit; 1,000 (the benchmark's) fit.
+    big = parse_workflow(generated_workflow(1300), "big.yaml")
+    assert [str(v) for v in lint(big) if v.check == "definition-too-large"] == [
+        "field steps: the compiled state machine is 1,085,832 characters, over Step Functions' limit of 1,048,576; "
+        "move part of it into another workflow (start_workflow)"
+    ]
+    assert [
+        v for v in lint(parse_workflow(generated_workflow(1000), "fits.yaml")) if v.check == "definition-too-large"
+    ] == []

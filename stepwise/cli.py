@@ -317,6 +317,12 @@ def cost_command(args: argparse.Namespace) -> int:
             f"ceiling with loops: {report.ceiling} transitions per contact (settings.max_loops "
             f"{report.max_loops}), ${price(report.ceiling, args.contacts):,.4f} for {args.contacts:,} contacts"
         )
+    if report.webhook_retries:
+        print(f"retries: a webhook that stays down adds up to {report.webhook_retries} transitions per contact")
+    print(
+        f"retries: Lambda errors retried to the limit add up to {report.error_retries} more "
+        "(each retry is a billed transition; none in a run without errors)"
+    )
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared import constants as C
@@ -12,6 +12,7 @@ from shared import constants as C
 PRICE_PER_1000_TRANSITIONS = 0.025
 CALLBACK_SUFFIX = ".waitForTaskToken"
 TIMEOUT_ERROR = "States.Timeout"
+DEFAULT_MAX_ATTEMPTS = 3  # ASL: a retrier without MaxAttempts retries three times
 
 
 def is_terminal(state: dict[str, Any]) -> bool:
@@ -60,6 +61,27 @@ def transitions(path: list[str]) -> int:
     return len(path)
 
 
+def _calls_webhook(state: dict[str, Any]) -> bool:
+    payload = state.get("Parameters", {}).get("Payload", {})
+    specs = payload.get("steps") or ([payload["step"]] if payload.get("step") else [])
+    return any(s.get("kind") == "call_webhook" for s in specs)
+
+
+def retries(state: dict[str, Any]) -> tuple[int, int]:
+    """The most retries of one state, (of WebhookFailed, of anything else), each billed as a transition.
+
+    Each retrier keeps its own count, so errors that alternate can use them all: the bound is their sum. The
+    WebhookFailed retrier counts only for a Task with a call_webhook step (no other step raises it)."""
+    webhook = other = 0
+    for r in state.get("Retry", []):
+        attempts = int(r.get("MaxAttempts", DEFAULT_MAX_ATTEMPTS))
+        if C.ERROR_WEBHOOK in r["ErrorEquals"]:
+            webhook += attempts if _calls_webhook(state) else 0
+        else:
+            other += attempts
+    return webhook, other
+
+
 def loops(asl: dict[str, Any]) -> list[list[str]]:
     """Every elementary cycle among the states reachable from StartAt, each starting at its earliest state."""
     order = _reachable(asl)
@@ -104,6 +126,19 @@ class CostReport:
     start_delay_extra: int  # transitions a trigger's start delay adds (the StartDelay Wait state)
     contacts: int
     max_loops: int = 0  # settings.max_loops: how many go-to jumps a run may take before LoopLimitReached
+    # Per path: the most retries its states allow, (WebhookFailed, anything else). Not in fewest/most/ceiling,
+    # which count a run without errors; AWS bills each retry as a transition.
+    path_retries: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def webhook_retries(self) -> int:
+        """Transitions a receiving app that stays down adds, on the path with the most webhook calls."""
+        return max((w for w, _ in self.path_retries), default=0)
+
+    @property
+    def error_retries(self) -> int:
+        """Transitions retried Lambda errors (throttles, crashes) could add at most, on the worst path."""
+        return max((o for _, o in self.path_retries), default=0)
 
     @property
     def ceiling(self) -> int:
@@ -131,6 +166,7 @@ class CostReport:
             "contacts": self.contacts,
             "usd_per_1000_transitions": PRICE_PER_1000_TRANSITIONS,
             "ceiling": self.ceiling,
+            "retries": {"webhook_most_extra": self.webhook_retries, "errors_most_extra": self.error_retries},
             "price_usd": {
                 "fewest": price(self.fewest, self.contacts),
                 "most": price(self.most, self.contacts),
@@ -141,6 +177,16 @@ class CostReport:
 
 def analyse(asl: dict[str, Any], contacts: int = 1000, max_loops: int = 0) -> CostReport:
     extra = 1 if C.STATE_START_DELAY in asl["States"] else 0
+    found = paths(asl)
+    per_path = []
+    for p in found:
+        counts = [retries(asl["States"][name]) for name in p]
+        per_path.append((sum(w for w, _ in counts), sum(o for _, o in counts)))
     return CostReport(
-        paths=paths(asl), loops=loops(asl), start_delay_extra=extra, contacts=contacts, max_loops=max_loops
+        paths=found,
+        loops=loops(asl),
+        start_delay_extra=extra,
+        contacts=contacts,
+        max_loops=max_loops,
+        path_retries=per_path,
     )

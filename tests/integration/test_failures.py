@@ -8,6 +8,8 @@ import socket
 from datetime import datetime
 
 from shared.events import ContactEvent
+from shared.workflow.compiler import compile_workflow
+from shared.workflow.cost import analyse
 from shared.workflow.model import parse_workflow
 from stepwise.simulate import DEFAULT_START, Simulation
 
@@ -38,6 +40,10 @@ def test_webhook_down_is_retried_with_backoff_then_fails_with_its_error() -> Non
         history = sim.stack.history(arn)
         attempts = [e for e in history if e["type"] == "TaskScheduled"]
         assert len(attempts) == 6  # the first try and five retries
+        # `stepwise cost` names those five retries (each billed as a transition) for a webhook that stays down.
+        report = analyse(compile_workflow(wf, "arn:aws:lambda:us-east-1:123456789012:function:f"))
+        assert report.webhook_retries == len(attempts) - 1
+        assert report.error_retries == 3  # Lambda's own errors: the ASL default, counted apart
         # Backoff in virtual time: 30s + 60s + 120s + 240s + 480s between the tries.
         started = [datetime.fromisoformat(str(e["timestamp"])) for e in attempts]
         gaps = [round((b - a).total_seconds()) for a, b in itertools.pairwise(started)]

@@ -109,6 +109,22 @@ def test_cost_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert report["fewest"] == 6 and report["most"] == 8
     assert report["price_usd"] == pytest.approx({"fewest": 0.3, "most": 0.4, "ceiling": 0.4})
     assert report["loops"] == [] and report["ceiling"] == 8  # no loop: the ceiling is the longest path
+    # Retries are billed too: five Tasks on the dearest path, three Lambda-error retries each; no webhook.
+    assert report["retries"] == {"webhook_most_extra": 0, "errors_most_extra": 15}
+
+
+def test_cost_counts_webhook_retries_only_on_paths_that_call_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "sync.yaml", SYNC)
+    report = analyse(compile_workflow(load_workflow(path), DEFAULT_STEP_RUNNER_ARN))
+    # Two paths: the VIP one calls two webhooks (5 retries each), the other none.
+    assert sorted(report.path_retries) == [(0, 6), (10, 9)]
+    assert (report.webhook_retries, report.error_retries) == (10, 9)
+    assert main(["cost", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "retries: a webhook that stays down adds up to 10 transitions per contact" in out
+    assert "retries: Lambda errors retried to the limit add up to 9 more" in out
 
 
 def test_cost_paths_follow_every_branch_and_the_wait_timeout() -> None:
@@ -122,6 +138,25 @@ def test_cost_paths_follow_every_branch_and_the_wait_timeout() -> None:
         [*head, "remind-again", "wait-for-purchase", "wait-for-purchase.timed-out"],
     ]
     assert [transitions(p) for p in paths(asl)] == [6, 7, 7, 8]
+
+
+SYNC = """
+name: sync
+triggers: [{event: list.subscribed}]
+steps:
+  - id: vip
+    if: {has_tag: vip}
+    then:
+      - id: to-crm
+        call_webhook: {url: "https://crm.example.com/hook"}
+      - id: wait
+        wait: 1h
+      - id: to-slack
+        call_webhook: {url: "https://hooks.example.com/x"}
+    else:
+      - id: hello
+        send_email: {template: hello}
+"""
 
 
 def test_cost_reports_loops_separately(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

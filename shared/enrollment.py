@@ -18,6 +18,13 @@ from shared.store.contacts import ContactStore, contact_pk
 from shared.workflow.model import Reentry
 
 
+def execution_arn(machine_arn: str, name: str) -> str:
+    """The ARN of execution `name` of a machine, given the machine's ARN or that of its alias or version:
+    arn:partition:states:region:account:stateMachine:NAME[:qualifier] -> ...:execution:NAME:name."""
+    parts = machine_arn.split(":")
+    return ":".join([*parts[:5], "execution", parts[6], name])
+
+
 def execution_input(
     contact_id: str, workflow: str, event: dict[str, Any], *, resume_at: str = "", start_delay: int = 0
 ) -> dict[str, Any]:
@@ -29,6 +36,21 @@ def execution_input(
         "start_delay": start_delay,
         "run": {"loops": 0, "branch": "", "resume_at": resume_at},
     }
+
+
+DUPLICATE = "duplicate delivery: this execution already exists"
+
+
+@dataclass(frozen=True)
+class _Start:
+    """One enrolment under way: who, where, and what the enrolment record said before it."""
+
+    contact_id: str
+    workflow: str
+    record: dict[str, Any] | None
+    resume_at: str
+    start_delay: int
+    restart: bool
 
 
 @dataclass
@@ -102,6 +124,7 @@ class Enroller:
                         return Enrolment(False, None, f"entered {record['entered_at']}, within once_per period")
         name = f"{workflow[:40]}-{stable_hash(contact_id, workflow, key, resume_at, length=24)}"
         arn = self.machine_arn(workflow)
+        start = _Start(contact_id, workflow, record, resume_at, start_delay, restart)
         try:
             started = self.sfn.start_execution(
                 stateMachineArn=arn,
@@ -112,44 +135,71 @@ class Enroller:
                 ),
             )
         except ClientError as err:
-            if err.response["Error"]["Code"] == "ExecutionAlreadyExists":
-                return Enrolment(False, None, "duplicate delivery: this execution already exists")
-            raise
-        exec_arn = started["executionArn"]
+            if err.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                raise
+            # The execution of this name has ended, or was started with another input: describe it.
+            try:
+                desc = self.sfn.describe_execution(executionArn=execution_arn(arn, name))
+            except ClientError:
+                return Enrolment(False, None, DUPLICATE)
+            return self._repeat(start, desc["executionArn"], desc["startDate"], desc["status"] == "RUNNING")
+        # StartExecution of a running execution with the same name and input succeeds and answers as it did the
+        # first time: a start date before this call began says this is a repeat, not a new run.
+        started_at: datetime = started["startDate"]
+        if started_at < now.replace(microsecond=now.microsecond // 1000 * 1000):
+            return self._repeat(start, started["executionArn"], started_at, True)
+        self._record(start, started["executionArn"], now)
+        return Enrolment(True, started["executionArn"], "started")
+
+    def _repeat(self, start: _Start, exec_arn: str, started_at: datetime, running: bool) -> Enrolment:
+        """The execution of this key exists: a redelivery, or the retry of an enrolment that stopped between
+        StartExecution and its records (a Lambda timeout, a throttled write). The second is finished here, dated
+        by the execution itself, so the contact is never left in a run with no enrolment record."""
+        record = start.record
+        if record is not None and record.get("execution_arn") == exec_arn:
+            if running:  # the opening waits' records, should the first try have stopped before them
+                self._record_start(start, exec_arn, started_at)
+            return Enrolment(False, None, DUPLICATE)
+        if record is not None and datetime.fromisoformat(record["entered_at"]) > started_at:
+            return Enrolment(False, None, DUPLICATE)  # an old delivery of a run the contact has left and re-entered
+        self._record(start, exec_arn, started_at)
+        return Enrolment(True, exec_arn, "started (recorded on a repeat: the first try stopped before recording)")
+
+    def _record(self, start: _Start, exec_arn: str, at: datetime) -> None:
+        """Record a run that has started: the enrolment item, the Entered metric, the passive steps it opens with."""
+        record, restart = start.record, start.restart
         self.store.put_item(
             {
-                C.PK: contact_pk(contact_id),
-                C.SK: f"ENROLL#{workflow}",
-                "workflow": workflow,
+                C.PK: contact_pk(start.contact_id),
+                C.SK: f"ENROLL#{start.workflow}",
+                "workflow": start.workflow,
                 "execution_arn": exec_arn,
                 "status": "running",
-                "entered_at": now.isoformat() if not restart or not record else record["entered_at"],
+                "entered_at": at.isoformat() if not restart or not record else record["entered_at"],
                 "count": (record or {}).get("count", 0) + (0 if restart else 1),
                 "goals": (record or {}).get("goals", []) if restart else [],
             }
         )
         if not restart and self.metrics is not None:
             # Counted here, once per new execution (a goal's restart is the same entry): the funnel's denominator.
-            self.metrics(C.METRIC_ENTERED, workflow, C.METRIC_ENTRY_STEP, {})
-        self._record_start(contact_id, workflow, exec_arn, resume_at, now, start_delay)
-        return Enrolment(True, exec_arn, "started")
+            self.metrics(C.METRIC_ENTERED, start.workflow, C.METRIC_ENTRY_STEP, {})
+        self._record_start(start, exec_arn, at)
 
-    def _record_start(
-        self, contact_id: str, workflow: str, exec_arn: str, resume_at: str, now: datetime, start_delay: int
-    ) -> None:
+    def _record_start(self, start: _Start, exec_arn: str, at: datetime) -> None:
         """History records of the passive steps the run starts at (a first step that is a wait): the machine
         goes from its Entry Choice straight into a Wait state, so no Task exists to write them. Keyed like the
         step runner's, so a repeat writes nothing."""
-        plan = self.plans.get(workflow)
-        ahead = plan.passive(resume_at) if plan else []
+        plan = self.plans.get(start.workflow)
+        ahead = plan.passive(start.resume_at) if plan else []
         if not plan or not ahead:
             return
         # A resume_at wins over the trigger's start delay in the Entry Choice, as here.
-        start = now if resume_at else now + timedelta(seconds=start_delay)
-        run = Run(contact_id, workflow, plan.version, exec_arn, plan.history_days, entered=now.isoformat())
-        for rec in passive_records(run, 0, ahead, start):
-            if self.store.commit_step(contact_id, rec, []) and rec["kind"] == "end" and self.metrics is not None:
-                self.metrics(C.METRIC_ENDED, workflow, rec["step"], {"reason": "end_step"})
+        first = at if start.resume_at else at + timedelta(seconds=start.start_delay)
+        run = Run(start.contact_id, start.workflow, plan.version, exec_arn, plan.history_days, entered=at.isoformat())
+        for rec in passive_records(run, 0, ahead, first):
+            committed = self.store.commit_step(start.contact_id, rec, [])
+            if committed and rec["kind"] == "end" and self.metrics is not None:
+                self.metrics(C.METRIC_ENDED, start.workflow, rec["step"], {"reason": "end_step"})
 
     def stop(self, contact_id: str, workflow: str, reason: str) -> bool:
         record = self.current(contact_id, workflow)

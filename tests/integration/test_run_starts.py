@@ -3,13 +3,29 @@ before it, so the enroller records it from the workflow's entry plan, at the tim
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
 
 from shared import constants as C
 from shared.events import ContactRef
 from shared.store.contacts import contact_pk
 from stepwise.simulate import DEFAULT_START, Simulation
-from tests.integration.support import assert_history_ttl, at, event, executions, history, messages, steps, workflow
+from tests.integration.support import (
+    assert_history_ttl,
+    at,
+    contact,
+    event,
+    executions,
+    history,
+    messages,
+    steps,
+    workflow,
+)
 
 COOL_OFF = f"""
 name: cool-off
@@ -115,3 +131,82 @@ def test_a_start_at_an_end_step_records_the_end_and_counts_it() -> None:
         sim.finish()
         assert [s for _, s, _ in steps(sim, email="ed@example.com")] == ["part-2", "check", "not-vip"]
         assert len(sim.store.query_prefix(contact_pk(ed), "HIST#")) == 3
+
+
+WELCOME = """
+name: welcome
+triggers: [{event: list.subscribed}]
+reentry: always
+steps:
+  - id: settle-in
+    wait: 10m
+  - id: hello
+    send_email: {template: hello}
+"""
+
+
+@contextmanager
+def enrolment_write_fails_once(sim: Simulation) -> Iterator[list[str]]:
+    """DynamoDB refuses the first write of an enrolment record (throttled), as a Lambda dying right after
+    StartExecution would leave it: the run started, nothing recorded it."""
+    refused: list[str] = []
+
+    def throttle(params: dict[str, Any], **_: Any) -> None:
+        if not refused and params["Item"]["sk"]["S"].startswith("ENROLL#"):
+            refused.append(params["Item"]["sk"]["S"])
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}}, "PutItem"
+            )
+
+    events = sim.stack.dynamodb.meta.events
+    events.register("before-parameter-build.dynamodb.PutItem", throttle)
+    try:
+        yield refused
+    finally:
+        events.unregister("before-parameter-build.dynamodb.PutItem", throttle)
+
+
+def test_a_delivery_retried_after_the_run_started_but_was_not_recorded_completes_the_enrolment() -> None:
+    with Simulation([workflow(WELCOME)]) as sim:
+        joined = event("s1", "list.subscribed", {"list": "news"}, email="gil@example.com")
+        with enrolment_write_fails_once(sim) as refused, pytest.raises(ClientError, match="throttled"):
+            sim.router.handle(joined)
+        assert refused == ["ENROLL#welcome"]
+        (run,) = executions(sim, "welcome")  # the run is under way, with no enrolment and no history record
+        gil = contact(sim, email="gil@example.com")["id"]
+        assert sim.enroller.current(gil, "welcome") is None
+        sim.advance(DEFAULT_START + timedelta(minutes=2))
+        routed = sim.send(joined)  # the provider delivers again
+        assert [(r.action, r.why) for r in routed] == [
+            ("entered", "started (recorded on a repeat: the first try stopped before recording)")
+        ]
+        record = sim.enroller.current(gil, "welcome")
+        assert record is not None
+        assert (record["execution_arn"], record["entered_at"]) == (run["executionArn"], at())
+        assert sim.metrics[(C.METRIC_ENTERED, "welcome", C.METRIC_ENTRY_STEP)] == 1
+        sim.send(joined)  # and once more, while the run waits: a plain duplicate
+        sim.finish()
+        assert steps(sim, email="gil@example.com") == [
+            (at(), "settle-in", "waiting"),
+            (at(minutes=10), "hello", "done"),
+        ]
+        assert len(executions(sim, "welcome")) == 1
+        assert sim.metrics[(C.METRIC_ENTERED, "welcome", C.METRIC_ENTRY_STEP)] == 1
+        assert [r.why for _, r, _ in sim.routed if r.workflow == "welcome"][-1] == "already in this workflow"
+
+
+def test_an_old_delivery_of_a_run_left_long_ago_changes_nothing() -> None:
+    with Simulation([workflow(WELCOME)]) as sim:
+        first = event("s1", "list.subscribed", {"list": "news"}, email="hal@example.com")
+        sim.send(first)
+        sim.advance(DEFAULT_START + timedelta(days=1))
+        sim.send(event("s2", "list.subscribed", {"list": "news"}, email="hal@example.com"))  # re-entry: always
+        sim.advance(DEFAULT_START + timedelta(days=2))  # both runs are over
+        hal = contact(sim, email="hal@example.com")["id"]
+        latest = sim.enroller.current(hal, "welcome")
+        assert latest is not None and latest["entered_at"] == at(days=1)
+        routed = sim.send(first)  # two days late, the first delivery again
+        assert [r.why for r in routed] == ["duplicate delivery: this execution already exists"]
+        assert sim.enroller.current(hal, "welcome") == latest
+        sim.finish()
+        assert [s for _, s, _ in steps(sim, email="hal@example.com")] == ["settle-in", "hello"] * 2

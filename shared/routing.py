@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -67,7 +67,7 @@ class Router:
 
     def _resume_waits(self, contact_id: str, event: ContactEvent, now: datetime) -> list[Routed]:
         out = []
-        facts: Facts | None = None
+        contact_facts: Facts | None = None
         for w in self.store.query_prefix(contact_pk(contact_id), "WAIT#"):
             if w.get("event"):
                 if w["event"] != event.type:
@@ -78,8 +78,10 @@ class Router:
                     continue
                 why = f"event {event.type} arrived"
             else:
-                facts = facts or self._contact_facts(contact_id, now)
+                contact_facts = contact_facts or self._contact_facts(contact_id, now)
                 cond = Condition.model_validate(w["condition"])
+                # The event that started the run, as far as the condition reads it (`event_field`).
+                facts = replace(contact_facts, trigger=w.get("trigger") or {})
                 if not evaluate(cond, facts, []):
                     continue
                 why = f"condition {cond.describe()} now holds"
@@ -89,7 +91,7 @@ class Router:
 
     def _goals(self, contact_id: str, event: ContactEvent, now: datetime) -> list[Routed]:
         out = []
-        facts: Facts | None = None
+        contact_facts: Facts | None = None
         for wf in self.workflows:
             goals = [s for s, _ in wf.walk() if isinstance(s.root, GoalStep)]
             if not goals:
@@ -108,7 +110,9 @@ class Router:
                         continue
                     why = f"goal event {event.type}"
                 else:
-                    facts = facts or self._contact_facts(contact_id, now)
+                    facts = contact_facts = contact_facts or self._contact_facts(contact_id, now)
+                    if g.condition.event_fields():  # read from the run's own triggering event
+                        facts = replace(facts, trigger=self._original_event(record).get("data", {}))
                     trail: list[Evaluation] = []
                     if not evaluate(g.condition, facts, trail):
                         continue

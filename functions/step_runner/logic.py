@@ -21,7 +21,7 @@ from shared.history import Run, execution_name, passive_records, visit_key
 from shared.splits import SplitTests
 from shared.store.contacts import Contact, ContactStore, contact_pk, epoch
 from shared.waits import resume_wait
-from shared.workflow.conditions import Evaluation, evaluate, lookup
+from shared.workflow.conditions import Evaluation, evaluate, lookup, pick
 from shared.workflow.model import (
     AddTagStep,
     AdjustScoreStep,
@@ -535,6 +535,8 @@ def _wait(ctx: Ctx) -> dict[str, Any]:
         "where": wu.where.root if wu.where else None,
         "same": {k: lookup(trigger_data, k) for k in wu.same},
         "condition": wu.condition.model_dump(mode="json", by_alias=True, exclude_none=True) if wu.condition else None,
+        # What the condition reads of the triggering event, for the router to evaluate it when data changes.
+        "trigger": pick(trigger_data, wu.condition.event_fields()) if wu.condition else {},
         "loops": ctx.loops,
         "goto": bool(ctx.req.goto),
         "since": ctx.now.isoformat(),

@@ -130,6 +130,22 @@ class Where(RootModel[dict[str, Any]]):
         return all(compare(lookup(data, k), c) for k, c in self.comparisons().items())
 
 
+def pick(data: Any, paths: set[str]) -> dict[str, Any]:
+    """The parts of `data` at the dotted `paths`, nested as they were, so `lookup` finds them again: what a
+    parked wait keeps of its triggering event for the conditions that read it later."""
+    out: dict[str, Any] = {}
+    for path in sorted(paths):
+        value = lookup(data, path)
+        if value is None:
+            continue
+        *parents, last = path.split(".")
+        cur = out
+        for part in parents:
+            cur = cur.setdefault(part, {})
+        cur[last] = value
+    return out
+
+
 def lookup(data: Any, path: str) -> Any:
     """Dotted lookup (`cart.value`); None when any part is missing."""
     cur = data
@@ -350,6 +366,10 @@ class Condition(RootModel[ConditionModel]):
         if isinstance(r, Not):
             return r.not_.leaves()
         return [r]
+
+    def event_fields(self) -> set[str]:
+        """The fields of the triggering event this condition reads (`event_field` leaves)."""
+        return {leaf.event_field for leaf in self.leaves() if isinstance(leaf, TriggerField)}
 
 
 AllOf.model_rebuild()

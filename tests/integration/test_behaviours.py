@@ -684,3 +684,72 @@ def test_messages_of_one_instant_list_in_the_order_the_workflow_sent_them() -> N
         assert [m["template"] for m in sent] == ["t5", "t3", "t9", "t1", "t7", "t2"]
         assert {m["at"] for m in sent} == {at()}
         assert sorted(m["message_id"] for m in sent) != [m["message_id"] for m in sent]  # ids alone would not do
+
+
+# ---- the triggering event, read by conditions evaluated later -------------------------------------
+
+BIG_CART = """
+name: big-cart
+triggers: [{event: checkout.abandoned}]
+steps:
+  - id: hold
+    wait_until:
+      condition: {all: [{event_field: cart.value, gt: 50}, {has_tag: Purchased}]}
+      timeout: 2d
+      on_timeout:
+        - id: nudge
+          send_email: {template: nudge}
+  - id: thanks
+    send_email: {template: big-thanks}
+"""
+
+
+def test_a_wait_condition_on_the_triggering_event_holds_when_the_contact_data_changes_later() -> None:
+    with Simulation([workflow(BIG_CART)]) as sim:
+        run_in_order(
+            sim,
+            [
+                timed(timedelta(0), "c1", "checkout.abandoned", {"cart": {"value": 80}}, email="big@example.com"),
+                timed(timedelta(0), "c2", "checkout.abandoned", {"cart": {"value": 30}}, email="small@example.com"),
+                timed(timedelta(hours=3), "t1", "tag.added", {"tag": "Purchased"}, email="big@example.com"),
+                timed(timedelta(hours=3), "t2", "tag.added", {"tag": "Purchased"}, email="small@example.com"),
+            ],
+        )
+        # The wait kept cart.value of the checkout that started it: 80 passes, 30 does not.
+        assert messages(sim, email="big@example.com") == [(at(hours=3), "email", "big-thanks")]
+        assert messages(sim, email="small@example.com") == [
+            (at(days=2), "email", "nudge"),
+            (at(days=2), "email", "big-thanks"),
+        ]
+
+
+GOAL_BY_CART = """
+name: upsell
+triggers: [{event: order.paid}]
+steps:
+  - id: pitch
+    send_email: {template: pitch}
+  - id: pause
+    wait: 3d
+  - id: pitch-again
+    send_email: {template: pitch-2}
+  - id: bought-big
+    goal: {condition: {all: [{event_field: total, gte: 100}, {has_tag: upgraded}]}, otherwise: end}
+  - id: welcome-pro
+    send_email: {template: welcome-pro}
+"""
+
+
+def test_a_goal_condition_reads_the_runs_own_triggering_event() -> None:
+    with Simulation([workflow(GOAL_BY_CART)]) as sim:
+        run_in_order(
+            sim,
+            [
+                timed(timedelta(0), "o1", "order.paid", {"order_id": "1", "total": 120}, email="pro@example.com"),
+                timed(timedelta(0), "o2", "order.paid", {"order_id": "2", "total": 40}, email="lite@example.com"),
+                timed(timedelta(days=1), "u1", "tag.added", {"tag": "upgraded"}, email="pro@example.com"),
+                timed(timedelta(days=1), "u2", "tag.added", {"tag": "upgraded"}, email="lite@example.com"),
+            ],
+        )
+        assert [t for _, _, t in messages(sim, email="pro@example.com")] == ["pitch", "welcome-pro"]
+        assert [t for _, _, t in messages(sim, email="lite@example.com")] == ["pitch", "pitch-2"]

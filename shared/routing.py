@@ -40,24 +40,32 @@ class Router:
         now = clock.now()
         at = event.occurred_at or now
         contact_id = self.store.upsert(event.contact) if not event.contact.contact_id else event.contact.contact_id
+        message = self._message(contact_id, event)
+        if message is not None:
+            event = _with_message(event, message)
         self.store.record_activity(contact_id, event.digest(), event.type, event.data, at)
         if not internal:
             self.store.apply_event(contact_id, event.type, event.data, at)
         out: list[Routed] = []
-        out += self._split_conversions(contact_id, event, now)
+        out += self._split_conversions(contact_id, event, now, message)
         out += self._resume_waits(contact_id, event, now)
         out += self._goals(contact_id, event, now)
         out += self._triggers(contact_id, event)
         return out
 
-    def _split_conversions(self, contact_id: str, event: ContactEvent, now: datetime) -> list[Routed]:
+    def _message(self, contact_id: str, event: ContactEvent) -> dict[str, Any] | None:
+        """The message a provider's status event is about (email.opened, sms.not_delivered...), by its id."""
+        message_id = event.data.get("message_id")
+        if not message_id or event.type.split(".")[0] not in MESSAGE_CHANNELS:
+            return None
+        return self.store.get_item(contact_pk(contact_id), f"MSG#{message_id}")
+
+    def _split_conversions(
+        self, contact_id: str, event: ContactEvent, now: datetime, message: dict[str, Any] | None
+    ) -> list[Routed]:
         """An open or click of a message sent from a split path counts for that path's winner."""
         by = {"email.opened": "email_opened", "email.clicked": "email_clicked"}.get(event.type)
-        message_id = event.data.get("message_id")
-        if by is None or not message_id:
-            return []
-        message = self.store.get_item(contact_pk(contact_id), f"MSG#{message_id}")
-        if message is None:
+        if by is None or message is None:
             return []
         counted = SplitTests(self.store).convert(contact_id, by, now, message=message)
         return [Routed(contact_id, c.split("/")[0], "converted", f"split {c}: {event.type}") for c in counted]
@@ -175,6 +183,19 @@ class Router:
             res = self.enroller.enrol(contact_id, wf.name, event, key=event["id"], reentry=wf.reentry)
             out.append(Routed(contact_id, wf.name, "entered" if res.started else "not entered", res.reason))
         return out
+
+
+MESSAGE_CHANNELS = ("email", "sms")
+# What a status event learns from the message it is about, unless the provider said it already.
+MESSAGE_FIELDS = ("template", "campaign", "workflow", "step")
+
+
+def _with_message(event: ContactEvent, message: dict[str, Any]) -> ContactEvent:
+    """The event with the template, campaign, workflow and step of the message it reports on, so triggers
+    and conditions can filter on them ("not delivered, in the spring-sale SMS campaign") whatever the
+    provider echoes back."""
+    known = {k: message[k] for k in MESSAGE_FIELDS if message.get(k) is not None and k not in event.data}
+    return event.model_copy(update={"data": {**event.data, **known}}) if known else event
 
 
 def outbox_to_event(item: dict[str, Any]) -> ContactEvent:

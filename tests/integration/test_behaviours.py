@@ -753,3 +753,48 @@ def test_a_goal_condition_reads_the_runs_own_triggering_event() -> None:
         )
         assert [t for _, _, t in messages(sim, email="pro@example.com")] == ["pitch", "welcome-pro"]
         assert [t for _, _, t in messages(sim, email="lite@example.com")] == ["pitch", "pitch-2"]
+
+
+# ---- provider status events learn what the message was --------------------------------------------
+
+PROMO = """
+name: promo
+triggers: [{event: list.subscribed}]
+steps:
+  - id: spring-sms
+    send_sms: {template: spring-offer, campaign: spring-sale}
+"""
+FALLBACK = """
+name: fallback
+triggers: [{event: sms.not_delivered, where: {campaign: spring-sale, step: spring-sms}}]
+steps:
+  - id: by-email
+    send_email: {template: spring-offer-email}
+"""
+
+
+def test_a_delivery_report_naming_only_the_message_id_matches_a_trigger_on_its_campaign() -> None:
+    with Simulation([workflow(PROMO), workflow(FALLBACK)]) as sim:
+        sim.send(event("s1", "list.subscribed", {"list": "news"}, email="ivo@example.com", phone="+393471234567"))
+        (sms,) = contact(sim, email="ivo@example.com")["messages"]
+        # The SMS provider's report carries its own reason and our message id, nothing about the campaign.
+        report = {"message_id": sms["message_id"], "reason": "unreachable"}
+        routed = sim.send(event("dlr-1", "sms.not_delivered", report, phone="+393471234567"))
+        assert [(r.workflow, r.action) for r in routed] == [("fallback", "entered")]
+        sim.finish()
+        assert [t for _, _, t in messages(sim, email="ivo@example.com")] == ["spring-offer", "spring-offer-email"]
+        (act,) = [
+            a
+            for a in sim.store.activity(contact(sim, email="ivo@example.com")["id"])
+            if a["type"] == "sms.not_delivered"
+        ]
+        assert act["data"] == {
+            **report,
+            "template": "spring-offer",
+            "campaign": "spring-sale",
+            "workflow": "promo",
+            "step": "spring-sms",
+        }
+        # A report on a message we never sent is routed as it came.
+        routed = sim.send(event("dlr-2", "sms.not_delivered", {"message_id": "m-unknown"}, phone="+393471234567"))
+        assert [(r.workflow, r.action) for r in routed] == [("fallback", "not entered")]

@@ -14,6 +14,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import StackConfig
+from infra.constructs.state_machines import WorkflowLintError
 from infra.stack import StepwiseStack
 
 
@@ -28,7 +29,16 @@ def build_app(context: dict[str, object] | None = None, outdir: str | None = Non
 
 
 def main() -> None:
-    app, _ = build_app()
+    try:
+        app, _ = build_app()
+    except WorkflowLintError as err:
+        # The problems, not a traceback: the CLI shows this process's stderr and fails the synth or deploy.
+        n = len(err.problems)
+        head = f"{n} problem{'' if n == 1 else 's'} in the workflow files"
+        print(f"Refused to synthesize: {head} (`stepwise validate` reports the same):", file=sys.stderr)
+        for line in err.problems:
+            print(line, file=sys.stderr)
+        sys.exit(1)
     app.synth()
 
 

@@ -20,7 +20,9 @@ from infra.config import StackConfig
 from infra.nag import acknowledge
 from shared import constants as C
 from shared.workflow.compiler import compile_workflow
-from shared.workflow.model import Workflow, load_workflow, workflow_files
+from shared.workflow.lint import lint_together
+from shared.workflow.model import Workflow, workflow_files
+from stepwise.cli import check_file
 
 
 @dataclass(frozen=True)
@@ -38,21 +40,47 @@ class CompiledWorkflow:
         return hashlib.sha256(self.definition.encode()).hexdigest()[:16]
 
 
+class WorkflowLintError(ValueError):
+    """Workflow files the synth refuses: `problems` are the lines `stepwise validate` prints for them, one
+    'FILE: step X, field F: message' a line, and the message is those lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
 def load_workflows(folder: Path) -> list[CompiledWorkflow]:
     """Every workflow file of the folder (*.yaml, *.yml; subfolders such as samples/ are not workflows), compiled.
+
+    Nothing is built unless every file passes what `stepwise validate` checks: each file loads, lints and compiles
+    (cli.check_file), no two files name the same workflow, and the names one file gives another (start_workflow,
+    campaigns) are defined (lint_together). Otherwise WorkflowLintError lists every problem of every file.
 
     The definition is compiled with a placeholder for the function's ARN and the ARN is put in by CloudFormation's
     DefinitionSubstitutions: the template keeps the whole definition as one literal string, which is what the
     compiler produced and what cfn-lint's state machine rule can check."""
-    out: list[CompiledWorkflow] = []
+    problems: list[str] = []
     seen: dict[str, Path] = {}
+    loaded: dict[str, Workflow] = {}  # file -> workflow, the first file of each name only
     for path in workflow_files(folder):
-        wf = load_workflow(path)
+        wf, found = check_file(path)
+        problems.extend(found)
+        if wf is None:
+            continue
         if wf.name in seen:
-            raise ValueError(f"{path}: workflow name {wf.name!r} is also the name in {seen[wf.name]}")
+            problems.append(f"{path}: workflow name {wf.name!r} is also the name in {seen[wf.name]}")
+            continue
         seen[wf.name] = path
-        asl = compile_workflow(wf, "${" + names.STEP_RUNNER_ARN_PLACEHOLDER + "}")
-        out.append(CompiledWorkflow(path, wf, json.dumps(asl, separators=(",", ":"))))
+        loaded[str(path)] = wf
+    # One file per name, so lint_together does not report the duplicate names found above a second time.
+    problems.extend(lint_together(loaded))
+    if problems:
+        raise WorkflowLintError(problems)
+    placeholder = "${" + names.STEP_RUNNER_ARN_PLACEHOLDER + "}"
+    out: list[CompiledWorkflow] = []
+    for file, wf in loaded.items():
+        asl = compile_workflow(wf, placeholder)
+        out.append(CompiledWorkflow(Path(file), wf, json.dumps(asl, separators=(",", ":"))))
     return out
 
 

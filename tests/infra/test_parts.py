@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from infra.assets import AssetBuildError, folder_size, stage_code
 from infra.config import StackConfig
 from infra.constructs.observability import workflow_metrics
-from infra.constructs.state_machines import load_workflows
+from infra.constructs.state_machines import WorkflowLintError, load_workflows
 from infra.constructs.step_runner import CODE_PARTS, generated
 from shared import constants as C
 from shared.workflow.compiler import entry_plan
@@ -170,8 +171,96 @@ def test_a_changed_definition_gets_a_new_version_digest_and_samples_are_skipped(
 def test_two_files_may_not_name_the_same_workflow(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(WELCOME)
     (tmp_path / "b.yml").write_text(WELCOME)
-    with pytest.raises(ValueError, match="also the name"):
+    with pytest.raises(ValueError, match="also the name") as err:
         load_workflows(tmp_path)
+    # Once: lint_together, which also finds duplicate names, is not asked about the second file.
+    assert (
+        err.value.args[0] == f"{tmp_path / 'b.yml'}: workflow name 'welcome' is also the name in {tmp_path / 'a.yaml'}"
+    )
+
+
+SPLIT_90 = """\
+name: ab-test
+triggers: [{event: list.subscribed}]
+steps:
+  - id: pick
+    split:
+      - {name: a, percent: 50, steps: [{id: mail-a, send_email: {template: a}}]}
+      - {name: b, percent: 40, steps: [{id: mail-b, send_email: {template: b}}]}
+"""
+
+GOTO_NOT_LAST = """\
+name: vip-skip
+triggers: [{event: list.subscribed}]
+steps:
+  - id: check
+    if: {has_tag: vip}
+    then:
+      - id: jump
+        goto: thanks
+      - id: skipped
+        send_email: {template: skipped}
+  - id: thanks
+    send_email: {template: thanks}
+"""
+
+
+def test_synth_refuses_workflows_that_fail_lint_with_every_problem_as_validate_words_it(tmp_path: Path) -> None:
+    (tmp_path / "ab.yaml").write_text(SPLIT_90)
+    (tmp_path / "vip.yaml").write_text(GOTO_NOT_LAST)
+    (tmp_path / "welcome.yaml").write_text(WELCOME)  # a clean file beside them does not make the folder pass
+    with pytest.raises(WorkflowLintError) as err:
+        load_workflows(tmp_path)
+    lines = [
+        f"{tmp_path / 'ab.yaml'}: step pick, field split: the paths' percent add up to 90, not 100",
+        f"{tmp_path / 'vip.yaml'}: step jump, field goto: a go-to must be the last step of its list; "
+        "the step after it is skipped",
+        f"{tmp_path / 'vip.yaml'}: step skipped: never runs: it comes after 'jump' in the same list",
+    ]
+    assert err.value.problems == lines
+    assert str(err.value) == "\n".join(lines)
+    assert isinstance(err.value, ValueError)
+    # The same lines as `stepwise validate` prints for the folder.
+    validate = subprocess.run(
+        [sys.executable, "-m", "stepwise.cli", "validate", str(tmp_path)], capture_output=True, text=True, cwd=REPO
+    )
+    assert validate.returncode == 1 and validate.stdout.splitlines()[:-1] == lines
+
+
+def test_clean_workflows_naming_each_other_still_load(tmp_path: Path) -> None:
+    (tmp_path / "welcome.yaml").write_text(WELCOME)
+    (tmp_path / "onboard.yaml").write_text(
+        "name: onboard\ntriggers: [{event: order.placed}]\nsteps:\n"
+        "  - id: start-welcome\n    start_workflow: {workflow: welcome, at: hello}\n"
+    )
+    assert sorted(c.name for c in load_workflows(tmp_path)) == ["onboard", "welcome"]
+
+
+def test_a_workflow_naming_one_no_file_defines_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "welcome.yaml").write_text(WELCOME)
+    (tmp_path / "onboard.yaml").write_text(
+        "name: onboard\ntriggers: [{event: order.placed}]\nsteps:\n"
+        "  - id: start-welcome\n    start_workflow: {workflow: welcome-series}\n"
+    )
+    with pytest.raises(WorkflowLintError) as err:
+        load_workflows(tmp_path)
+    assert err.value.problems == [
+        f"{tmp_path / 'onboard.yaml'}: step start-welcome, field start_workflow.workflow: "
+        "no workflow file defines 'welcome-series'"
+    ]
+
+
+def test_cdk_app_prints_the_problems_without_a_traceback_and_fails(tmp_path: Path) -> None:
+    (tmp_path / "ab.yaml").write_text(SPLIT_90)
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"workflows": str(tmp_path)}), "CDK_OUTDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "infra/app.py"], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-2:] == [
+        "Refused to synthesize: 1 problem in the workflow files (`stepwise validate` reports the same):",
+        f"{tmp_path / 'ab.yaml'}: step pick, field split: the paths' percent add up to 90, not 100",
+    ]
 
 
 def test_cdk_json_runs_the_app_with_the_documented_context() -> None:

@@ -109,7 +109,10 @@ class Enroller:
         restart: bool = False,
     ) -> Enrolment:
         """Start `workflow` for the contact unless policy forbids it. `key` makes the execution name:
-        the same key (a redelivered event, a retried step) can never start a second execution."""
+        the same key (a redelivered event, a retried step) can never start a second execution. Without a
+        `reentry`, the workflow's own policy from its entry plan applies."""
+        if reentry is None and workflow in self.plans:
+            reentry = self.plans[workflow].reentry
         record = self.current(contact_id, workflow)
         now = clock.now()
         if not restart:

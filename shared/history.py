@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from shared import constants as C
 from shared.store.contacts import epoch
+from shared.workflow.model import Reentry
 
 
 def execution_name(execution_arn: str) -> str:
@@ -92,6 +93,9 @@ class EntryPlan(BaseModel):
 
     version: str
     history_days: int
+    # The workflow's re-entry policy: a start by another workflow (start_workflow, a campaign subscription)
+    # keeps to it as the router's start by a trigger does.
+    reentry: Reentry | None = None
     # "" is a run from the first step; any other key is a `resume_at` step. Places with nothing passive ahead
     # (the first state is a Task) are left out, so most workflows' plans are empty.
     ahead: dict[str, list[dict[str, Any]]] = {}

@@ -535,7 +535,7 @@ def entry_plan(wf: Workflow) -> EntryPlan:
         found = c.ahead(step)
         if found:
             ahead[sid] = found
-    return EntryPlan(version=c.version, history_days=wf.settings.history_days, ahead=ahead)
+    return EntryPlan(version=c.version, history_days=wf.settings.history_days, reentry=wf.reentry, ahead=ahead)
 
 
 def entry_plans(workflows: list[Workflow]) -> dict[str, EntryPlan]:

@@ -798,3 +798,51 @@ def test_a_delivery_report_naming_only_the_message_id_matches_a_trigger_on_its_c
         # A report on a message we never sent is routed as it came.
         routed = sim.send(event("dlr-2", "sms.not_delivered", {"message_id": "m-unknown"}, phone="+393471234567"))
         assert [(r.workflow, r.action) for r in routed] == [("fallback", "not entered")]
+
+
+# ---- a start by another workflow keeps to the target's re-entry policy ---------------------------------
+
+ONE_TIME_COURSE = """
+name: course
+reentry: once
+steps:
+  - id: lesson-1
+    send_email: {template: lesson-1}
+"""
+MONTHLY_DIGEST = """
+name: digest
+reentry: {once_per: 30d}
+steps:
+  - id: digest
+    send_email: {template: digest}
+"""
+ENROLLER = """
+name: sign-up
+triggers: [{event: form.submitted}]
+reentry: always
+steps:
+  - id: join
+    subscribe: {campaign: course}
+  - id: digest-too
+    start_workflow: {workflow: digest}
+"""
+
+
+def test_subscribe_and_start_workflow_keep_to_the_target_workflows_reentry() -> None:
+    with Simulation([workflow(ONE_TIME_COURSE), workflow(MONTHLY_DIGEST), workflow(ENROLLER)]) as sim:
+        run_in_order(
+            sim,
+            [
+                timed(timedelta(0), "f1", "form.submitted", {"form": "a"}, email="jo@example.com"),
+                timed(timedelta(days=2), "f2", "form.submitted", {"form": "b"}, email="jo@example.com"),
+                timed(timedelta(days=40), "f3", "form.submitted", {"form": "c"}, email="jo@example.com"),
+            ],
+        )
+        # The course once only; the digest again once its 30 days have passed. (The day-0 emails' records are
+        # past their 30-day TTL by day 40: the executions tell.)
+        starts = {
+            wf: sorted(e["startDate"].date().isoformat() for e in executions(sim, wf)) for wf in ("course", "digest")
+        }
+        assert starts == {"course": ["2026-11-30"], "digest": ["2026-11-30", "2027-01-09"]}
+        assert messages(sim, email="jo@example.com") == [(at(days=40), "email", "digest")]
+        assert len(executions(sim, "sign-up")) == 3

@@ -140,6 +140,19 @@ class Router:
                 break
         return out
 
+    def _goal_met_on_entry(self, contact_id: str, wf: Workflow, event: ContactEvent) -> tuple[str, str]:
+        """The first goal (in file order) whose condition the contact already meets as it enters: the run starts
+        there, skipping the steps before it, as it would jump there from any step. ("", "") when none is met."""
+        goals = [s for s, _ in wf.walk() if isinstance(s.root, GoalStep) and s.root.goal.condition is not None]
+        if not goals:
+            return "", ""
+        facts = replace(self._contact_facts(contact_id, clock.now()), trigger=event.data)
+        for step in goals:
+            cond = step.root.goal.condition  # type: ignore[union-attr]
+            if evaluate(cond, facts, []):
+                return step.id or "", f"goal condition {cond.describe()} already met"
+        return "", ""
+
     def _original_event(self, record: dict[str, Any]) -> dict[str, Any]:
         try:
             desc = self.sfn.describe_execution(executionArn=record["execution_arn"])
@@ -164,10 +177,18 @@ class Router:
                     ]
                     out.append(Routed(contact_id, wf.name, "not entered", "filter failed: " + "; ".join(failed)))
                     continue
+                goal, why = self._goal_met_on_entry(contact_id, wf, event)
                 res = self.enroller.enrol(
-                    contact_id, wf.name, payload, key=event.digest(), reentry=wf.reentry, start_delay=t.delay or 0
+                    contact_id,
+                    wf.name,
+                    payload,
+                    key=event.digest(),
+                    reentry=wf.reentry,
+                    start_delay=0 if goal else t.delay or 0,
+                    resume_at=goal,
                 )
-                out.append(Routed(contact_id, wf.name, "entered" if res.started else "not entered", res.reason))
+                reason = f"{res.reason} at goal {goal}: {why}" if goal and res.started else res.reason
+                out.append(Routed(contact_id, wf.name, "entered" if res.started else "not entered", reason))
                 break
         return out
 

@@ -563,6 +563,18 @@ def _wait(ctx: Ctx) -> dict[str, Any]:
     return {"loops": ctx.loops, "branch": "waiting"}
 
 
+def _mark_goal_reached(ctx: Ctx, sid: str) -> None:
+    """Note the goal on the run's enrolment, so the router never jumps this run to it again (which would repeat
+    the steps after it). Only on this run's own record: an enrolment since replaced is left alone."""
+    store, pk = ctx.deps.store, contact_pk(ctx.req.contact_id)
+    record = store.get_item(pk, f"ENROLL#{ctx.req.workflow}")
+    if record is None or sid in record.get("goals", []):
+        return
+    goals = sorted({*record.get("goals", []), sid})
+    cond = {":e": ctx.req.execution}
+    store.transact([store.update_if(pk, f"ENROLL#{ctx.req.workflow}", {"goals": goals}, "execution_arn = :e", cond)])
+
+
 def _goal(ctx: Ctx) -> dict[str, Any]:
     step = parse_step(ctx.req.step)
     r = step.root
@@ -589,6 +601,7 @@ def _goal(ctx: Ctx) -> dict[str, Any]:
         ctx.metric(C.METRIC_GOAL_REACHED, sid)
     if met:  # counted once per contact and split test however often this runs
         SplitTests(ctx.deps.store).convert(ctx.req.contact_id, "goal", ctx.now, workflow=ctx.req.workflow, goal=sid)
+        _mark_goal_reached(ctx, sid)
     if met or g.otherwise == "continue":
         _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [], bool(ctx.req.goto))
     return _advance(ctx, bool(ctx.req.goto) and (met or g.otherwise == "continue"), "met" if met else "not_met")

@@ -846,3 +846,86 @@ def test_subscribe_and_start_workflow_keep_to_the_target_workflows_reentry() -> 
         assert starts == {"course": ["2026-11-30"], "digest": ["2026-11-30", "2027-01-09"]}
         assert messages(sim, email="jo@example.com") == [(at(days=40), "email", "digest")]
         assert len(executions(sim, "sign-up")) == 3
+
+
+# ---- a goal already met ---------------------------------------------------------------------------
+
+ONBOARD = """
+name: onboard
+triggers: [{event: form.submitted}]
+steps:
+  - id: intro
+    send_email: {template: intro}
+  - id: pause
+    wait: 1d
+  - id: case-study
+    send_email: {template: case-study}
+  - id: customer
+    goal: {condition: {has_tag: customer}}
+  - id: thanks
+    send_email: {template: thanks}
+  - id: later
+    wait: 7d
+  - id: review
+    send_email: {template: review}
+"""
+
+
+def test_a_contact_meeting_the_goal_on_entry_starts_at_the_goal() -> None:
+    with Simulation([workflow(ONBOARD)]) as sim:
+        run_in_order(
+            sim,
+            [
+                timed(timedelta(0), "t1", "tag.added", {"tag": "customer"}, email="kim@example.com"),
+                timed(timedelta(hours=1), "f1", "form.submitted", {"form": "demo"}, email="kim@example.com"),
+            ],
+        )
+        assert [t for _, _, t in messages(sim, email="kim@example.com")] == ["thanks", "review"]
+        assert steps(sim, email="kim@example.com")[0] == (at(hours=1), "customer", "reached")
+        (entered,) = [r for _, r, _ in sim.routed if r.workflow == "onboard"]
+        assert entered.why == "started at goal customer: goal condition has tag 'customer' already met"
+
+
+def test_a_goal_reached_in_the_flow_is_not_jumped_to_again_by_later_events() -> None:
+    with Simulation([workflow(ONBOARD)]) as sim:
+        run_in_order(
+            sim,
+            [
+                timed(timedelta(0), "f1", "form.submitted", {"form": "demo"}, email="lee@example.com"),
+                timed(timedelta(hours=2), "t1", "tag.added", {"tag": "customer"}, email="lee@example.com"),
+                # In the 7-day wait after the goal, more events arrive; the goal still holds.
+                timed(timedelta(days=3), "t2", "tag.added", {"tag": "fan"}, email="lee@example.com"),
+                timed(timedelta(days=4), "f2", "form.submitted", {"form": "survey"}, email="lee@example.com"),
+            ],
+        )
+        # The tag jumped the run to the goal once (from the wait); nothing after repeats.
+        assert [t for _, _, t in messages(sim, email="lee@example.com")] == ["intro", "thanks", "review"]
+        assert [r.action for _, r, _ in sim.routed if r.workflow == "onboard"].count("goal") == 1
+
+
+SELF_TAG = """
+name: self-tag
+triggers: [{event: form.submitted}]
+steps:
+  - id: tag-it
+    add_tag: customer
+  - id: customer
+    goal: {condition: {has_tag: customer}}
+  - id: thanks
+    send_email: {template: thanks}
+  - id: later
+    wait: 7d
+  - id: review
+    send_email: {template: review}
+"""
+
+
+def test_a_goal_met_where_the_flow_reaches_it_is_recorded_on_the_run() -> None:
+    with Simulation([workflow(SELF_TAG)]) as sim:
+        sim.send(event("f1", "form.submitted", {"form": "demo"}, email="max@example.com"))
+        # The run's own tag.added reaches the router after the run has passed the goal: no jump back to it.
+        sim.finish()
+        assert [t for _, _, t in messages(sim, email="max@example.com")] == ["thanks", "review"]
+        mx = contact(sim, email="max@example.com")["id"]
+        record = sim.enroller.current(mx, "self-tag")
+        assert record is not None and record["goals"] == ["customer"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from shared import clock
 from shared.enrollment import Enroller
-from shared.events import ContactEvent
+from shared.events import ContactEvent, ContactRef
 from shared.facts import facts_for
 from shared.splits import SplitTests
 from shared.store.contacts import ContactStore, contact_pk
@@ -39,7 +39,11 @@ class Router:
         """Route one event. `internal` events come from the step runner's outbox: already applied."""
         now = clock.now()
         at = event.occurred_at or now
-        contact_id = self.store.upsert(event.contact) if not event.contact.contact_id else event.contact.contact_id
+        changes: dict[str, tuple[Any, Any]] = {}
+        if event.contact.contact_id:
+            contact_id = event.contact.contact_id
+        else:
+            contact_id, changes = self.store.upsert_with_changes(event.contact)
         message = self._message(contact_id, event)
         if message is not None:
             event = _with_message(event, message)
@@ -51,6 +55,17 @@ class Router:
         out += self._resume_waits(contact_id, event, now)
         out += self._goals(contact_id, event, now)
         out += self._triggers(contact_id, event)
+        # Contact data the event brought (a form's first name...) is a change like a set_field step's: routed as
+        # field.changed after the event itself, keyed to it, so "first name takes the value Mario" triggers.
+        for name, (value, previous) in changes.items():
+            changed = ContactEvent(
+                id=f"{event.id}:field:{name}",
+                type="field.changed",
+                contact=ContactRef(contact_id=contact_id),
+                data={"field": name, "value": value, "previous": previous},
+                occurred_at=at,
+            )
+            out += self.handle(changed, internal=True)
         return out
 
     def _message(self, contact_id: str, event: ContactEvent) -> dict[str, Any] | None:

@@ -178,6 +178,11 @@ class ContactStore:
 
     def upsert(self, ref: ContactRef) -> str:
         """The contact's id, creating the contact on first sight. Redelivery finds the same contact."""
+        return self.upsert_with_changes(ref)[0]
+
+    def upsert_with_changes(self, ref: ContactRef) -> tuple[str, dict[str, tuple[Any, Any]]]:
+        """`upsert`, and the custom fields the event changed: name -> (value, previous), previous None for a
+        field set for the first time. A redelivery changes nothing, so it reports nothing."""
         contact_id = self.resolve(ref)
         identities = self._identities(ref)
         if contact_id is None:
@@ -215,21 +220,28 @@ class ContactStore:
             ExpressionAttributeNames={"#f": "fields"},
             ExpressionAttributeValues=serialise({k: v for k, v in values.items() if not k.startswith(":x")}),
         )
+        changes: dict[str, tuple[Any, Any]] = {}
         if extra:
             # Custom fields need the map to exist first; a second update keeps the first one simple.
-            self.client.update_item(
+            old = self.client.update_item(
                 TableName=self.table,
                 Key=self._key(contact_pk(contact_id), "PROFILE"),
                 UpdateExpression="SET " + ", ".join(f"#f.#x{i} = :x{i}" for i in range(len(extra))),
                 ExpressionAttributeNames={k: v for k, v in names.items()},
                 ExpressionAttributeValues=serialise({k: v for k, v in values.items() if k.startswith(":x")}),
+                ReturnValues="ALL_OLD",  # the whole profile as it was: small, and read the same everywhere
             )
+            before = deserialise(old.get("Attributes", {})).get("fields", {})
+            for k, v in sorted(extra.items()):
+                stored = deserialise(serialise({"v": v}))["v"]  # as DynamoDB gives it back (Decimals...)
+                if before.get(k) != stored:
+                    changes[k] = (v, before.get(k))
         for kind, value in identities:
             self.client.put_item(
                 TableName=self.table,
                 Item=serialise({C.PK: f"IDENT#{kind}#{value}", C.SK: "IDENT", "contact_id": contact_id}),
             )
-        return contact_id
+        return contact_id, changes
 
     def get(self, contact_id: str) -> Contact:
         got = self.client.get_item(TableName=self.table, Key=self._key(contact_pk(contact_id), "PROFILE"))

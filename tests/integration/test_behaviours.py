@@ -14,7 +14,7 @@ from typing import Any
 from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import JsonRESTError
 
-from shared.events import ContactRef
+from shared.events import ContactEvent, ContactRef
 from shared.store.contacts import contact_pk
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.cost import analyse
@@ -929,3 +929,48 @@ def test_a_goal_met_where_the_flow_reaches_it_is_recorded_on_the_run() -> None:
         mx = contact(sim, email="max@example.com")["id"]
         record = sim.enroller.current(mx, "self-tag")
         assert record is not None and record["goals"] == ["customer"]
+
+
+# ---- contact data an event brings is a field change -------------------------------------------------
+
+MARIO = """
+name: ciao-mario
+triggers: [{event: field.changed, where: {field: first_name, value: Mario}}]
+reentry: always
+steps:
+  - id: ciao
+    send_email: {template: ciao-mario}
+"""
+
+
+def test_a_form_that_sets_first_name_to_mario_triggers_the_field_value_workflow_once() -> None:
+    def form(eid: str, first_name: str) -> Any:
+        return ContactEvent.model_validate(
+            {
+                "id": eid,
+                "type": "form.submitted",
+                "contact": {"email": "mario@example.com", "first_name": first_name},
+                "data": {"form": "newsletter"},
+            }
+        )
+
+    with Simulation([workflow(MARIO)]) as sim:
+        routed = sim.send(form("f1", "Mario"))
+        assert [(r.workflow, r.action) for r in routed] == [("ciao-mario", "entered")]
+        assert sim.send(form("f1", "Mario")) == []  # redelivered: nothing changed
+        assert sim.send(form("f2", "Mario")) == []  # the same name again is no change
+        routed = sim.send(form("f3", "Luigi"))
+        assert [(r.workflow, r.action, r.why) for r in routed] == [
+            ("ciao-mario", "not entered", "filter failed: value eq 'Mario'")
+        ]
+        sim.finish()
+        assert [t for _, _, t in messages(sim, email="mario@example.com")] == ["ciao-mario"]
+        changes = [
+            a["data"]
+            for a in sim.store.activity(contact(sim, email="mario@example.com")["id"])
+            if a["type"] == "field.changed"
+        ]
+        assert sorted(changes, key=lambda d: d["value"]) == [
+            {"field": "first_name", "value": "Luigi", "previous": "Mario"},
+            {"field": "first_name", "value": "Mario", "previous": None},
+        ]

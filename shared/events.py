@@ -26,6 +26,11 @@ CATALOGUE: dict[str, frozenset[str]] = {
         "form.submitted": {"form", "form_type", "page", "fields"},
         "list.subscribed": {"list", "source"},
         "list.unsubscribed": {"list"},
+        # consent: a preference centre or an import (consent.*), a provider's unsubscribe link or STOP reply
+        "consent.given": {"channel", "source"},
+        "consent.withdrawn": {"channel", "source"},
+        "email.unsubscribed": {"message_id", "campaign", "template", "workflow", "step"},
+        "sms.opted_out": {"message_id", "campaign", "template", "workflow", "step", "keyword"},
         "campaign.stage_entered": {"campaign", "stage"},
         "campaign.completed": {"campaign"},
         # tags and data

@@ -147,6 +147,21 @@ class Contact:
         }
 
 
+CONSENT_CHANNELS = ("email", "sms")
+
+
+def consent_change(etype: str, data: dict[str, Any]) -> tuple[str, bool] | None:
+    """(channel, given) when the event records a consent decision: consent.given / consent.withdrawn name the
+    channel; a provider's email.unsubscribed or sms.opted_out (a STOP reply) withdraws its own."""
+    if etype in ("consent.given", "consent.withdrawn") and data.get("channel") in CONSENT_CHANNELS:
+        return str(data["channel"]), etype == "consent.given"
+    if etype == "email.unsubscribed":
+        return "email", False
+    if etype == "sms.opted_out":
+        return "sms", False
+    return None
+
+
 class ContactStore:
     """Data access for contacts. The only module that talks to DynamoDB."""
 
@@ -456,6 +471,20 @@ class ContactStore:
                 "UpdateExpression": "SET #f.#n = :v",
                 "ExpressionAttributeNames": {"#f": "fields", "#n": data["field"]},
                 "ExpressionAttributeValues": serialise({":v": data.get("value")}),
+            }
+        elif (change := consent_change(etype, data)) is not None:
+            channel, given = change
+            # The maps first (a nested SET needs its map), then the channel's decision and when it was made.
+            self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET consent = if_not_exists(consent, :e), consent_at = if_not_exists(consent_at, :e)",
+                ExpressionAttributeValues=serialise({":e": {}}),
+            )
+            upd = {
+                "UpdateExpression": "SET consent.#c = :g, consent_at.#c = :at",
+                "ExpressionAttributeNames": {"#c": channel},
+                "ExpressionAttributeValues": serialise({":g": given, ":at": at.isoformat()}),
             }
         elif etype == "score.changed" and isinstance(data.get("score"), int | float):
             upd = {"UpdateExpression": "SET score = :s", "ExpressionAttributeValues": serialise({":s": data["score"]})}

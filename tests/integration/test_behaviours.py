@@ -974,3 +974,46 @@ def test_a_form_that_sets_first_name_to_mario_triggers_the_field_value_workflow_
             {"field": "first_name", "value": "Luigi", "previous": "Mario"},
             {"field": "first_name", "value": "Mario", "previous": None},
         ]
+
+
+# ---- consent ---------------------------------------------------------------------------------------
+
+NEWS = """
+name: news
+triggers: [{event: form.submitted}]
+reentry: always
+steps:
+  - id: news-email
+    send_email: {template: news}
+  - id: news-sms
+    send_sms: {template: news-sms}
+"""
+
+
+def test_consent_withdrawn_by_an_unsubscribe_or_a_stop_reply_skips_that_channel_until_given_again() -> None:
+    who = {"email": "nina@example.com", "phone": "+393471234567"}
+    with Simulation([workflow(NEWS)]) as sim:
+        run_in_order(
+            sim,
+            [
+                timed(timedelta(0), "f1", "form.submitted", {"form": "a"}, **who),
+                timed(timedelta(hours=1), "u1", "email.unsubscribed", {}, email=who["email"]),
+                timed(timedelta(hours=1), "s1", "sms.opted_out", {"keyword": "STOP"}, phone=who["phone"]),
+                timed(timedelta(hours=2), "f2", "form.submitted", {"form": "b"}, **who),
+                timed(timedelta(hours=3), "c1", "consent.given", {"channel": "sms", "source": "prefs"}, **who),
+                timed(timedelta(hours=4), "f3", "form.submitted", {"form": "c"}, **who),
+            ],
+        )
+        assert messages(sim, email=who["email"]) == [
+            (at(), "email", "news"),
+            (at(), "sms", "news-sms"),
+            (at(hours=4), "sms", "news-sms"),
+        ]
+        nina = contact(sim, email=who["email"])["id"]
+        skipped = [(h["at"], h["step"], h["why"]) for h in sim.store.history(nina) if h["outcome"] == "skipped"]
+        assert skipped == [
+            (at(hours=2), "news-email", "contact withdrew email consent"),
+            (at(hours=2), "news-sms", "contact withdrew SMS consent"),
+            (at(hours=4), "news-email", "contact withdrew email consent"),
+        ]
+        assert sim.store.get(nina).consent == {"email": False, "sms": True}

@@ -22,6 +22,10 @@ METRIC_GOAL_REACHED = "GoalReached"
 METRIC_ENDED = "Ended"
 METRIC_WAIT_TIMED_OUT = "WaitTimedOut"
 
+# Events the engine itself emits (besides those of the actions: tag.added, field.changed...).
+EVENT_STAGE_ENTERED = "campaign.stage_entered"
+EVENT_CAMPAIGN_COMPLETED = "campaign.completed"
+
 # Single-table keys.
 PK = "pk"
 SK = "sk"

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from shared import clock
 from shared import constants as C
 from shared.events import stable_hash
-from shared.history import EntryPlan, Run, passive_records
+from shared.history import EntryPlan, Run, passive_records, visit_key
 from shared.store.contacts import ContactStore, contact_pk
 from shared.workflow.model import Reentry
 
@@ -199,10 +199,19 @@ class Enroller:
         # A resume_at wins over the trigger's start delay in the Entry Choice, as here.
         first = at if start.resume_at else at + timedelta(seconds=start.start_delay)
         run = Run(start.contact_id, start.workflow, plan.version, exec_arn, plan.history_days, entered=at.isoformat())
+        profile = self.store.get_item(contact_pk(start.contact_id), "PROFILE") or {}
+        in_campaign = start.workflow in (profile.get("campaigns") or {})
         for rec in passive_records(run, 0, ahead, first):
-            committed = self.store.commit_step(start.contact_id, rec, [])
+            writes = []
+            if in_campaign:  # the step runner's Ctx.commit does the same for the steps it performs
+                data = {"campaign": start.workflow, "stage": rec["step"]}
+                key = visit_key(exec_arn, 0, rec["step"])
+                writes.append(self.store.outbox(start.contact_id, key, C.EVENT_STAGE_ENTERED, data, at))
+            committed = self.store.commit_step(start.contact_id, rec, writes)
             if committed and rec["kind"] == "end" and self.metrics is not None:
                 self.metrics(C.METRIC_ENDED, start.workflow, rec["step"], {"reason": "end_step"})
+        if in_campaign:
+            self.store.set_campaign_stage(start.contact_id, start.workflow, ahead[-1]["id"])
 
     def stop(self, contact_id: str, workflow: str, reason: str) -> bool:
         record = self.current(contact_id, workflow)

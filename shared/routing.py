@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shared import clock
+from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import ContactEvent, ContactRef
 from shared.facts import facts_for
@@ -205,6 +206,33 @@ class Router:
                 reason = f"{res.reason} at goal {goal}: {why}" if goal and res.started else res.reason
                 out.append(Routed(contact_id, wf.name, "entered" if res.started else "not entered", reason))
                 break
+        return out
+
+    def execution_ended(self, execution_arn: str, status: str, run_input: dict[str, Any]) -> list[Routed]:
+        """A run is over (in AWS: the execution status change EventBridge reports). When it was the run of a
+        campaign the contact is subscribed to and it succeeded, the contact has completed the campaign: it
+        leaves it, and campaign.completed is routed. A repeat of the report finds it gone and does nothing."""
+        contact_id, workflow = run_input.get("contact_id"), run_input.get("workflow")
+        if status != "SUCCEEDED" or not contact_id or not workflow:
+            return []
+        record = self.enroller.current(contact_id, workflow)
+        if record is None or record.get("execution_arn") != execution_arn:
+            return []  # not the contact's current run of it (a goal restarted it, say)
+        profile = self.store.get_item(contact_pk(contact_id), "PROFILE") or {}
+        if workflow not in (profile.get("campaigns") or {}):
+            return []  # a workflow the contact did not subscribe to as a campaign
+        completed = ContactEvent(
+            id=f"completed:{execution_arn.rsplit(':', 1)[-1]}",
+            type=C.EVENT_CAMPAIGN_COMPLETED,
+            contact=ContactRef(contact_id=contact_id),
+            data={"campaign": workflow},
+            occurred_at=clock.now(),
+        )
+        out = [
+            Routed(contact_id, workflow, "completed", "campaign completed: its run ended"),
+            *self.handle(completed, internal=True),
+        ]
+        self.store.leave_campaign(contact_id, workflow)  # last: a repeat after a crash routes the event again
         return out
 
     def fire_schedule(self, wf: Workflow, trigger: ScheduleTrigger) -> list[Routed]:

@@ -28,6 +28,7 @@ from stepwise.local.stack import LocalStack
 TABLE = "stepwise-local"
 STEP_RUNNER = "functions.step_runner.handler.handler"
 DEFAULT_START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+RUN_ENDED = "run.ended"  # the timeline's label for what the end of a run caused
 _STREAM_PAGE = 1000  # records per GetRecords call, the most DynamoDB Streams returns
 
 
@@ -83,6 +84,7 @@ class Simulation:
         self.workflows = workflows
         self.start = start
         self.routed: list[tuple[datetime, Routed, str]] = []
+        self._ended: set[str] = set()  # executions whose end the router has been told of
         self.machines: dict[str, str] = {}
         # Metrics the router side emits (Entered), by (name, workflow, step); the step runner's go to EMF in AWS.
         self.metrics: Counter[tuple[str, str, str]] = Counter()
@@ -152,13 +154,24 @@ class Simulation:
         """Run until every execution waits on the clock or a token and the outbox is empty."""
         while True:
             self.stack.settle()
+            ended = self._report_ended_runs()
             pending = self._new_outbox_items()
-            if not pending:
+            if not pending and not ended:
                 return
             for item in pending:
                 self.store.delete_item(item[C.PK], item[C.SK])
                 event = outbox_to_event(item)
                 self.routed.extend((self.now, r, event.type) for r in self.router.handle(event, internal=True))
+
+    def _report_ended_runs(self) -> bool:
+        """Tell the router of runs that ended since the last look, as EventBridge's execution status change
+        events would in AWS (campaign completion). True when any was reported."""
+        new = [(arn, status) for arn, status in self.stack.ended_executions() if arn not in self._ended]
+        for arn, status in new:
+            self._ended.add(arn)
+            run_input = json.loads(self.stack.sfn.describe_execution(executionArn=arn).get("input") or "{}")
+            self.routed.extend((self.now, r, RUN_ENDED) for r in self.router.execution_ended(arn, status, run_input))
+        return bool(new)
 
     def _stream_start(self) -> str:
         streams = self.stack.dynamodbstreams
@@ -237,7 +250,8 @@ class Simulation:
                     "step": f"({etype})",
                     "outcome": r.action,
                     "why": r.why,
-                    "_seq": ("", -1),
+                    # What an event caused comes before the steps it starts; what a run's end caused, after them.
+                    "_seq": ("~", 0) if etype == RUN_ENDED else ("", -1),
                 }
             )
         for cid in self.contacts():

@@ -100,6 +100,20 @@ class Ctx:
     loops: int
     now: datetime = field(default_factory=clock.now)
     seq: int = 0
+    stage: str = ""  # the last step this invocation reached, when the workflow is a campaign of the contact's
+
+    def commit(self, hist: dict[str, Any], writes: list[dict[str, Any]]) -> bool:
+        """Commit the record of a step the contact reaches, with its writes (store.commit_step). In a campaign
+        the contact is subscribed to, the step is its new stage: campaign.stage_entered goes out with it."""
+        if self.req.workflow in self.contact.campaigns:
+            step = hist["step"]
+            data = {"campaign": self.req.workflow, "stage": step}
+            writes = [
+                *writes,
+                self.deps.store.outbox(self.req.contact_id, self.key(step), C.EVENT_STAGE_ENTERED, data, self.now),
+            ]
+            self.stage = step
+        return self.deps.store.commit_step(self.req.contact_id, hist, writes)
 
     @property
     def execution_name(self) -> str:
@@ -129,13 +143,11 @@ def run(req: StepRequest, deps: Deps) -> dict[str, Any]:
     ctx = Ctx(req=req, deps=deps, contact=contact, loops=int(req.run.get("loops", 0)))
     if "timed_out" in req.run:
         _record_timeouts(ctx)
-    if req.op == "actions":
-        return _actions(ctx)
-    if req.op == "decide":
-        return _decide(ctx)
-    if req.op == "wait":
-        return _wait(ctx)
-    return _goal(ctx)
+    ops = {"actions": _actions, "decide": _decide, "wait": _wait, "goal": _goal}
+    result = ops[req.op](ctx)
+    if ctx.stage:  # after the commits, and again on a retry that found them done: a SET of the same value
+        deps.store.set_campaign_stage(req.contact_id, req.workflow, ctx.stage)
+    return result
 
 
 def parse_step(spec: dict[str, Any] | None) -> Step:
@@ -169,7 +181,7 @@ def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]], goto: bool) -> None:
     records = passive_records(ctx.run, ctx.loops, ahead, ctx.now, ctx.seq + 1)
     ctx.seq += len(records)
     for rec in records:
-        if ctx.deps.store.commit_step(ctx.req.contact_id, rec, []) and rec["kind"] == "end":
+        if ctx.commit(rec, []) and rec["kind"] == "end":
             ctx.metric(C.METRIC_ENDED, rec["step"], reason="end_step")
 
 
@@ -198,8 +210,8 @@ def _actions(ctx: Ctx) -> dict[str, Any]:
         step = parse_step(spec)
         if step.kind == "end":
             hist = ctx.history(step.id or "end", "end", "ended", step.root.end.reason)  # type: ignore[union-attr]
-            ctx.deps.store.commit_step(ctx.req.contact_id, hist, [])
-            ctx.metric(C.METRIC_ENDED, step.id or "end", reason="end_step")
+            if ctx.commit(hist, []):
+                ctx.metric(C.METRIC_ENDED, step.id or "end", reason="end_step")
             continue
         _perform(ctx, step)
     _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [], bool(ctx.req.goto))
@@ -208,20 +220,7 @@ def _actions(ctx: Ctx) -> dict[str, Any]:
 
 def _event(ctx: Ctx, etype: str, data: dict[str, Any], step_id: str) -> dict[str, Any]:
     """An outbox item: a contact event caused by this step (other workflows' triggers and goals read it)."""
-    eid = stable_hash(ctx.key(step_id), etype, json.dumps(data, sort_keys=True, default=str))
-    return ctx.deps.store.put(
-        {
-            C.PK: f"EVENT#{eid}",
-            C.SK: "EVENT",
-            "id": eid,
-            "type": etype,
-            "contact_id": ctx.req.contact_id,
-            "data": data,
-            "at": ctx.now.isoformat(),
-            "status": "pending",
-            C.TTL_ATTRIBUTE: epoch(ctx.now + timedelta(days=7)),
-        }
-    )
+    return ctx.deps.store.outbox(ctx.req.contact_id, ctx.key(step_id), etype, data, ctx.now)
 
 
 def _message(ctx: Ctx, step_id: str, channel: str, **body: Any) -> dict[str, Any]:
@@ -378,7 +377,7 @@ def _perform(ctx: Ctx, step: Step) -> None:
         raise InvalidStep(f"step {sid}: unknown action kind {step.kind}")
 
     hist = ctx.history(sid, step.kind, outcome, why)
-    if store.commit_step(c.id, hist, writes):
+    if ctx.commit(hist, writes):
         ctx.metric(C.METRIC_STEP_COMPLETED, sid)
     # else: committed on an earlier attempt; none of `writes` is applied twice
     for fn in after:
@@ -497,7 +496,7 @@ def _decide(ctx: Ctx) -> dict[str, Any]:
         raise InvalidStep(f"step {sid}: {step.kind} is not a decision")
     conditions = [{"condition": e.condition, "value": _jsonable(e.value), "result": e.result} for e in trail]
     hist = ctx.history(sid, step.kind, f"branch {branch}", why, branch=branch, conditions=conditions)
-    if ctx.deps.store.commit_step(ctx.req.contact_id, hist, writes if isinstance(r, SplitStep) else []):
+    if ctx.commit(hist, writes if isinstance(r, SplitStep) else []):
         ctx.metric(C.METRIC_BRANCH_TAKEN, sid, branch=branch)
     else:
         # A retry: the facts (or a split's winner) may have changed since, but the branch recorded is the one taken.
@@ -549,7 +548,7 @@ def _wait(ctx: Ctx) -> dict[str, Any]:
         else (f"condition {wu.condition.describe()}" if wu.condition else "")
     )
     hist = ctx.history(sid, "wait_until", "waiting", f"for {what}, at most {timeout}s")
-    if not store.commit_step(ctx.req.contact_id, hist, [store.put(record)]):
+    if not ctx.commit(hist, [store.put(record)]):
         # A retried attempt of this Task has a task token of its own: the wait item must hold the live one,
         # or the awaited event would complete a token nobody waits on. (A wait already resumed has no item.)
         store.transact(
@@ -597,7 +596,7 @@ def _goal(ctx: Ctx) -> dict[str, Any]:
         ]
         met, why = bool(seen), f"event {g.event} {'seen' if seen else 'not seen'}"
     hist = ctx.history(sid, "goal", "reached" if met else "not reached", why)
-    if ctx.deps.store.commit_step(ctx.req.contact_id, hist, []) and met:
+    if ctx.commit(hist, []) and met:
         ctx.metric(C.METRIC_GOAL_REACHED, sid)
     if met:  # counted once per contact and split test however often this runs
         SplitTests(ctx.deps.store).convert(ctx.req.contact_id, "goal", ctx.now, workflow=ctx.req.workflow, goal=sid)

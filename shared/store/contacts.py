@@ -316,6 +316,57 @@ class ContactStore:
     def put(self, item: dict[str, Any]) -> dict[str, Any]:
         return {"Put": {"Item": serialise(item)}}
 
+    def outbox(self, contact_id: str, key: str, etype: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
+        """A transaction write of an outbox item: a contact event caused by a step (`key`: the idempotency key
+        of its visit), which the table's stream hands to the router for other workflows' triggers and goals."""
+        eid = stable_hash(key, etype, json.dumps(data, sort_keys=True, default=str))
+        return self.put(
+            {
+                C.PK: f"EVENT#{eid}",
+                C.SK: "EVENT",
+                "id": eid,
+                "type": etype,
+                "contact_id": contact_id,
+                "data": data,
+                "at": at.isoformat(),
+                "status": "pending",
+                C.TTL_ATTRIBUTE: epoch(at + timedelta(days=7)),
+            }
+        )
+
+    def set_campaign_stage(self, contact_id: str, campaign: str, stage: str) -> bool:
+        """The step the contact is at in a campaign it is subscribed to; False when it is not (any more)."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._key(contact_pk(contact_id), "PROFILE"),
+                UpdateExpression="SET campaigns.#c = :s",
+                ConditionExpression="attribute_exists(campaigns.#c)",
+                ExpressionAttributeNames={"#c": campaign},
+                ExpressionAttributeValues=serialise({":s": stage}),
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def leave_campaign(self, contact_id: str, campaign: str) -> bool:
+        """Take the contact out of a campaign (it completed it); False when it was not in it."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._key(contact_pk(contact_id), "PROFILE"),
+                UpdateExpression="REMOVE campaigns.#c",
+                ConditionExpression="attribute_exists(campaigns.#c)",
+                ExpressionAttributeNames={"#c": campaign},
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def delete(self, pk: str, sk: str) -> dict[str, Any]:
         return {"Delete": {"Key": self._key(pk, sk)}}
 

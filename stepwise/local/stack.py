@@ -202,6 +202,16 @@ class LocalStack:
             if execution.status == "RUNNING"
         ]
 
+    def ended_executions(self) -> list[tuple[str, str]]:
+        """(execution ARN, status) of every execution that is no longer running."""
+        backend = stepfunctions_parser_backends[self.account_id][self.region]
+        return [
+            (execution.exec_arn, execution.status)
+            for state_machine in list(backend.state_machines)
+            for execution in list(state_machine.executions)
+            if execution.status != "RUNNING"
+        ]
+
     def _active_execution_arns(self) -> list[str] | None:
         """RUNNING executions with a thread still running; None if a blocked thread woke while looking."""
         # Busy set first, then the listing: an execution that starts in between is started by a

@@ -1017,3 +1017,80 @@ def test_consent_withdrawn_by_an_unsubscribe_or_a_stop_reply_skips_that_channel_
             (at(hours=4), "news-email", "contact withdrew email consent"),
         ]
         assert sim.store.get(nina).consent == {"email": False, "sms": True}
+
+
+# ---- campaigns: the stage a subscriber is at, and completing it -------------------------------------------
+
+COURSE = """
+name: course
+steps:
+  - id: day-0
+    wait: 1d
+  - id: lesson-1
+    send_email: {template: lesson-1}
+  - id: day-2
+    wait: 1d
+  - id: lesson-2
+    send_email: {template: lesson-2}
+"""
+JOIN_COURSE = """
+name: join-course
+triggers: [{event: form.submitted}]
+steps:
+  - id: join
+    subscribe: {campaign: course}
+  - id: one-day-in
+    wait: 25h
+  - id: where
+    if: {in_campaign: course, at_stage: day-2}
+    then:
+      - id: on-track
+        add_tag: on-track
+"""
+AT_LESSON_1 = """
+name: lesson-1-followup
+triggers: [{event: campaign.stage_entered, where: {campaign: course, stage: lesson-1}}]
+steps:
+  - id: poll
+    send_sms: {template: how-was-lesson-1}
+"""
+GRADUATE = """
+name: graduate
+triggers: [{event: campaign.completed, where: {campaign: course}}]
+steps:
+  - id: certificate
+    send_email: {template: certificate}
+"""
+
+
+def test_a_campaign_tracks_the_subscribers_stage_and_completing_it_triggers_and_ends_the_membership() -> None:
+    flows = [workflow(t) for t in (COURSE, JOIN_COURSE, AT_LESSON_1, GRADUATE)]
+    with Simulation(flows) as sim:
+        sim.send(event("f1", "form.submitted", {"form": "course"}, email="ola@example.com", phone="+393471234567"))
+        ola = contact(sim, email="ola@example.com")["id"]
+        # The course opens with a wait: the enroller sets the stage as it records it.
+        assert sim.store.get(ola).campaigns == {"course": "day-0"}
+        sim.advance(DEFAULT_START + timedelta(days=1, hours=1))
+        assert sim.store.get(ola).campaigns == {"course": "day-2"}
+        sim.finish()
+        assert messages(sim, email="ola@example.com") == [
+            (at(days=1), "email", "lesson-1"),
+            (at(days=1), "sms", "how-was-lesson-1"),
+            (at(days=2), "email", "lesson-2"),
+            (at(days=2), "email", "certificate"),
+        ]
+        assert "on-track" in contact(sim, email="ola@example.com")["tags"]  # the decision saw stage day-2
+        assert sim.store.get(ola).campaigns == {}  # completed: no longer in the campaign
+        entered = [a["data"]["stage"] for a in sim.store.activity(ola) if a["type"] == "campaign.stage_entered"]
+        assert sorted(entered) == sorted(["day-0", "lesson-1", "day-2", "lesson-2"])
+        assert [r.why for _, r, _ in sim.routed if r.action == "completed"] == ["campaign completed: its run ended"]
+
+
+def test_a_workflow_run_without_subscribing_has_no_stage_and_completes_no_campaign() -> None:
+    with Simulation([workflow(COURSE), workflow(GRADUATE)]) as sim:
+        pia = sim.store.upsert(ContactRef(email="pia@example.com"))
+        assert sim.enroller.enrol(pia, "course", {}, key="direct").started
+        sim.finish()
+        assert [t for _, _, t in messages(sim, email="pia@example.com")] == ["lesson-1", "lesson-2"]
+        assert sim.store.get(pia).campaigns == {}
+        assert [a for a in sim.store.activity(pia) if a["type"].startswith("campaign.")] == []

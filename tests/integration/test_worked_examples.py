@@ -36,6 +36,13 @@ def routed(sim: Simulation, workflow: str, email: str) -> list[tuple[str, str, s
     ]
 
 
+def completed(sim: Simulation, contact_id: str) -> list[tuple[str, str]]:
+    """(time, campaign) of each campaign the contact completed."""
+    return [
+        (a["at"], a["data"]["campaign"]) for a in sim.store.activity(contact_id) if a["type"] == "campaign.completed"
+    ]
+
+
 def test_two_offers_moves_buyers_of_offer_1_to_campaign_2_and_ends_for_the_others() -> None:
     with Simulation(example("two-offers", "campaign-1", "campaign-2")) as sim:
         funnel = {"form": "offer-1-signup", "form_type": "funnel"}
@@ -65,7 +72,9 @@ def test_two_offers_moves_buyers_of_offer_1_to_campaign_2_and_ends_for_the_other
         ]
         assert steps(sim, "campaign-2", email="dario@example.com") == [(at(days=3), "offer-2-intro", "done")]
         dario = contact(sim, email="dario@example.com")
-        assert (dario["tags"], dario["campaigns"]) == (["Customer 1"], {"campaign-2": ""})
+        # Campaign 2 is one email: sent, it is completed and Dario is in no campaign any more.
+        assert (dario["tags"], dario["campaigns"]) == (["Customer 1"], {})
+        assert completed(sim, dario["id"]) == [(at(days=2), "campaign-1"), (at(days=3), "campaign-2")]
         assert messages(sim, email="dario@example.com") == [
             (at(), "email", "offer-1-intro"),
             (at(days=2), "email", "offer-1-reminder"),
@@ -75,14 +84,16 @@ def test_two_offers_moves_buyers_of_offer_1_to_campaign_2_and_ends_for_the_other
         assert decision["conditions"] == [
             {"condition": "has tag 'Customer 1'", "value": ["Customer 1"], "result": True}
         ]
-        # Elena did not buy: her run ends at the decision, and she stays in Campaign 1.
+        # Elena did not buy: her run ends at the decision; she completed Campaign 1 (its last email, day 2).
         assert steps(sim, "two-offers", email="elena@example.com")[2:] == [
             (at(days=3), "bought-offer-1", "branch else"),
             (at(days=3), "not-yet", "ended"),
         ]
         (ended,) = [h for h in history(sim, email="elena@example.com") if h["step"] == "not-yet"]
         assert ended["why"] == "has not bought offer 1"
-        assert contact(sim, email="elena@example.com")["campaigns"] == {"campaign-1": ""}
+        elena = contact(sim, email="elena@example.com")
+        assert elena["campaigns"] == {}
+        assert completed(sim, elena["id"]) == [(at(days=2), "campaign-1")]
         assert [t for _, _, t in messages(sim, email="elena@example.com")] == ["offer-1-intro", "offer-1-reminder"]
         assert steps(sim, "campaign-2", email="elena@example.com") == []
         # A blog form is not the funnel form.

@@ -14,6 +14,7 @@ from shared import clock
 from shared import constants as C
 from shared.events import stable_hash
 from shared.history import EntryPlan, Run, passive_records, visit_key
+from shared.lifecycle import read_status
 from shared.store.contacts import ContactStore, contact_pk
 from shared.workflow.model import Reentry
 
@@ -107,15 +108,20 @@ class Enroller:
         resume_at: str = "",
         start_delay: int = 0,
         restart: bool = False,
+        occurred_at: datetime | None = None,
     ) -> Enrolment:
         """Start `workflow` for the contact unless policy forbids it. `key` makes the execution name:
         the same key (a redelivered event, a retried step) can never start a second execution. Without a
-        `reentry`, the workflow's own policy from its entry plan applies."""
+        `reentry`, the workflow's own policy from its entry plan applies. A deactivated workflow takes nobody,
+        and an event that happened (`occurred_at`) before the workflow was activated does not count."""
         if reentry is None and workflow in self.plans:
             reentry = self.plans[workflow].reentry
         record = self.current(contact_id, workflow)
         now = clock.now()
-        if not restart:
+        if not restart:  # a goal's restart is the same entry: it goes on whatever the status
+            refused = read_status(self.store, workflow).refuses(occurred_at)
+            if refused:
+                return Enrolment(False, None, refused)
             if self.is_running(record):
                 return Enrolment(False, record["execution_arn"] if record else None, "already in this workflow")
             if record and reentry is not None:

@@ -202,6 +202,7 @@ class Router:
                     reentry=wf.reentry,
                     start_delay=0 if goal else t.delay or 0,
                     resume_at=goal,
+                    occurred_at=event.occurred_at,
                 )
                 reason = f"{res.reason} at goal {goal}: {why}" if goal and res.started else res.reason
                 out.append(Routed(contact_id, wf.name, "entered" if res.started else "not entered", reason))

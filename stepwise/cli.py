@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from shared import constants as C
 from shared.workflow.compiler import CompileError, compile_workflow
 from shared.workflow.conditions import Where
 from shared.workflow.cost import PRICE_PER_1000_TRANSITIONS, analyse, price, transitions
@@ -381,6 +383,52 @@ def demo_command(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# ---- lifecycle: activate, deactivate, status (against the deployed table and machines) ----------------------
+
+
+def _lifecycle(args: argparse.Namespace) -> Any:
+    import boto3
+
+    from shared.store.contacts import ContactStore
+    from stepwise.lifecycle import Lifecycle
+
+    missing = [
+        flag for flag, value in (("--table", args.table), ("--machine-arn-template", args.arn_template)) if not value
+    ]
+    if missing:
+        raise SystemExit(
+            f"stepwise {args.command}: {' and '.join(missing)} needed (or {C.ENV_TABLE_NAME} / "
+            f"{C.ENV_STATE_MACHINE_ARN_TEMPLATE}); the stack's outputs name the table and each workflow's alias"
+        )
+    store = ContactStore(args.table, boto3.client("dynamodb"))
+    return Lifecycle(store, boto3.client("stepfunctions"), args.arn_template)
+
+
+def _print_status(workflow: str, status: Any) -> None:
+    since = f" since {status.since.isoformat()}" if status.since else " (never switched: active since deployed)"
+    print(f"{workflow}: {'active' if status.active else 'inactive'}{since}")
+
+
+def status_command(args: argparse.Namespace) -> int:
+    _print_status(args.workflow, _lifecycle(args).status(args.workflow))
+    return 0
+
+
+def activate_command(args: argparse.Namespace) -> int:
+    _print_status(args.workflow, _lifecycle(args).activate(args.workflow))
+    return 0
+
+
+def deactivate_command(args: argparse.Namespace) -> int:
+    status = _lifecycle(args).deactivate(args.workflow, cancel=args.cancel_scheduled)
+    _print_status(args.workflow, status)
+    if args.cancel_scheduled:
+        print(f"cancelled {status.cancelled} run(s) under way: their scheduled steps will not happen")
+    else:
+        print("contacts already inside finish their runs; no new contact enters")
+    return 0
+
+
 # ---- entry point ---------------------------------------------------------------------------------------------
 
 
@@ -419,6 +467,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the example workflows locally and show what contacts receive")
     p.add_argument("folder", nargs="?", default="workflows", metavar="FOLDER")
     p.set_defaults(func=demo_command)
+
+    for name, helptext, func in (
+        ("status", "whether a deployed workflow takes new contacts", status_command),
+        ("activate", "let a deployed workflow take new contacts again", activate_command),
+        ("deactivate", "stop new contacts entering a deployed workflow", deactivate_command),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("workflow", metavar="WORKFLOW", help="the workflow's name")
+        p.add_argument("--table", default=os.environ.get(C.ENV_TABLE_NAME), help="the contact table (stack output)")
+        p.add_argument(
+            "--machine-arn-template",
+            dest="arn_template",
+            default=os.environ.get(C.ENV_STATE_MACHINE_ARN_TEMPLATE),
+            metavar="ARN",
+            help="a workflow's state machine (or alias) ARN with {workflow} for its name",
+        )
+        if name == "deactivate":
+            p.add_argument(
+                "--cancel-scheduled",
+                action="store_true",
+                help="also stop every run under way (default: contacts inside finish)",
+            )
+        p.set_defaults(func=func)
     return parser
 
 

@@ -23,6 +23,7 @@ from shared.store.contacts import ContactStore, create_table, deserialise
 from shared.workflow.compiler import compile_workflow, entry_plans
 from shared.workflow.durations import parse_duration
 from shared.workflow.model import ScheduleTrigger, Workflow, WorkflowFileError, load_workflow, workflow_files
+from stepwise.lifecycle import Lifecycle
 from stepwise.local.stack import LocalStack
 
 TABLE = "stepwise-local"
@@ -118,6 +119,8 @@ class Simulation:
         self.store = ContactStore(TABLE, self.stack.dynamodb)
         self.enroller = Enroller(self.store, self.stack.sfn, template, self._count_metric, plans)
         self.router = Router(self.workflows, self.store, self.enroller, self.stack.sfn)
+        self.arn_template = template
+        self.lifecycle = Lifecycle(self.store, self.stack.sfn, template)
         self.timers: list[tuple[datetime, Callable[[], None]]] = []
         for wf in self.workflows:
             for entry in wf.triggers:

@@ -21,6 +21,10 @@ METRIC_BRANCH_TAKEN = "BranchTaken"
 METRIC_GOAL_REACHED = "GoalReached"
 METRIC_ENDED = "Ended"
 METRIC_WAIT_TIMED_OUT = "WaitTimedOut"
+METRIC_WAIT_STARTED = "WaitStarted"  # a contact reached a wait or wait_until step
+METRIC_MESSAGE_SENT = "MessageSent"  # a send or notify step handed its message over (not when skipped)
+METRIC_MESSAGE_OPENED = "MessageOpened"  # the first open of an email, by the step that sent it
+METRIC_MESSAGE_CLICKED = "MessageClicked"  # the first click in an email, by the step that sent it
 
 # Events the engine itself emits (besides those of the actions: tag.added, field.changed...).
 EVENT_STAGE_ENTERED = "campaign.stage_entered"

@@ -213,9 +213,11 @@ class Enroller:
                 data = {"campaign": start.workflow, "stage": rec["step"]}
                 key = visit_key(exec_arn, 0, rec["step"])
                 writes.append(self.store.outbox(start.contact_id, key, C.EVENT_STAGE_ENTERED, data, at))
-            committed = self.store.commit_step(start.contact_id, rec, writes)
-            if committed and rec["kind"] == "end" and self.metrics is not None:
-                self.metrics(C.METRIC_ENDED, start.workflow, rec["step"], {"reason": "end_step"})
+            if self.store.commit_step(start.contact_id, rec, writes) and self.metrics is not None:
+                if rec["kind"] == "end":
+                    self.metrics(C.METRIC_ENDED, start.workflow, rec["step"], {"reason": "end_step"})
+                else:
+                    self.metrics(C.METRIC_WAIT_STARTED, start.workflow, rec["step"], {})
         if in_campaign:
             self.store.set_campaign_stage(start.contact_id, start.workflow, ahead[-1]["id"])
 

@@ -52,6 +52,8 @@ class Router:
         if not internal:
             self.store.apply_event(contact_id, event.type, event.data, at)
         out: list[Routed] = []
+        if message is not None:
+            self._message_engagement(contact_id, event, message, at)
         out += self._split_conversions(contact_id, event, now, message)
         out += self._resume_waits(contact_id, event, now)
         out += self._goals(contact_id, event, now)
@@ -75,6 +77,18 @@ class Router:
         if not message_id or event.type.split(".")[0] not in MESSAGE_CHANNELS:
             return None
         return self.store.get_item(contact_pk(contact_id), f"MSG#{message_id}")
+
+    def _message_engagement(self, contact_id: str, event: ContactEvent, message: dict[str, Any], at: datetime) -> None:
+        """The first open or click of a message Stepwise sent: noted on the message, counted for its step."""
+        found = {
+            "email.opened": ("opened_at", C.METRIC_MESSAGE_OPENED),
+            "email.clicked": ("clicked_at", C.METRIC_MESSAGE_CLICKED),
+        }
+        if event.type not in found or not message.get("workflow"):
+            return
+        attribute, metric = found[event.type]
+        if self.store.mark_message(contact_id, message["message_id"], attribute, at) and self.enroller.metrics:
+            self.enroller.metrics(metric, message["workflow"], message.get("step", ""), {})
 
     def _split_conversions(
         self, contact_id: str, event: ContactEvent, now: datetime, message: dict[str, Any] | None

@@ -87,13 +87,14 @@ class Simulation:
         self.routed: list[tuple[datetime, Routed, str]] = []
         self._ended: set[str] = set()  # executions whose end the router has been told of
         self.machines: dict[str, str] = {}
-        # Metrics the router side emits (Entered), by (name, workflow, step); the step runner's go to EMF in AWS.
+        # Metrics by (name, workflow, step): the router's and the in-process step runner's (EMF in AWS).
         self.metrics: Counter[tuple[str, str, str]] = Counter()
 
     def __enter__(self) -> Simulation:
         from functions.step_runner import handler as step_runner
 
         step_runner.reset()  # its clients belong to the previous mock
+        step_runner.local_metrics = self._count_metric  # what it would emit as EMF in AWS, counted here
         self.stack = LocalStack(start=self.start).__enter__()
         create_table(self.stack.dynamodb, TABLE)
         self._outbox_position = self._stream_start()
@@ -130,9 +131,13 @@ class Simulation:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        from functions.step_runner import handler as step_runner
+
         try:
             self.stack.__exit__(*exc)  # type: ignore[arg-type]
         finally:
+            step_runner.local_metrics = None
+            step_runner.reset()
             self._plans_dir.cleanup()
 
     def _count_metric(self, name: str, workflow: str, step: str, dims: dict[str, str]) -> None:

@@ -23,6 +23,7 @@ from shared.store.contacts import Contact, ContactStore, contact_pk, epoch
 from shared.waits import resume_wait
 from shared.workflow.conditions import Evaluation, evaluate, lookup, pick
 from shared.workflow.model import (
+    MESSAGE_KINDS,
     AddTagStep,
     AdjustScoreStep,
     BranchStep,
@@ -181,8 +182,11 @@ def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]], goto: bool) -> None:
     records = passive_records(ctx.run, ctx.loops, ahead, ctx.now, ctx.seq + 1)
     ctx.seq += len(records)
     for rec in records:
-        if ctx.commit(rec, []) and rec["kind"] == "end":
-            ctx.metric(C.METRIC_ENDED, rec["step"], reason="end_step")
+        if ctx.commit(rec, []):
+            if rec["kind"] == "end":
+                ctx.metric(C.METRIC_ENDED, rec["step"], reason="end_step")
+            else:
+                ctx.metric(C.METRIC_WAIT_STARTED, rec["step"])
 
 
 def _record_timeouts(ctx: Ctx) -> None:
@@ -379,6 +383,8 @@ def _perform(ctx: Ctx, step: Step) -> None:
     hist = ctx.history(sid, step.kind, outcome, why)
     if ctx.commit(hist, writes):
         ctx.metric(C.METRIC_STEP_COMPLETED, sid)
+        if outcome == "done" and step.kind in MESSAGE_KINDS:
+            ctx.metric(C.METRIC_MESSAGE_SENT, sid)
     # else: committed on an earlier attempt; none of `writes` is applied twice
     for fn in after:
         fn()
@@ -548,7 +554,9 @@ def _wait(ctx: Ctx) -> dict[str, Any]:
         else (f"condition {wu.condition.describe()}" if wu.condition else "")
     )
     hist = ctx.history(sid, "wait_until", "waiting", f"for {what}, at most {timeout}s")
-    if not ctx.commit(hist, [store.put(record)]):
+    if ctx.commit(hist, [store.put(record)]):
+        ctx.metric(C.METRIC_WAIT_STARTED, sid)
+    else:
         # A retried attempt of this Task has a task token of its own: the wait item must hold the live one,
         # or the awaited event would complete a token nobody waits on. (A wait already resumed has no item.)
         store.transact(

@@ -22,12 +22,14 @@ from shared import constants as C
 from shared.workflow.compiler import build_graph
 from shared.workflow.model import (
     ACTION_KINDS,
+    MESSAGE_KINDS,
     BranchStep,
     EndStep,
     GoalStep,
     GotoStep,
     IfStep,
     SplitStep,
+    WaitStep,
     WaitUntilStep,
     Workflow,
 )
@@ -81,6 +83,10 @@ def workflow_metrics(wf: Workflow) -> dict[str, list[MetricKey]]:
         C.METRIC_GOAL_REACHED: [],
         C.METRIC_WAIT_TIMED_OUT: [],
         C.METRIC_ENDED: [],
+        C.METRIC_WAIT_STARTED: [],
+        C.METRIC_MESSAGE_SENT: [],
+        C.METRIC_MESSAGE_OPENED: [],
+        C.METRIC_MESSAGE_CLICKED: [],
     }
     has_goto = False
     for sid in graph.order:
@@ -88,6 +94,11 @@ def workflow_metrics(wf: Workflow) -> dict[str, list[MetricKey]]:
         r = step.root
         if step.kind in ACTION_KINDS:
             out[C.METRIC_STEP_COMPLETED].append(_key(C.METRIC_STEP_COMPLETED, name, sid))
+            if step.kind in MESSAGE_KINDS:
+                out[C.METRIC_MESSAGE_SENT].append(_key(C.METRIC_MESSAGE_SENT, name, sid))
+            if step.kind == "send_email":
+                out[C.METRIC_MESSAGE_OPENED].append(_key(C.METRIC_MESSAGE_OPENED, name, sid))
+                out[C.METRIC_MESSAGE_CLICKED].append(_key(C.METRIC_MESSAGE_CLICKED, name, sid))
         elif isinstance(r, IfStep):
             for b in ("then", "else"):
                 out[C.METRIC_BRANCH_TAKEN].append(_key(C.METRIC_BRANCH_TAKEN, name, sid, branch=b))
@@ -99,8 +110,10 @@ def workflow_metrics(wf: Workflow) -> dict[str, list[MetricKey]]:
                 out[C.METRIC_BRANCH_TAKEN].append(_key(C.METRIC_BRANCH_TAKEN, name, sid, branch=p.name))
         elif isinstance(r, GoalStep):
             out[C.METRIC_GOAL_REACHED].append(_key(C.METRIC_GOAL_REACHED, name, sid))
-        elif isinstance(r, WaitUntilStep) and r.wait_until.timeout is not None:
-            out[C.METRIC_WAIT_TIMED_OUT].append(_key(C.METRIC_WAIT_TIMED_OUT, name, sid))
+        elif isinstance(r, WaitStep | WaitUntilStep):
+            out[C.METRIC_WAIT_STARTED].append(_key(C.METRIC_WAIT_STARTED, name, sid))
+            if isinstance(r, WaitUntilStep) and r.wait_until.timeout is not None:
+                out[C.METRIC_WAIT_TIMED_OUT].append(_key(C.METRIC_WAIT_TIMED_OUT, name, sid))
         elif isinstance(r, EndStep):
             out[C.METRIC_ENDED].append(_key(C.METRIC_ENDED, name, sid, reason="end_step"))
         elif isinstance(r, GotoStep):

@@ -351,6 +351,23 @@ class ContactStore:
             raise
         return True
 
+    def mark_message(self, contact_id: str, message_id: str, attribute: str, at: datetime) -> bool:
+        """Note the first time something happened to a message (`opened_at`, `clicked_at`); False if it had."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._key(contact_pk(contact_id), f"MSG#{message_id}"),
+                UpdateExpression="SET #a = :at",
+                ConditionExpression="attribute_exists(#pk) AND attribute_not_exists(#a)",
+                ExpressionAttributeNames={"#a": attribute, "#pk": C.PK},
+                ExpressionAttributeValues=serialise({":at": at.isoformat()}),
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def leave_campaign(self, contact_id: str, campaign: str) -> bool:
         """Take the contact out of a campaign (it completed it); False when it was not in it."""
         try:

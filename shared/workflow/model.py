@@ -453,6 +453,9 @@ STEP_KINDS: dict[str, type[BaseModel]] = {
     "end": EndStep,
 }
 ACTION_KINDS = frozenset(list(STEP_KINDS)[:15])
+# Actions that hand a message over (counted as MessageSent when not skipped).
+MESSAGE_KINDS = frozenset({"send_email", "send_sms", "send_site_message", "notify"})
+assert MESSAGE_KINDS <= ACTION_KINDS
 
 
 class Step(RootModel[StepModel]):

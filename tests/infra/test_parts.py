@@ -112,6 +112,13 @@ def test_metric_catalogue_of_an_example_workflow() -> None:
         C.METRIC_GOAL_REACHED: [],
         C.METRIC_WAIT_TIMED_OUT: [],
         C.METRIC_ENDED: [],
+        C.METRIC_WAIT_STARTED: [{"workflow": "welcome-series", "step": "settle-in"}],
+        C.METRIC_MESSAGE_SENT: [
+            {"workflow": "welcome-series", "step": "welcome-sms"},
+            {"workflow": "welcome-series", "step": "welcome-email"},
+        ],
+        C.METRIC_MESSAGE_OPENED: [{"workflow": "welcome-series", "step": "welcome-email"}],
+        C.METRIC_MESSAGE_CLICKED: [{"workflow": "welcome-series", "step": "welcome-email"}],
     }
 
 
@@ -148,6 +155,8 @@ steps:
     assert dims[C.METRIC_STEP_COMPLETED] == [{**wf, "step": "mail-a"}]
     assert dims[C.METRIC_GOAL_REACHED] == [{**wf, "step": "paid"}]
     assert dims[C.METRIC_WAIT_TIMED_OUT] == [{**wf, "step": "await"}]
+    assert dims[C.METRIC_WAIT_STARTED] == [{**wf, "step": "await"}]
+    assert dims[C.METRIC_MESSAGE_SENT] == dims[C.METRIC_MESSAGE_OPENED] == [{**wf, "step": "mail-a"}]
     assert dims[C.METRIC_ENDED] == [
         {**wf, "step": "end-0-then-0", "reason": "end_step"},  # the compiler's id for an unnamed end
         {**wf, "step": "loop-limit", "reason": "loop_limit"},  # there is a go-to

@@ -14,6 +14,7 @@ from typing import Any
 from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import JsonRESTError
 
+from shared import constants as C
 from shared.events import ContactEvent, ContactRef
 from shared.store.contacts import contact_pk
 from shared.workflow.compiler import compile_workflow
@@ -1094,3 +1095,41 @@ def test_a_workflow_run_without_subscribing_has_no_stage_and_completes_no_campai
         assert [t for _, _, t in messages(sim, email="pia@example.com")] == ["lesson-1", "lesson-2"]
         assert sim.store.get(pia).campaigns == {}
         assert [a for a in sim.store.activity(pia) if a["type"].startswith("campaign.")] == []
+
+
+# ---- analytics: what the dashboards count -----------------------------------------------------------------
+
+NEWSLETTER = """
+name: newsletter
+triggers: [{event: list.subscribed}]
+steps:
+  - id: settle
+    wait: 10m
+  - id: issue-1
+    send_email: {template: issue-1}
+  - id: text
+    send_sms: {template: issue-1-sms}
+"""
+
+
+def test_metrics_count_waits_reached_messages_sent_and_first_opens_and_clicks_per_step() -> None:
+    with Simulation([workflow(NEWSLETTER)]) as sim:
+        sim.send(event("s1", "list.subscribed", {"list": "news"}, email="pat@example.com"))  # no phone: SMS skipped
+        sim.send(event("s2", "list.subscribed", {"list": "news"}, email="quin@example.com", phone="+447700900123"))
+        sim.finish()
+        mid = contact(sim, email="pat@example.com")["messages"][0]["message_id"]
+        for n, etype in enumerate(["email.opened", "email.opened", "email.clicked", "email.clicked"]):
+            sim.send(event(f"o{n}", etype, {"message_id": mid}, email="pat@example.com"))
+        counted = {(name, step): n for (name, wf, step), n in sim.metrics.items() if wf == "newsletter"}
+        assert counted == {
+            (C.METRIC_ENTERED, C.METRIC_ENTRY_STEP): 2,
+            (C.METRIC_WAIT_STARTED, "settle"): 2,
+            (C.METRIC_STEP_COMPLETED, "issue-1"): 2,
+            (C.METRIC_STEP_COMPLETED, "text"): 2,  # skipped for Pat, still completed
+            (C.METRIC_MESSAGE_SENT, "issue-1"): 2,
+            (C.METRIC_MESSAGE_SENT, "text"): 1,
+            (C.METRIC_MESSAGE_OPENED, "issue-1"): 1,  # opened twice, counted once
+            (C.METRIC_MESSAGE_CLICKED, "issue-1"): 1,
+        }
+        (msg,) = [m for m in sim.store.query_prefix(contact_pk(contact(sim, email="pat@example.com")["id"]), "MSG#")]
+        assert (msg["opened_at"], msg["clicked_at"]) == (at(minutes=10), at(minutes=10))

@@ -336,47 +336,44 @@ class ContactStore:
 
     def set_campaign_stage(self, contact_id: str, campaign: str, stage: str) -> bool:
         """The step the contact is at in a campaign it is subscribed to; False when it is not (any more)."""
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self._key(contact_pk(contact_id), "PROFILE"),
-                UpdateExpression="SET campaigns.#c = :s",
-                ConditionExpression="attribute_exists(campaigns.#c)",
-                ExpressionAttributeNames={"#c": campaign},
-                ExpressionAttributeValues=serialise({":s": stage}),
-            )
-        except ClientError as err:
-            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-
-    def mark_message(self, contact_id: str, message_id: str, attribute: str, at: datetime) -> bool:
-        """Note the first time something happened to a message (`opened_at`, `clicked_at`); False if it had."""
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self._key(contact_pk(contact_id), f"MSG#{message_id}"),
-                UpdateExpression="SET #a = :at",
-                ConditionExpression="attribute_exists(#pk) AND attribute_not_exists(#a)",
-                ExpressionAttributeNames={"#a": attribute, "#pk": C.PK},
-                ExpressionAttributeValues=serialise({":at": at.isoformat()}),
-            )
-        except ClientError as err:
-            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_profile_if(
+            "SET campaigns.#c = :s", "attribute_exists(campaigns.#c)", {"#c": campaign}, {":s": stage}, contact_id
+        )
 
     def leave_campaign(self, contact_id: str, campaign: str) -> bool:
         """Take the contact out of a campaign (it completed it); False when it was not in it."""
+        return self._update_profile_if(
+            "REMOVE campaigns.#c", "attribute_exists(campaigns.#c)", {"#c": campaign}, {}, contact_id
+        )
+
+    def mark_message(self, contact_id: str, message_id: str, attribute: str, at: datetime) -> bool:
+        """Note the first time something happened to a message (`opened_at`, `clicked_at`); False if it had."""
+        return self._update_if(
+            self._key(contact_pk(contact_id), f"MSG#{message_id}"),
+            "SET #a = :at",
+            "attribute_exists(#pk) AND attribute_not_exists(#a)",
+            {"#a": attribute, "#pk": C.PK},
+            {":at": at.isoformat()},
+        )
+
+    def _update_profile_if(
+        self, expr: str, condition: str, names: dict[str, str], values: dict[str, Any], contact_id: str
+    ) -> bool:
+        return self._update_if(self._key(contact_pk(contact_id), "PROFILE"), expr, condition, names, values)
+
+    def _update_if(
+        self, key: dict[str, Any], expr: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> bool:
+        """One UpdateItem under a condition; False when the condition did not hold (nothing changed)."""
+        kwargs: dict[str, Any] = {"ExpressionAttributeValues": serialise(values)} if values else {}
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=self._key(contact_pk(contact_id), "PROFILE"),
-                UpdateExpression="REMOVE campaigns.#c",
-                ConditionExpression="attribute_exists(campaigns.#c)",
-                ExpressionAttributeNames={"#c": campaign},
+                Key=key,
+                UpdateExpression=expr,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                **kwargs,
             )
         except ClientError as err:
             if err.response["Error"]["Code"] == "ConditionalCheckFailedException":

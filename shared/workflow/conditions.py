@@ -38,7 +38,16 @@ class Compare(Strict):
         return self
 
     def describe(self) -> str:
-        return " and ".join(f"{'in' if k == 'in_' else k} {getattr(self, k)!r}" for k in sorted(self.model_fields_set))
+        return " and ".join(
+            f"{'in' if k == 'in_' else k} {_shown(getattr(self, k))}" for k in sorted(self.model_fields_set)
+        )
+
+
+def _shown(value: Any) -> str:
+    """A value as a marketer wrote it: 10, not 10.0 (bounds are kept as floats)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value)
 
 
 def compare(value: Any, cmp: Compare) -> bool:

@@ -28,6 +28,10 @@ def test_abandoned_checkout_both_branches_and_filter() -> None:
             [
                 TimedEvent(DEFAULT_START, ev("e1", "checkout.abandoned", "ana@example.com", cart)),
                 TimedEvent(DEFAULT_START, ev("e2", "checkout.abandoned", "bo@example.com", {**cart, "cart_value": 20})),
+                # Left exactly 10 minutes: not "more than 10".
+                TimedEvent(
+                    DEFAULT_START, ev("e4", "checkout.abandoned", "di@example.com", {**cart, "idle_minutes": 10})
+                ),
                 TimedEvent(DEFAULT_START, ev("e3", "checkout.abandoned", "cy@example.com", cart)),
                 TimedEvent(DEFAULT_START + timedelta(hours=3), ev("t1", "tag.added", "cy@example.com", bought)),
                 TimedEvent(DEFAULT_START + timedelta(days=2), ev("t2", "tag.added", "ana@example.com", bought)),
@@ -52,6 +56,9 @@ def test_abandoned_checkout_both_branches_and_filter() -> None:
         assert [m["template"] for m in summary["ana@example.com"]["messages"]] == ["cart-reminder", "cart-reminder-2"]
         assert [m["template"] for m in summary["cy@example.com"]["messages"]] == ["cart-reminder"]
         assert summary["bo@example.com"]["messages"] == []
+        assert summary["di@example.com"]["messages"] == []
+        (refused,) = [r for _, r, _ in sim.routed if r.contact == summary["di@example.com"]["id"]]
+        assert refused.why == "filter failed: idle_minutes gt 10"
         history = sim.store.history(summary["ana@example.com"]["id"])
         decision = next(h for h in history if h["step"] == "purchased")
         assert decision["conditions"] == [{"condition": "has tag 'Purchased'", "value": [], "result": False}]

@@ -256,7 +256,7 @@ def test_lead_score_alert_notifies_sales_once_when_the_score_passes_80() -> None
         assert routed(sim, "lead-score-alert", "elena@example.com")[1][:2] == (at(days=2), "not entered")
         assert "within once_per period" in routed(sim, "lead-score-alert", "elena@example.com")[1][2]
         assert routed(sim, "lead-score-alert", "bo@example.com") == [
-            (at(), "not entered", "filter failed: score gt 80.0")
+            (at(), "not entered", "filter failed: score gt 80")
         ]
         bo = contact(sim, email="bo@example.com")
         assert (bo["tags"], bo["stages"], bo["messages"]) == ([], {}, [])

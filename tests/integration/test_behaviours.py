@@ -1133,3 +1133,48 @@ def test_metrics_count_waits_reached_messages_sent_and_first_opens_and_clicks_pe
         }
         (msg,) = [m for m in sim.store.query_prefix(contact_pk(contact(sim, email="pat@example.com")["id"]), "MSG#")]
         assert (msg["opened_at"], msg["clicked_at"]) == (at(minutes=10), at(minutes=10))
+
+
+# ---- an event in the middle of the flow: "continue when the contact clicks this email" ----------------
+
+WEBINAR = """
+name: webinar
+triggers: [{event: form.submitted}]
+steps:
+  - id: invite
+    send_email: {template: webinar-invite}
+  - id: clicked-invite
+    wait_until:
+      event: email.clicked
+      where: {workflow: webinar, step: invite}
+      timeout: 2d
+      on_timeout:
+        - id: invite-again
+          send_email: {template: webinar-invite-reminder}
+  - id: see-you
+    send_email: {template: see-you}
+"""
+
+
+def test_a_wait_continues_when_the_contact_clicks_the_email_the_workflow_sent() -> None:
+    with Simulation([workflow(WEBINAR)]) as sim:
+        sim.send(event("f1", "form.submitted", {}, email="rae@example.com"))
+        sim.send(event("f2", "form.submitted", {}, email="sol@example.com"))
+        rae = contact(sim, email="rae@example.com")
+        (invite,) = rae["messages"]
+        sim.advance(DEFAULT_START + timedelta(hours=5))
+        # The click report names only the message; a click on some other email does not count.
+        sim.send(event("c0", "email.clicked", {"message_id": "not-ours", "link": "x"}, email="rae@example.com"))
+        sim.send(
+            event("c1", "email.clicked", {"message_id": invite["message_id"], "link": "x"}, email="rae@example.com")
+        )
+        sim.finish()
+        assert messages(sim, email="rae@example.com") == [
+            (at(), "email", "webinar-invite"),
+            (at(hours=5), "email", "see-you"),
+        ]
+        assert [t for _, _, t in messages(sim, email="sol@example.com")] == [
+            "webinar-invite",
+            "webinar-invite-reminder",
+            "see-you",
+        ]

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from shared import clock
 from shared import constants as C
 from shared.events import stable_hash
-from shared.history import EntryPlan, Run, passive_records, visit_key
+from shared.history import EntryPlan, Run, passive_metric, passive_records, stage_entered, visit_key
 from shared.lifecycle import read_status
 from shared.store.contacts import ContactStore, contact_pk
 from shared.workflow.model import Reentry
@@ -208,16 +208,16 @@ class Enroller:
         profile = self.store.get_item(contact_pk(start.contact_id), "PROFILE") or {}
         in_campaign = start.workflow in (profile.get("campaigns") or {})
         for rec in passive_records(run, 0, ahead, first):
-            writes = []
-            if in_campaign:  # the step runner's Ctx.commit does the same for the steps it performs
-                data = {"campaign": start.workflow, "stage": rec["step"]}
-                key = visit_key(exec_arn, 0, rec["step"])
-                writes.append(self.store.outbox(start.contact_id, key, C.EVENT_STAGE_ENTERED, data, at))
+            key = visit_key(exec_arn, 0, rec["step"])
+            # As the step runner's Ctx.commit does for the steps it performs.
+            writes = (
+                [stage_entered(self.store, start.contact_id, key, start.workflow, rec["step"], at)]
+                if in_campaign
+                else []
+            )
             if self.store.commit_step(start.contact_id, rec, writes) and self.metrics is not None:
-                if rec["kind"] == "end":
-                    self.metrics(C.METRIC_ENDED, start.workflow, rec["step"], {"reason": "end_step"})
-                else:
-                    self.metrics(C.METRIC_WAIT_STARTED, start.workflow, rec["step"], {})
+                name, dims = passive_metric(rec)
+                self.metrics(name, start.workflow, rec["step"], dims)
         if in_campaign:
             self.store.set_campaign_stage(start.contact_id, start.workflow, ahead[-1]["id"])
 

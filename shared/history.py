@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from shared import constants as C
-from shared.store.contacts import epoch
+from shared.store.contacts import ContactStore, epoch
 from shared.workflow.model import Reentry
 
 
@@ -83,6 +83,20 @@ def passive_records(
         out.append(rec)
         at = until
     return out
+
+
+def passive_metric(record: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The metric a passive step's record counts, with its extra dimensions: an end, or a wait reached."""
+    if record["kind"] == "end":
+        return C.METRIC_ENDED, {"reason": "end_step"}
+    return C.METRIC_WAIT_STARTED, {}
+
+
+def stage_entered(
+    store: ContactStore, contact_id: str, key: str, campaign: str, stage: str, at: datetime
+) -> dict[str, Any]:
+    """The outbox write saying a subscriber reached `stage` of `campaign`; keyed to the visit, so once per visit."""
+    return store.outbox(contact_id, key, C.EVENT_STAGE_ENTERED, {"campaign": campaign, "stage": stage}, at)
 
 
 class EntryPlan(BaseModel):

@@ -17,7 +17,7 @@ from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.facts import facts_for
-from shared.history import Run, execution_name, passive_records, visit_key
+from shared.history import Run, execution_name, passive_metric, passive_records, stage_entered, visit_key
 from shared.splits import SplitTests
 from shared.store.contacts import Contact, ContactStore, contact_pk, epoch
 from shared.waits import resume_wait
@@ -108,11 +108,10 @@ class Ctx:
         the contact is subscribed to, the step is its new stage: campaign.stage_entered goes out with it."""
         if self.req.workflow in self.contact.campaigns:
             step = hist["step"]
-            data = {"campaign": self.req.workflow, "stage": step}
-            writes = [
-                *writes,
-                self.deps.store.outbox(self.req.contact_id, self.key(step), C.EVENT_STAGE_ENTERED, data, self.now),
-            ]
+            entered = stage_entered(
+                self.deps.store, self.req.contact_id, self.key(step), self.req.workflow, step, self.now
+            )
+            writes = [*writes, entered]
             self.stage = step
         return self.deps.store.commit_step(self.req.contact_id, hist, writes)
 
@@ -183,10 +182,8 @@ def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]], goto: bool) -> None:
     ctx.seq += len(records)
     for rec in records:
         if ctx.commit(rec, []):
-            if rec["kind"] == "end":
-                ctx.metric(C.METRIC_ENDED, rec["step"], reason="end_step")
-            else:
-                ctx.metric(C.METRIC_WAIT_STARTED, rec["step"])
+            name, dims = passive_metric(rec)
+            ctx.metric(name, rec["step"], **dims)
 
 
 def _record_timeouts(ctx: Ctx) -> None:

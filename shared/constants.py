@@ -58,3 +58,35 @@ ENV_STATE_MACHINE_ARN_TEMPLATE = "STEPWISE_STATE_MACHINE_ARN_TEMPLATE"
 # build writes it beside the code as ENTRY_PLANS_FILE; unset, a start records no passive steps.
 ENV_ENTRY_PLANS = "STEPWISE_ENTRY_PLANS"
 ENTRY_PLANS_FILE = "entry_plans.json"
+
+# ---- the ways in (functions/trigger_router/) and out (functions/senders/) ---------------------------------------
+# Handlers (module.function, as the CDK sets them and the local runtime imports them).
+HANDLER_INTAKE = "functions.trigger_router.intake.handler"  # HTTP API: POST /webhooks/{provider}[/{token}], /events
+HANDLER_ROUTER_QUEUE = "functions.trigger_router.router.queue_handler"  # SQS: accepted deliveries
+HANDLER_ROUTER_STREAM = "functions.trigger_router.router.stream_handler"  # table stream: the step runner's outbox
+HANDLER_ROUTER_STATUS = "functions.trigger_router.router.status_handler"  # EventBridge: execution status changes
+HANDLER_ROUTER_SCHEDULE = "functions.trigger_router.router.schedule_handler"  # Scheduler: abandonment, broadcasts
+HANDLER_SENDER = "functions.senders.handler.handler"  # table stream: message items (MSG#) to deliver
+HANDLER_FEEDBACK = "functions.trigger_router.router.feedback_handler"  # EventBridge: SES events, SMS receipts
+
+# Environment keys of those functions (besides ENV_TABLE_NAME, ENV_STATE_MACHINE_ARN_TEMPLATE, ENV_ENTRY_PLANS).
+ENV_ARCHIVE_BUCKET = "STEPWISE_ARCHIVE_BUCKET"  # raw deliveries, 30-day lifecycle; dead letters; broadcast snapshots
+ENV_INTAKE_QUEUE_URL = "STEPWISE_INTAKE_QUEUE_URL"  # accepted deliveries, consumed by the router
+ENV_SECRETS_PREFIX = "STEPWISE_SECRETS_PREFIX"  # SSM parameter path of webhook secrets: {prefix}/webhooks/{provider}
+ENV_API_KEY_PARAMETER = "STEPWISE_API_KEY_PARAMETER"  # SSM parameter (SecureString) holding the /events API key
+ENV_WORKFLOWS_FILE = "STEPWISE_WORKFLOWS"  # the deployed workflow models (JSON) the router matches events against
+ENV_SCHEDULER_ROLE_ARN = "STEPWISE_SCHEDULER_ROLE_ARN"  # the role EventBridge Scheduler assumes to call the router
+ENV_SCHEDULE_TARGET_ARN = "STEPWISE_SCHEDULE_TARGET_ARN"  # the schedule handler's function ARN
+ENV_SCHEDULE_GROUP = "STEPWISE_SCHEDULE_GROUP"  # this stage's schedule group
+ENV_BROADCAST_MACHINE_ARN = "STEPWISE_BROADCAST_MACHINE_ARN"  # the Distributed Map machine of fixed-date lists
+ENV_SES_CONFIGURATION_SET = "STEPWISE_SES_CONFIGURATION_SET"
+ENV_EMAIL_FROM = "STEPWISE_EMAIL_FROM"  # the verified SES identity marketing email is sent from
+ENV_SMS_ORIGINATION = "STEPWISE_SMS_ORIGINATION"  # phone number / pool ARN SMS are sent from
+ENV_UNSUBSCRIBE_URL = "STEPWISE_UNSUBSCRIBE_URL"  # the intake API's base URL, for one-click unsubscribe links
+ENV_UNSUBSCRIBE_KEY_PARAMETER = "STEPWISE_UNSUBSCRIBE_KEY_PARAMETER"  # SSM parameter: the key signing those links
+ENV_TEMPLATES_DIR = "STEPWISE_TEMPLATES"  # the message templates in the sender's asset, relative to the code root
+# Locally (stepwise local / simulate): a provider's webhook secret from STEPWISE_WEBHOOK_SECRET_<PROVIDER>.
+ENV_LOCAL_SECRET_PREFIX = "STEPWISE_WEBHOOK_SECRET_"
+ENV_LOCAL_API_KEY = "STEPWISE_API_KEY"
+WORKFLOWS_FILE = "workflows.json"
+TEMPLATES_FOLDER = "templates"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
@@ -97,7 +98,7 @@ def _equal(a: Any, b: Any) -> bool:
 def _number(v: Any) -> float | None:
     if isinstance(v, bool):
         return None
-    if isinstance(v, int | float):
+    if isinstance(v, int | float | Decimal):
         return float(v)
     if isinstance(v, str):
         try:

@@ -1,0 +1,1 @@
+"""Messages out: templates, consent and suppression, send windows, frequency caps, one class per channel."""

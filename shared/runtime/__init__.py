@@ -1,0 +1,1 @@
+"""What happens to a contact beyond one event: abandonment tracking, fixed-date broadcasts, schedules."""

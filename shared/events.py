@@ -135,7 +135,7 @@ class ContactEvent(BaseModel):
     contact: ContactRef
     data: dict[str, Any] = Field(default_factory=dict)
     occurred_at: datetime | None = None
-    source: str | None = Field(default=None, description="The provider it came from (shopify, stripe...); None: our own")
+    source: str | None = Field(default=None, description="The provider it came from (shopify...); None: our own")
     test: bool = Field(default=False, description="The provider's test-mode flag (Stripe livemode false, Shopify test)")
 
     def digest(self) -> str:

@@ -90,3 +90,11 @@ ENV_LOCAL_SECRET_PREFIX = "STEPWISE_WEBHOOK_SECRET_"
 ENV_LOCAL_API_KEY = "STEPWISE_API_KEY"
 WORKFLOWS_FILE = "workflows.json"
 TEMPLATES_FOLDER = "templates"
+# The maxReceiveCount of the queues the router consumes: on a record's last receive the router writes it to the
+# dead-letter store (S3 dead-letters/) before SQS moves it to the DLQ, so `stepwise replay` can re-run it.
+ENV_MAX_RECEIVE_COUNT = "STEPWISE_MAX_RECEIVE_COUNT"
+# Intake and router metrics (EMF, namespace METRICS_NAMESPACE); dimensions provider and status / source only.
+METRIC_DELIVERY_ACCEPTED = "DeliveryAccepted"  # provider; a duplicate counts under DeliveryDuplicate instead
+METRIC_DELIVERY_DUPLICATE = "DeliveryDuplicate"  # provider
+METRIC_DELIVERY_REJECTED = "DeliveryRejected"  # provider, status (400, 401, 404, 413)
+METRIC_DEAD_LETTER = "DeadLetter"  # source (queue, stream, status, schedule, feedback, unresolved)

@@ -16,14 +16,19 @@ CATALOGUE: dict[str, frozenset[str]] = {
     k: frozenset(v)
     for k, v in {
         # shop
-        "order.paid": {"order_id", "total", "currency", "products", "source", "coupon"},
+        "order.paid": {"order_id", "total", "currency", "products", "source", "coupon", "checkout_id"},
         "order.cancelled": {"order_id", "total", "currency", "reason", "source"},
         "order.refunded": {"order_id", "total", "amount_refunded", "currency", "source"},
         "checkout.abandoned": {"checkout_id", "cart_value", "currency", "idle_minutes", "products", "url"},
+        # what a shop says of a checkout as it happens; checkout.abandoned is derived from these
+        "checkout.started": {"checkout_id", "cart_value", "currency", "products", "url"},
+        "checkout.updated": {"checkout_id", "cart_value", "currency", "products", "url"},
         "subscription.payment_failed": {"subscription_id", "invoice_id", "amount", "currency", "attempt"},
+        "subscription.cancelled": {"subscription_id", "reason"},
+        "contact.created": set(),  # a shop's new customer account
         "coupon.used": {"coupon", "campaign", "order_id"},
         # forms, lists, campaigns
-        "form.submitted": {"form", "form_type", "page", "fields"},
+        "form.submitted": {"form", "form_id", "form_type", "page", "fields"},
         "list.subscribed": {"list", "source"},
         "list.unsubscribed": {"list"},
         # consent: a preference centre or an import (consent.*), a provider's unsubscribe link or STOP reply

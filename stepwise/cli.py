@@ -458,9 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of workflow files")
     p.set_defaults(func=schema_command)
 
-    p = sub.add_parser("simulate", help="run a workflow locally against a file of events")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="one contact event per line")
+    p = sub.add_parser("simulate", help="run workflows locally against a file of events and raw deliveries")
+    p.add_argument("path", metavar="PATH", help="a workflow file, or a folder of them (run together)")
+    p.add_argument(
+        "--events", required=True, metavar="EVENTS.jsonl", help="one contact event or provider delivery per line"
+    )
     p.add_argument("--start", metavar="ISO", help="virtual clock start (ISO 8601)")
     p.set_defaults(func=simulate_command)
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared import constants as C
 from shared.enrollment import Enroller
@@ -43,6 +46,55 @@ class TimedEvent:
     event: ContactEvent
 
 
+@dataclass
+class TimedDelivery:
+    """A raw webhook delivery of an events file, judged by the same intake code as the API when its time comes."""
+
+    at: datetime
+    provider: str
+    headers: dict[str, str]
+    body: bytes  # the exact bytes a signature is over
+    token: str | None  # the secret path token of providers that cannot sign (/webhooks/{provider}/{token})
+    where: str  # file:line, for the timeline
+
+
+class _EventLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    at: str | None = None
+    event: dict[str, Any]
+
+
+class _DeliveryLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    at: str | None = None
+    provider: str = Field(min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None  # a JSON value (serialised compactly) or a string (its UTF-8 bytes, e.g. multipart)
+    body_raw: str | None = None  # the exact bytes, when a signature must match them as sent
+    token: str | None = None
+
+
+TimedItem = TimedEvent | TimedDelivery
+_LINE_SHAPES = (
+    '{"at": "+10m" | ISO time, "event": {...}} or '
+    '{"at": ..., "provider": "shopify", "headers": {...}, "body": JSON value | "raw text"}'
+)
+
+
+def delivery_bytes(body: Any) -> bytes:
+    """The bytes of a delivery line's body: a string as it is (UTF-8), any other JSON value serialised compactly
+    (no spaces, non-ASCII kept), which is what a signature in its headers must be computed over."""
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _first_error(err: ValidationError, prefix: str = "") -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    return f"field {prefix}{loc}: {first['msg']}" if loc or prefix else first["msg"]
+
+
 def parse_at(text: str, start: datetime) -> datetime:
     if text.startswith("+"):
         return start + timedelta(seconds=parse_duration(text[1:]))
@@ -52,8 +104,10 @@ def parse_at(text: str, start: datetime) -> datetime:
     return at
 
 
-def read_events(path: Path, start: datetime) -> list[TimedEvent]:
-    out = []
+def read_events(path: Path, start: datetime) -> list[TimedItem]:
+    """The timed lines of an events file (JSON Lines; blank lines and lines starting with # are skipped), in time
+    order. A line without "at" happens at the start (+0). Raises EventsFileError naming the file, line and field."""
+    out: list[TimedItem] = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -61,19 +115,28 @@ def read_events(path: Path, start: datetime) -> list[TimedEvent]:
             raw = json.loads(line)
         except json.JSONDecodeError as err:
             raise EventsFileError(f"{path}:{n}: not JSON: {err.msg}") from None
-        if not isinstance(raw, dict) or set(raw) - {"at", "event"} or "event" not in raw:
-            raise EventsFileError(f'{path}:{n}: a line is {{"at": "+10m" | ISO time, "event": {{...}}}}')
+        if not isinstance(raw, dict) or ("event" in raw) == ("provider" in raw):
+            raise EventsFileError(f"{path}:{n}: a line is {_LINE_SHAPES}")
         try:
-            at = parse_at(str(raw.get("at", "+0s")), start)
+            parsed: _EventLine | _DeliveryLine = (_EventLine if "event" in raw else _DeliveryLine).model_validate(raw)
+        except ValidationError as err:
+            raise EventsFileError(f"{path}:{n}: {_first_error(err)}") from None
+        try:
+            at = parse_at(parsed.at or "+0s", start)
         except ValueError as err:
             raise EventsFileError(f"{path}:{n}: field at: {err}") from None
-        try:
-            event = ContactEvent.model_validate(raw["event"])
-        except ValueError as err:
-            first = err.errors()[0] if hasattr(err, "errors") else {"loc": (), "msg": str(err)}
-            loc = ".".join(str(p) for p in first["loc"])
-            raise EventsFileError(f"{path}:{n}: field event.{loc}: {first['msg']}") from None
-        out.append(TimedEvent(at, event))
+        if isinstance(parsed, _EventLine):
+            try:
+                event = ContactEvent.model_validate(parsed.event)
+            except ValidationError as err:
+                raise EventsFileError(f"{path}:{n}: {_first_error(err, 'event.')}") from None
+            out.append(TimedEvent(at, event))
+            continue
+        if (parsed.body is None) == (parsed.body_raw is None):
+            raise EventsFileError(f"{path}:{n}: field body: give exactly one of body (a JSON value) and body_raw")
+        body = parsed.body_raw.encode() if parsed.body_raw is not None else delivery_bytes(parsed.body)
+        headers = {k.lower(): v for k, v in parsed.headers.items()}
+        out.append(TimedDelivery(at, parsed.provider, headers, body, parsed.token, f"{path}:{n}"))
     return sorted(out, key=lambda e: e.at)
 
 
@@ -335,9 +398,12 @@ class Simulation:
 
 
 def _load(paths: list[Path], out: TextIO) -> list[Workflow] | None:
-    from shared.workflow.lint import lint
+    """The workflows of `paths`, or None with every problem printed: each file's load and lint errors, then what
+    only the files together show (names used twice, a campaign or workflow no file defines), as validate does."""
+    from shared.workflow.lint import lint, lint_together
 
-    workflows, problems = [], []
+    loaded: dict[str, Workflow] = {}
+    problems: list[str] = []
     for p in paths:
         try:
             wf = load_workflow(p)
@@ -345,27 +411,117 @@ def _load(paths: list[Path], out: TextIO) -> list[Workflow] | None:
             problems.extend(err.problems)
             continue
         problems.extend(f"{p}: {v}" for v in lint(wf))
-        workflows.append(wf)
+        loaded[str(p)] = wf
+    together = lint_together(loaded)
+    problems.extend(together)
     if problems:
         print("\n".join(problems), file=out)
+        if together and len(paths) == 1:
+            print(f"(simulate the folder, `stepwise simulate {paths[0].parent}`, to run the files together)", file=out)
         return None
-    return workflows
+    return list(loaded.values())
+
+
+def _workflow_paths(path: Path) -> list[Path] | str:
+    """One workflow file, or every *.yaml / *.yml of a folder; a message when there is none."""
+    if path.is_dir():
+        return workflow_files(path) or f"{path}: no *.yaml or *.yml workflow files in this folder"
+    return [path] if path.is_file() else f"{path}: no such file or folder"
+
+
+class Feeder:
+    """Drives a Simulation through the lines of events files: a contact event is routed as it is; a raw delivery
+    first goes through the API's own intake (shared.intake.pipeline.accept), unsigned deliveries allowed and
+    marked unverified, a refused one noted with the reason. What intake made of each delivery joins the timeline."""
+
+    def __init__(self, sim: Simulation, environ: Mapping[str, str] | None = None) -> None:
+        self.sim = sim
+        self.environ = os.environ if environ is None else environ
+        self.rows: list[dict[str, Any]] = []  # deliveries that reached no contact: refused, duplicates, about nobody
+        self._seen: set[str] = set()
+        self._secret_for: Any = None
+
+    def run(self, items: list[TimedItem], horizon: timedelta = timedelta(days=400)) -> None:
+        for item in items:
+            self.sim.advance(item.at)
+            if isinstance(item, TimedEvent):
+                self.sim.send(item.event)
+            else:
+                self.deliver(item)
+        self.sim.finish(horizon)
+
+    def deliver(self, item: TimedDelivery) -> None:
+        from shared.intake.base import Delivery, IntakeError
+        from shared.intake.pipeline import accept, local_secrets
+
+        if self._secret_for is None:
+            self._secret_for = local_secrets(self.environ)
+        sim = self.sim
+        delivery = Delivery(item.provider, item.headers, item.body, sim.now, path_token=item.token)
+        label = f"({item.provider} delivery)"
+        try:
+            accepted = accept(item.provider, delivery, self._secret_for, allow_unverified=True)
+        except IntakeError as err:
+            self._note(item, label, f"refused {err.status}", str(err))
+            return
+        if accepted.dedupe_key in self._seen:
+            self._note(item, label, "duplicate", f"redelivery of {accepted.delivery_id or 'the same body'}: ignored")
+            return
+        self._seen.add(accepted.dedupe_key)
+        how = "accepted" if accepted.verified else "unverified"
+        why = (
+            "signature checked"
+            if accepted.verified
+            else f"no {C.ENV_LOCAL_SECRET_PREFIX}{item.provider.upper()} set: signature not checked"
+        )
+        if accepted.test:
+            why += "; the provider's test mode"
+        if not accepted.events:
+            self._note(item, label, how, f"{why}; about no contact event")
+            return
+        for event in accepted.events:
+            position = len(sim.routed)
+            sim.send(event)
+            contact = sim.store.resolve(event.contact) or ""
+            note = Routed(contact, "(intake)", how, f"{why}; gave {event.type} ({item.where})")
+            sim.routed.insert(position, (sim.now, note, label.strip("()")))
+
+    def _note(self, item: TimedDelivery, label: str, outcome: str, why: str) -> None:
+        self.rows.append(
+            {"at": self.sim.now.isoformat(), "contact": "", "workflow": "(intake)", "step": label,
+             "outcome": outcome, "why": f"{why} ({item.where})"}
+        )  # fmt: skip
+
+    def timeline(self) -> list[dict[str, Any]]:
+        return sorted([*self.rows, *self.sim.timeline()], key=lambda r: r["at"])
 
 
 def simulate_command(args: argparse.Namespace) -> int:
     out = sys.stdout
-    start = parse_at(args.start, DEFAULT_START) if getattr(args, "start", None) else DEFAULT_START
-    workflows = _load([Path(args.file)], sys.stderr)
+    try:
+        start = parse_at(args.start, DEFAULT_START) if getattr(args, "start", None) else DEFAULT_START
+    except ValueError as err:
+        print(f"--start: {err}", file=sys.stderr)
+        return 1
+    paths = _workflow_paths(Path(args.path))
+    if isinstance(paths, str):
+        print(paths, file=sys.stderr)
+        return 1
+    workflows = _load(paths, sys.stderr)
     if workflows is None:
         return 1
     try:
-        events = read_events(Path(args.events), start)
-    except (EventsFileError, OSError) as err:
+        items = read_events(Path(args.events), start)
+    except EventsFileError as err:
         print(err, file=sys.stderr)
         return 1
+    except OSError as err:
+        print(f"{args.events}: cannot read: {err.strerror or err}", file=sys.stderr)
+        return 1
     with Simulation(workflows, start) as sim:
-        sim.run(events)
-        for row in sim.timeline():
+        feeder = Feeder(sim)
+        feeder.run(items)
+        for row in feeder.timeline():
             print(json.dumps(row, default=str), file=out)
         print(json.dumps({"summary": sim.summary()}, default=str), file=out)
     return 0
@@ -378,16 +534,24 @@ def demo_command(args: argparse.Namespace) -> int:
     if workflows is None:
         return 1
     samples = folder / "samples"
-    events: list[TimedEvent] = []
-    for f in sorted(samples.glob("*.jsonl")):
-        events.extend(read_events(f, DEFAULT_START))
-    events.sort(key=lambda e: e.at)
+    items: list[TimedItem] = []
+    try:
+        for f in sorted(samples.glob("*.jsonl")):
+            items.extend(read_events(f, DEFAULT_START))
+    except EventsFileError as err:
+        print(err, file=sys.stderr)
+        return 1
+    items.sort(key=lambda e: e.at)
+    deliveries = sum(isinstance(i, TimedDelivery) for i in items)
     print(
-        f"Stepwise demo: {len(workflows)} workflows, {len(events)} sample events, virtual start "
-        f"{DEFAULT_START:%Y-%m-%d %H:%M} UTC\n"
+        f"Stepwise demo: {len(workflows)} workflows, {deliveries} provider deliveries and "
+        f"{len(items) - deliveries} other events from {samples}/, virtual start {DEFAULT_START:%Y-%m-%d %H:%M} UTC\n"
     )
     with Simulation(workflows, DEFAULT_START) as sim:
-        sim.run(events)
+        feeder = Feeder(sim)
+        feeder.run(items)
+        for row in feeder.rows:
+            print(f"  {row['at']}  {row['step']} {row['outcome']}: {row['why']}")
         print_timelines(sim, sys.stdout)
     return 0
 

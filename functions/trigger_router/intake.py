@@ -23,7 +23,6 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.trigger_router.messages import AcceptedDelivery, dumps, event_json
 from functions.trigger_router.secrets import Secrets
 from functions.trigger_router.settings import IntakeSettings
 from shared import clock
@@ -38,6 +37,7 @@ from shared.intake.base import (
     NotAContactEvent,
     SignatureRejected,
 )
+from shared.runtime.inbound import AcceptedDelivery, dumps, event_json
 from shared.store.archive import Archive, delivery_key
 from shared.store.deliveries import Deliveries
 

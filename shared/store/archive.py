@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +70,12 @@ class Archive:
         letter = DeadLetter(dead_letter_key(letter_id, at), letter_id, source, error, at.isoformat(), record, attempts)
         self._put(letter.key, letter.to_json())
         return letter
+
+    def retried(self, letter: DeadLetter, error: str) -> DeadLetter:
+        """A replay of the letter failed again: kept where it is, with the new error and one more attempt."""
+        again = replace(letter, error=error, attempts=letter.attempts + 1)
+        self._put(letter.key, again.to_json())
+        return again
 
     def dead_letters(self) -> Iterator[DeadLetter]:
         """Every dead letter, oldest day first."""

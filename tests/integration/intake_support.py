@@ -37,12 +37,14 @@ class Context:
         return 10_000
 
 
-def create_resources(region: str = "us-east-1") -> dict[str, Any]:
-    """Table, archive bucket, intake queue and SSM parameters, as infra creates them; returns the clients."""
+def create_resources(region: str = "us-east-1", *, table: str | None = TABLE) -> dict[str, Any]:
+    """Table (unless None: one exists), archive bucket, intake queue and SSM parameters, as infra creates them;
+    returns the clients."""
     import boto3
 
     ddb = boto3.client("dynamodb", region_name=region)
-    create_table(ddb, TABLE)
+    if table:
+        create_table(ddb, table)
     s3 = boto3.client("s3", region_name=region)
     s3.create_bucket(Bucket=BUCKET)
     sqs = boto3.client("sqs", region_name=region)
@@ -53,9 +55,9 @@ def create_resources(region: str = "us-east-1") -> dict[str, Any]:
     return {"dynamodb": ddb, "s3": s3, "sqs": sqs, "ssm": ssm, "queue_url": url}
 
 
-def intake_env(queue_url: str) -> dict[str, str]:
+def intake_env(queue_url: str, table: str = TABLE) -> dict[str, str]:
     return {
-        C.ENV_TABLE_NAME: TABLE,
+        C.ENV_TABLE_NAME: table,
         C.ENV_ARCHIVE_BUCKET: BUCKET,
         C.ENV_INTAKE_QUEUE_URL: queue_url,
         C.ENV_SECRETS_PREFIX: SECRETS_PREFIX,
@@ -101,11 +103,20 @@ def http_event(
 
 
 def shopify_delivery(
-    name: str = "orders.paid", *, secret: str = SHOPIFY_SECRET, email: str | None = None, event_id: str = "evt-1"
+    name: str = "orders.paid",
+    *,
+    secret: str = SHOPIFY_SECRET,
+    email: str | None = None,
+    event_id: str = "evt-1",
+    at: datetime | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """A Shopify sample delivery (tests/events/shopify), signed with `secret` as Shopify signs: body and headers."""
+    """A Shopify sample delivery (tests/events/shopify), signed with `secret` as Shopify signs: body and headers.
+    `at` dates it (the samples are from 2021-2024, before any workflow of a test was activated)."""
     fixture = json.loads((EVENTS / "shopify" / f"{name}.json").read_text())
     body = fixture["body"]
+    if at is not None:
+        stamp = at.isoformat()
+        body = {**body, **{k: stamp for k in ("created_at", "updated_at", "processed_at") if k in body}}
     if email is not None:
         body = {**body, "email": email, "contact_email": email}
         if isinstance(body.get("customer"), dict):

@@ -1,0 +1,273 @@
+"""Router Lambdas: the ways in after intake. Each record becomes Router.handle / execution_ended calls.
+
+queue_handler     SQS, the intake's accepted deliveries (each delivery's events in order)
+stream_handler    the table's stream: INSERTs of the step runner's outbox items (EVENT#, status pending)
+status_handler    EventBridge "Step Functions Execution Status Change" (campaign completion)
+schedule_handler  EventBridge Scheduler payloads {"kind": ...} (shared/runtime/schedules.py)
+feedback_handler  EventBridge SES events and SMS receipts (shared/messaging/feedback.py)
+
+Batches (SQS, streams) report partial failures; a record failing on its last SQS receive, or any failing stream
+or direct EventBridge record, is also written to the dead-letter store (S3) for `stepwise replay`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.trigger_router.settings import RouterSettings
+from shared import clock
+from shared import constants as C
+from shared.enrollment import Enroller
+from shared.events import stable_hash
+from shared.history import load_entry_plans
+from shared.routing import Router
+from shared.runtime import inbound, schedules
+from shared.runtime.workflows_file import load_workflows
+from shared.store.archive import Archive
+from shared.store.contacts import ContactStore
+from shared.store.schedules import ScheduleStore
+
+logger = Logger(service=C.SERVICE_NAME)
+
+
+@dataclass
+class RouterDeps:
+    settings: RouterSettings
+    router: Router
+    archive: Archive
+
+
+_deps: RouterDeps | None = None
+_clients: dict[str, Any] = {}
+# The local runtime's collector of metrics; in AWS metrics are EMF in the logs.
+local_metrics: Any = None
+
+
+def client(service: str) -> Any:
+    """boto3 clients, created on first use and kept for the container's life."""
+    if service not in _clients:
+        _clients[service] = boto3.client(service)  # type: ignore[call-overload]
+    return _clients[service]
+
+
+def _emit(namespace: str) -> Callable[[str, str, str, dict[str, str]], None]:
+    def emit(name: str, workflow: str, step: str, dims: dict[str, str]) -> None:
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=namespace,
+            default_dimensions={"workflow": workflow, "step": step, **dims},
+        ):
+            pass
+
+    return emit
+
+
+def deps() -> RouterDeps:
+    """Cold start: settings, the deployed workflows and entry plans from the asset, the router over lazy clients."""
+    global _deps
+    if _deps is None:
+        settings = RouterSettings.from_env()
+        workflows = load_workflows(settings.path(settings.workflows))
+        plans = load_entry_plans(settings.path(settings.entry_plans)) if settings.entry_plans else {}
+        ddb, sfn = client("dynamodb"), client("stepfunctions")
+        store = ContactStore(settings.table_name, ddb)
+        metrics = local_metrics or (_emit(settings.namespace) if settings.metrics_enabled else None)
+        enroller = Enroller(store, sfn, settings.state_machine_arn_template, metrics, plans)
+        router = Router(workflows, store, enroller, sfn)
+        archive = Archive(settings.archive_bucket, client("s3"))
+        _bind_schedules()
+        _deps = RouterDeps(settings=settings, router=router, archive=archive)
+    return _deps
+
+
+_SCHEDULER_KEYS = (C.ENV_SCHEDULE_GROUP, C.ENV_SCHEDULE_TARGET_ARN, C.ENV_SCHEDULER_ROLE_ARN)
+
+
+def _bind_schedules() -> None:
+    """The engine's one-time schedules (abandonment, broadcasts), where the function is given a schedule group;
+    a part of that configuration without the rest fails the cold start."""
+    present = [k for k in _SCHEDULER_KEYS if os.environ.get(k)]
+    if not present:
+        return
+    if len(present) != len(_SCHEDULER_KEYS):
+        missing = ", ".join(k for k in _SCHEDULER_KEYS if k not in present)
+        raise RuntimeError(f"router misconfigured: {', '.join(present)} set but {missing} not set")
+    store = ScheduleStore(client("scheduler"), *(os.environ[k] for k in _SCHEDULER_KEYS))
+    schedules.bind(schedules.Schedules(store))
+
+
+def schedule_context() -> schedules.ScheduleContext:
+    return schedules.ScheduleContext(router=deps().router, schedules=schedules.required())
+
+
+def reset() -> None:
+    """Forget the cold-start state and clients (tests and the local runtime swap the environment)."""
+    global _deps
+    _deps = None
+    _clients.clear()
+    schedules.bind(None)
+
+
+# ---- dead letters ---------------------------------------------------------------------------------------------
+
+
+def _dead_letter(source: str, letter_id: str, record: dict[str, Any], err: Exception, attempts: int = 1) -> None:
+    d = deps()
+    error = f"{type(err).__name__}: {err}"
+    letter = d.archive.put_dead_letter(letter_id, source, record, error, clock.now(), attempts)
+    # The error's type only: messages may quote an address from the record.
+    logger.warning("dead letter", extra={"source": source, "key": letter.key, "error_type": type(err).__name__})
+    if d.settings.metrics_enabled:
+        with single_metric(
+            name=C.METRIC_DEAD_LETTER,
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=d.settings.namespace,
+            default_dimensions={"source": source},
+        ):
+            pass
+
+
+def _on_last_receive(source: str, record: SQSRecord, kept: dict[str, Any], err: Exception) -> None:
+    """SQS retries a failed record until maxReceiveCount, then moves it to the DLQ: on that last receive it
+    goes to the dead-letter store too, with its error, so `stepwise replay` can list and re-run it."""
+    limit = deps().settings.max_receive_count
+    if limit is None:
+        raise RuntimeError(f"router misconfigured: {C.ENV_MAX_RECEIVE_COUNT} not set for an SQS-fed handler")
+    count = int(record.attributes.approximate_receive_count or "1")
+    if count >= limit:
+        _dead_letter(source, record.message_id, kept, err, count)
+
+
+def _batch_processor(kind: EventType) -> BatchProcessor:
+    # A wholly failed batch is reported record by record like any other (not raised): the same retry path.
+    return BatchProcessor(event_type=kind, raise_on_entire_batch_failure=False)
+
+
+# ---- the intake queue -----------------------------------------------------------------------------------------
+
+
+def _queue_record(record: SQSRecord) -> None:
+    d = deps()
+    try:
+        inbound.route_delivery(d.router, d.archive, record.body)
+    except Exception as err:
+        _on_last_receive("queue", record, {"body": record.body, "message_id": record.message_id}, err)
+        raise
+
+
+@logger.inject_lambda_context(clear_state=True)
+def queue_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # a misconfiguration fails the invocation, not each record
+    return process_partial_response(event, _queue_record, _batch_processor(EventType.SQS), context)
+
+
+# ---- the table's stream ---------------------------------------------------------------------------------------
+
+
+def _stream_record(record: DynamoDBRecord) -> None:
+    raw = record.raw_event
+    if raw.get("eventName") != "INSERT":
+        return
+    item = inbound.outbox_item(raw.get("dynamodb", {}).get("NewImage") or {})
+    if item is None:
+        return
+    try:
+        inbound.route_outbox(deps().router, item)
+    except Exception as err:
+        # A stream record carries no receive count: kept on each failure (same id, same object); a replay of one
+        # that a retry routed meanwhile finds its outbox item deleted and does nothing.
+        _dead_letter("stream", str(raw.get("eventID") or stable_hash(item[C.PK])), raw, err)
+        raise
+
+
+@logger.inject_lambda_context(clear_state=True)
+def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()
+    return process_partial_response(event, _stream_record, _batch_processor(EventType.DynamoDBStreams), context)
+
+
+# ---- EventBridge: execution status, schedules, feedback -------------------------------------------------------
+
+
+def _eventbridge(
+    source: str,
+    event: dict[str, Any],
+    context: LambdaContext,
+    run: Callable[[dict[str, Any]], Any],
+    keep: Callable[[dict[str, Any]], dict[str, Any]],
+    letter_id: Callable[[dict[str, Any]], str],
+) -> dict[str, Any]:
+    """Run one EventBridge / Scheduler payload, delivered either directly (async invoke: Lambda's own retries,
+    then its on-failure destination) or through an SQS queue (a batch, partial failures)."""
+    deps()
+    if isinstance(event.get("Records"), list):
+
+        def record_handler(record: SQSRecord) -> None:
+            payload = json.loads(record.body)
+            try:
+                run(payload)
+            except Exception as err:
+                _on_last_receive(source, record, keep(payload), err)
+                raise
+
+        return process_partial_response(event, record_handler, _batch_processor(EventType.SQS), context)
+    try:
+        run(event)
+    except Exception as err:
+        _dead_letter(source, letter_id(event), keep(event), err)
+        raise
+    return {}
+
+
+def _event_id(event: dict[str, Any]) -> str:
+    return str(event.get("id") or stable_hash(json.dumps(event, sort_keys=True, default=str)))
+
+
+@logger.inject_lambda_context(clear_state=True)
+def status_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _eventbridge(
+        "status",
+        event,
+        context,
+        lambda e: inbound.route_status(deps().router, e),
+        lambda e: {"event": e},
+        _event_id,
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+def schedule_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _eventbridge(
+        "schedule",
+        event,
+        context,
+        lambda payload: schedules.dispatch(payload, schedule_context()),
+        lambda payload: {"payload": payload},
+        lambda payload: stable_hash(json.dumps(payload, sort_keys=True, default=str)),
+    )
+
+
+def _feedback(event: dict[str, Any]) -> None:
+    try:
+        inbound.route_feedback(deps().router, event)
+    except inbound.NoFeedbackMapping as err:
+        _dead_letter("feedback", _event_id(event), {"event": event}, err)  # kept; retrying cannot help
+
+
+@logger.inject_lambda_context(clear_state=True)
+def feedback_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _eventbridge("feedback", event, context, _feedback, lambda e: {"event": e}, _event_id)

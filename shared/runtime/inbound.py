@@ -1,0 +1,130 @@
+"""What the router does with one record of each way in (an accepted delivery, an outbox item, a run's end, feedback),
+shared by the router Lambda and `stepwise replay`; and the queue message the intake writes (JSON, exact Decimals)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from shared import constants as C
+from shared.events import ContactEvent
+from shared.store.contacts import deserialise
+
+if TYPE_CHECKING:  # the intake writes messages without loading the routing engine (its cold start)
+    from shared.routing import Routed, Router
+    from shared.store.archive import Archive
+
+
+def _plain(value: Any) -> Any:
+    # Money stays a JSON number (read back as Decimal with parse_float), never a string a condition cannot compare.
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_plain, sort_keys=True)
+
+
+def loads(text: str | bytes) -> Any:
+    return json.loads(text, parse_float=Decimal)
+
+
+def event_json(event: ContactEvent) -> dict[str, Any]:
+    """The event as JSON-ready values, Decimals kept as numbers (model_dump(mode="json") makes them strings)."""
+    return loads(dumps(event.model_dump(mode="python", exclude_none=True)))  # type: ignore[no-any-return]
+
+
+class AcceptedDelivery(BaseModel):
+    """One SQS message: everything the router needs, and where the raw delivery is kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dedupe_key: str
+    archive_key: str
+    provider: str
+    verified: bool
+    test: bool
+    events: list[ContactEvent] | None  # None: too large for SQS, read them from the archived delivery
+
+    @classmethod
+    def parse(cls, body: str) -> AcceptedDelivery:
+        return cls.model_validate(loads(body))
+
+
+class NoFeedbackMapping(Exception):
+    """shared/messaging/feedback.py is not there: SES and SMS events cannot be read yet (kept as dead letters)."""
+
+
+def route_delivery(router: Router, archive: Archive, body: str) -> list[Routed]:
+    """One accepted delivery off the intake queue: each of its events, in the order the provider listed them."""
+    message = AcceptedDelivery.parse(body)
+    events = message.events
+    if events is None:  # too large for SQS: the intake archived them with the raw delivery
+        doc = archive.get_json(message.archive_key)
+        if doc is None:
+            raise LookupError(f"archived delivery {message.archive_key} is gone (expired after 30 days?)")
+        events = [ContactEvent.model_validate(e) for e in loads(dumps(doc.get("events") or []))]
+    out: list[Routed] = []
+    for event in events:
+        out += router.handle(event)
+    return out
+
+
+def outbox_item(new_image: dict[str, Any]) -> dict[str, Any] | None:
+    """The step runner's outbox item in a stream record's NewImage, or None for any other item (MSG# items are
+    the sender's, profiles and runs nobody's here)."""
+    item = deserialise(new_image)
+    if str(item.get(C.PK, "")).startswith("EVENT#") and item.get("status") == "pending":
+        return item
+    return None
+
+
+def route_outbox(router: Router, item: dict[str, Any]) -> list[Routed]:
+    """An event a step caused (tag.added...): already applied by the step, routed for other workflows. The item
+    is deleted once routed, as the local simulation does; a repeat finds the same deterministic ids."""
+    from shared.routing import outbox_to_event
+
+    out = router.handle(outbox_to_event(item), internal=True)
+    router.store.delete_item(item[C.PK], item[C.SK])
+    return out
+
+
+def route_status(router: Router, event: dict[str, Any]) -> list[Routed]:
+    """EventBridge's "Step Functions Execution Status Change": the detail carries the input as a JSON string
+    (absent when over 256 KB: then DescribeExecution has it)."""
+    detail = event.get("detail") or {}
+    arn, status = detail.get("executionArn"), detail.get("status")
+    if not arn or not status:
+        raise ValueError("execution status change without detail.executionArn / detail.status")
+    raw = detail.get("input")
+    if raw is None:
+        raw = router.sfn.describe_execution(executionArn=arn).get("input")
+    run_input = json.loads(raw) if isinstance(raw, str) and raw else (raw if isinstance(raw, dict) else {})
+    return router.execution_ended(arn, status, run_input)
+
+
+def feedback_events(event: dict[str, Any]) -> list[ContactEvent]:
+    """SES events and SMS receipts as contact events, through the senders' mapping (shared/messaging/feedback)."""
+    try:
+        from shared.messaging import feedback  # type: ignore[attr-defined]
+    except ImportError as err:
+        if err.name not in ("shared.messaging.feedback", None):
+            raise
+        raise NoFeedbackMapping("no feedback mapping (shared/messaging/feedback.py to_events)") from None
+    return list(feedback.to_events(event))
+
+
+def route_feedback(router: Router, event: dict[str, Any]) -> list[Routed]:
+    out: list[Routed] = []
+    for e in feedback_events(event):
+        out += router.handle(e)
+    return out

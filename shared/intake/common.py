@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import hmac
 import json
@@ -58,11 +59,11 @@ class J:
 
     __slots__ = ("path", "v")
 
-    def __init__(self, v: Any, path: str = "body") -> None:
+    def __init__(self, v: Any, path: builtins.str = "body") -> None:
         self.v = v
         self.path = path
 
-    def __getitem__(self, key: str) -> J:
+    def __getitem__(self, key: builtins.str) -> J:
         path = f"{self.path}.{key}" if self.path else key
         if self.v is None:
             return J(None, path)
@@ -70,10 +71,10 @@ class J:
             raise MalformedDelivery(f"{self.path} must be an object", field=self.path)
         return J(self.v.get(key), path)
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> builtins.bool:
         return self.v is not None
 
-    def _bad(self, kind: str) -> MalformedDelivery:
+    def _bad(self, kind: builtins.str) -> MalformedDelivery:
         return MalformedDelivery(f"{self.path} must be {kind}, not {type(self.v).__name__}", field=self.path)
 
     def required(self) -> J:
@@ -93,7 +94,7 @@ class J:
             raise self._bad("a list")
         return (J(x, f"{self.path}[{i}]") for i, x in enumerate(self.v))
 
-    def str(self) -> str | None:
+    def str(self) -> builtins.str | None:
         """A string (empty reads as absent); integer ids become their exact decimal string."""
         v = self.v
         if v is None:
@@ -110,24 +111,24 @@ class J:
             raise MalformedDelivery(f"{self.path} is not valid Unicode", field=self.path) from None
         return v.strip() or None
 
-    def text(self) -> str | None:
+    def text(self) -> builtins.str | None:
         """Like str(), but a JSON number (a phone, a numeric answer) is accepted as its digits."""
         if isinstance(self.v, Decimal) and self.v.is_finite():
             return format(self.v, "f")
         return self.str()
 
-    def req_str(self) -> str:
+    def req_str(self) -> builtins.str:
         s = self.required().str()
         if s is None:
             raise MalformedDelivery(f"{self.path} is empty", field=self.path)
         return s
 
-    def bool(self) -> bool | None:
+    def bool(self) -> builtins.bool | None:
         if self.v is None or isinstance(self.v, bool):
             return self.v
         raise self._bad("true or false")
 
-    def int(self) -> int | None:
+    def int(self) -> builtins.int | None:
         v = self.v
         if v is None:
             return None
@@ -150,7 +151,7 @@ class J:
             raise MalformedDelivery(f"{self.path} is out of range", field=self.path)
         return d
 
-    def datetime(self, *, naive_is_utc: bool = True) -> datetime | None:
+    def datetime(self, *, naive_is_utc: builtins.bool = True) -> datetime | None:
         """An ISO 8601 time or Unix seconds, as an aware UTC datetime."""
         v = self.v
         if v is None or v == "":
@@ -307,7 +308,7 @@ def contact(
     phone = _first_valid(phones, normalise_phone, text=True)
     if not (email or phone or external_id):
         raise NotAContactEvent("the delivery names no contact (no usable email, phone or customer id)", field="contact")
-    names = {
+    names: dict[str, Any] = {
         "first_name": first_name.str() if first_name is not None else None,
         "last_name": last_name.str() if last_name is not None else None,
         "timezone": timezone.str() if timezone is not None else None,

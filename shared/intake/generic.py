@@ -41,7 +41,9 @@ def _one(item: Any, where: str) -> ContactEvent:
     except ValidationError as e:
         err = e.errors()[0]
         field = prefix + ".".join(str(p) for p in err["loc"])
-        raise MalformedDelivery(f"{field or 'body'}: {err['msg']}", field=field) from None
+        # A contact's values are personal data: the message names the field, never echoes the value (it is logged).
+        msg = "not a valid value" if err["loc"][:1] == ("contact",) and err["type"] == "value_error" else err["msg"]
+        raise MalformedDelivery(f"{field or 'body'}: {msg}", field=field) from None
     except RecursionError:
         raise MalformedDelivery(f"{where or 'body'} is nested too deeply", field=where or "body") from None
     if event.occurred_at is not None and event.occurred_at.tzinfo is None:

@@ -19,10 +19,15 @@ from pydantic import (
     model_validator,
 )
 
+from shared.messaging.caps import FrequencyCap
+from shared.messaging.windows import SendWindow
 from shared.workflow.conditions import Condition, EventSpec, Where
 from shared.workflow.durations import Duration
 
 STEP_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# Deployment-wide settings beside the workflow files: every workflow of the folder gets them (not a workflow).
+DEPLOYMENT_FILE = "stepwise.yaml"
+ANYTIME = "anytime"  # a send step's send_window that lifts the workflow's window
 ONE_YEAR = 365 * 86400
 
 
@@ -91,6 +96,12 @@ class Reentry(Strict):
 class Settings(Strict):
     max_loops: int = Field(default=100, ge=1, le=10_000, description="Go-to jumps before the run ends")
     history_days: int = Field(default=30, ge=1, le=365)
+    send_window: SendWindow | None = Field(
+        default=None, description="Local hours emails and SMS may go out; a send outside holds the contact"
+    )
+    frequency_cap: FrequencyCap | None = Field(
+        default=None, description=f"Marketing sends per contact per day across workflows: set in {DEPLOYMENT_FILE}"
+    )
 
 
 # ---- actions -----------------------------------------------------------------------------------
@@ -100,11 +111,21 @@ class SendEmail(Strict):
     template: str
     subject: str | None = None
     campaign: str | None = None
+    # None rather than False when unset: the dumped step (its Task payload, the workflow's version) stays as it was.
+    transactional: bool | None = Field(default=None, description="Not marketing: exempt from the frequency cap")
+    send_window: SendWindow | Literal["anytime"] | None = Field(
+        default=None, description="This step's own window (anytime: none), over the workflow's"
+    )
 
 
 class SendSms(Strict):
     template: str
     campaign: str | None = None
+    # None rather than False when unset: the dumped step (its Task payload, the workflow's version) stays as it was.
+    transactional: bool | None = Field(default=None, description="Not marketing: exempt from the frequency cap")
+    send_window: SendWindow | Literal["anytime"] | None = Field(
+        default=None, description="This step's own window (anytime: none), over the workflow's"
+    )
 
 
 class SendSiteMessage(Strict):
@@ -583,6 +604,36 @@ def parse_workflow(data: Any, path: str = "<workflow>") -> Workflow:
         raise WorkflowFileError(path, format_validation_error(path, data, err)) from None
 
 
+class DeploymentSettings(Strict):
+    """stepwise.yaml beside the workflow files: settings every workflow of the deployment shares (the frequency
+    cap) or starts from (a default send window, which a workflow's own settings replace)."""
+
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("settings")
+    @classmethod
+    def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - {"send_window", "frequency_cap", "history_days", "max_loops"})
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
+        Settings.model_validate(v)
+        return v
+
+
+def load_deployment_settings(folder: Path) -> dict[str, Any]:
+    """The settings of the folder's stepwise.yaml (none when there is no such file)."""
+    p = folder / DEPLOYMENT_FILE
+    if not p.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+        return DeploymentSettings.model_validate(data).settings
+    except yaml.YAMLError as err:
+        raise WorkflowFileError(str(p), [f"{p}: not valid YAML: {err}"]) from None
+    except ValidationError as err:
+        raise WorkflowFileError(str(p), format_validation_error(str(p), data, err)) from None
+
+
 def load_workflow(path: str | Path) -> Workflow:
     p = Path(path)
     try:
@@ -593,6 +644,18 @@ def load_workflow(path: str | Path) -> Workflow:
         raise WorkflowFileError(str(p), [f"{p}: cannot read: {err.strerror}"]) from None
     if not isinstance(data, dict):
         raise WorkflowFileError(str(p), [f"{p}: a workflow file is a mapping with name, triggers and steps"])
+    own = data.get("settings")
+    if isinstance(own, dict) and "frequency_cap" in own:
+        raise WorkflowFileError(
+            str(p),
+            [
+                f"{p}: field settings.frequency_cap: the cap counts sends across every workflow; set it once in "
+                f"{DEPLOYMENT_FILE} beside the workflow files"
+            ],
+        )
+    shared = load_deployment_settings(p.parent)
+    if shared:
+        data = {**data, "settings": {**shared, **(own if isinstance(own, dict) else {})}}
     return parse_workflow(data, str(p))
 
 
@@ -600,4 +663,5 @@ def workflow_files(folder: str | Path) -> list[Path]:
     p = Path(folder)
     if p.is_file():
         return [p]
-    return sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+    found = [*p.glob("*.yaml"), *p.glob("*.yml")]
+    return sorted(f for f in found if f.name not in (DEPLOYMENT_FILE, "stepwise.yml"))

@@ -383,6 +383,12 @@ def demo_command(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def local_command(args: argparse.Namespace) -> int:
+    from stepwise.local_api import local_command as run
+
+    return run(args)
+
+
 # ---- lifecycle: activate, deactivate, status (against the deployed table and machines) ----------------------
 
 
@@ -469,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the example workflows locally and show what contacts receive")
     p.add_argument("folder", nargs="?", default="workflows", metavar="FOLDER")
     p.set_defaults(func=demo_command)
+
+    from stepwise import local_api, replay
+
+    local_api.add_parsers(sub, local_command)
+    replay.add_parser(sub)
 
     for name, helptext, func in (
         ("status", "whether a deployed workflow takes new contacts", status_command),

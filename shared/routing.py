@@ -12,6 +12,7 @@ from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import ContactEvent, ContactRef
 from shared.facts import facts_for
+from shared.runtime.abandonment import observe as observe_checkout
 from shared.splits import SplitTests
 from shared.store.contacts import ContactStore, contact_pk
 from shared.waits import resume_wait
@@ -51,6 +52,7 @@ class Router:
         self.store.record_activity(contact_id, event.digest(), event.type, event.data, at)
         if not internal:
             self.store.apply_event(contact_id, event.type, event.data, at)
+        observe_checkout(self, contact_id, event, at)  # checkout updates and orders: pending abandonments
         out: list[Routed] = []
         if message is not None:
             self._message_engagement(contact_id, event, message, at)
@@ -251,17 +253,11 @@ class Router:
         return out
 
     def fire_schedule(self, wf: Workflow, trigger: ScheduleTrigger) -> list[Routed]:
-        """A fixed-date trigger: enrol every contact of the list, once per contact."""
-        out = []
-        event = {
-            "id": f"schedule:{wf.name}:{trigger.at.isoformat()}",
-            "type": "schedule.fired",
-            "data": {"list": trigger.list, "at": trigger.at.isoformat()},
-        }
-        for contact_id in self.store.list_members(trigger.list):
-            res = self.enroller.enrol(contact_id, wf.name, event, key=event["id"], reentry=wf.reentry)
-            out.append(Routed(contact_id, wf.name, "entered" if res.started else "not entered", res.reason))
-        return out
+        """A fixed-date trigger: every contact of the list enters once, through the broadcast (the list snapshot to
+        S3, a Distributed Map of batches under the StartExecution quota, resumable: shared/runtime/broadcast.py)."""
+        from shared.runtime.broadcast import start_broadcast  # the broadcast's batches call back into this router
+
+        return start_broadcast(self, wf, trigger)
 
 
 MESSAGE_CHANNELS = ("email", "sms")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+import boto3
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared import constants as C
@@ -22,7 +23,14 @@ from shared.enrollment import Enroller
 from shared.events import ContactEvent
 from shared.history import dump_entry_plans
 from shared.routing import Routed, Router, outbox_to_event
+from shared.runtime import broadcast as broadcast_module
+from shared.runtime import schedules as schedules_module
+from shared.runtime.broadcast import Broadcaster, schedule_all
+from shared.runtime.schedules import ScheduleContext, Schedules, dispatch
+from shared.store.broadcasts import BroadcastStore
 from shared.store.contacts import ContactStore, create_table, deserialise
+from shared.store.schedules import ScheduleStore, StoredSchedule
+from shared.workflow.broadcast import broadcast_definition
 from shared.workflow.compiler import compile_workflow, entry_plans
 from shared.workflow.durations import parse_duration
 from shared.workflow.model import ScheduleTrigger, Workflow, WorkflowFileError, load_workflow, workflow_files
@@ -34,6 +42,30 @@ STEP_RUNNER = "functions.step_runner.handler.handler"
 DEFAULT_START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 RUN_ENDED = "run.ended"  # the timeline's label for what the end of a run caused
 _STREAM_PAGE = 1000  # records per GetRecords call, the most DynamoDB Streams returns
+
+
+# Schedules locally: the group, the bucket of list snapshots, and the in-process schedule handler (in AWS the
+# router's schedule_handler, C.HANDLER_ROUTER_SCHEDULE) that the broadcast machine's batches invoke.
+LOCAL_SCHEDULE_GROUP = "stepwise-local"
+LOCAL_BUCKET = "stepwise-local-archive"
+LOCAL_SCHEDULE_HANDLER = "stepwise.simulate.local_schedule_handler"
+_ACTIVE: Simulation | None = None  # the one simulation of this process (the local stack's patches are global)
+
+
+def local_schedule_handler(event: dict[str, Any], context: Any) -> Any:
+    """The schedule handler of the local stack: dispatches to the running simulation's router."""
+    if _ACTIVE is None:
+        raise RuntimeError("no simulation is running: the local schedule handler has nothing to route with")
+    result = dispatch(event, _ACTIVE.schedule_context)
+    _ACTIVE.record(result, str(event.get("kind")))
+    return {k: v for k, v in result.items() if k != "routed"} if isinstance(result, dict) else result
+
+
+def _unbind_schedules() -> None:
+    global _ACTIVE
+    schedules_module.bind(None)
+    broadcast_module.bind(None)
+    _ACTIVE = None
 
 
 class EventsFileError(Exception):
@@ -186,12 +218,60 @@ class Simulation:
         self.arn_template = template
         self.lifecycle = Lifecycle(self.store, self.stack.sfn, template)
         self.timers: list[tuple[datetime, Callable[[], None]]] = []
-        for wf in self.workflows:
-            for entry in wf.triggers:
-                if isinstance(entry.root, ScheduleTrigger):
-                    trig = entry.root
-                    self.timers.append((trig.at, lambda wf=wf, trig=trig: self._fire(wf, trig)))
+        self._start_schedules()
         return self
+
+    # ---- schedules: EventBridge Scheduler on moto stores them, the virtual clock fires them ----------------
+
+    def _start_schedules(self) -> None:
+        """The group, the schedule handler and the broadcast machine, as the CDK app declares them; the fixed-date
+        triggers' schedules created as at deployment (shared/runtime/broadcast.schedule_all)."""
+        global _ACTIVE
+        region = self.stack.region
+        scheduler = boto3.client("scheduler", region_name=region)
+        s3 = boto3.client("s3", region_name=region)
+        s3.create_bucket(Bucket=LOCAL_BUCKET)
+        handler_arn = self.stack.create_function("stepwise-schedules", LOCAL_SCHEDULE_HANDLER, {}, timeout=900)
+        role = f"arn:aws:iam::{self.stack.account_id}:role/stepwise-local-scheduler"
+        store = ScheduleStore(scheduler, LOCAL_SCHEDULE_GROUP, handler_arn, role)
+        store.create_group()
+        self.schedules = Schedules(store)
+        machine = self.stack.create_state_machine("stepwise-broadcast", broadcast_definition(handler_arn))
+        # Unpaced locally: moto has no StartExecution quota; the rate is the bench's measurement.
+        self.broadcaster = Broadcaster(self.router, BroadcastStore(s3, self.stack.sfn, LOCAL_BUCKET, machine), 0)
+        self.schedule_context = ScheduleContext(self.router, self.schedules)
+        schedules_module.bind(self.schedules)
+        broadcast_module.bind(self.broadcaster)
+        _ACTIVE = self
+        self._known_schedules: dict[str, StoredSchedule] = {}
+        schedule_all(self.workflows, self.schedules)
+
+    def _pending_schedules(self) -> list[StoredSchedule]:
+        """The group's schedules, earliest first (each read once: a schedule never changes after creation)."""
+        names = self.schedules.store.names()
+        for name in names:
+            if name not in self._known_schedules and (got := self.schedules.store.get(name)) is not None:
+                self._known_schedules[name] = got
+        for gone in set(self._known_schedules) - set(names):
+            del self._known_schedules[gone]
+        return sorted(self._known_schedules.values(), key=lambda s: (s.at, s.name))
+
+    def _fire_due_schedules(self) -> bool:
+        """Invoke, in process, every schedule now due (earliest first), then delete it as ActionAfterCompletion
+        DELETE does. True when any fired."""
+        fired = False
+        for due in (s for s in self._pending_schedules() if s.at <= self.now):
+            self.record(dispatch(due.payload, self.schedule_context), str(due.payload.get("kind")))
+            self.schedules.store.delete(due.name)
+            self._known_schedules.pop(due.name, None)
+            fired = True
+            self.settle()
+        return fired
+
+    def record(self, result: Any, label: str) -> None:
+        """Note in the timeline what a schedule's handler (or a broadcast batch) routed."""
+        for r in (result or {}).get("routed", []) if isinstance(result, dict) else []:
+            self.routed.append((self.now, Routed(**r), label))
 
     def __exit__(self, *exc: object) -> None:
         from functions.step_runner import handler as step_runner
@@ -202,6 +282,7 @@ class Simulation:
             step_runner.local_metrics = None
             step_runner.reset()
             self._plans_dir.cleanup()
+            _unbind_schedules()
 
     def _count_metric(self, name: str, workflow: str, step: str, dims: dict[str, str]) -> None:
         self.metrics[(name, workflow, step)] += 1
@@ -280,6 +361,8 @@ class Simulation:
             self.timers = [(t, f) for t, f in self.timers if t > self.now]
             for _, fire in due:
                 fire()
+            self.settle()
+            self._fire_due_schedules()
         if target > self.now:
             self.stack.clock.advance_to(target)
         self.settle()
@@ -302,7 +385,12 @@ class Simulation:
 
     def _next_due(self) -> datetime | None:
         """The earliest of the clock's next wake-up and the next fixed-date trigger."""
-        due = [d for d in (self.stack.clock.next_deadline(), min((t for t, _ in self.timers), default=None)) if d]
+        schedule = min((s.at for s in self._pending_schedules()), default=None)
+        due = [
+            d
+            for d in (self.stack.clock.next_deadline(), min((t for t, _ in self.timers), default=None), schedule)
+            if d
+        ]
         return min(due, default=None)
 
     # ---- what a user sees --------------------------------------------------------------------

@@ -1,0 +1,251 @@
+"""Fixed-date broadcasts: at a ScheduleTrigger's date the list is snapshot to S3 and the broadcast machine enters
+its contacts batch by batch, each exactly once, under the StartExecution quota, resumable after a failure."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from shared import clock
+from shared import constants as C
+from shared.events import stable_hash
+from shared.runtime import schedules as sched
+from shared.store.broadcasts import BroadcastStore
+from shared.store.contacts import epoch
+from shared.workflow.broadcast import BATCH_SIZE, KIND_BATCH, RATE_PER_BATCH
+from shared.workflow.model import ScheduleTrigger, Workflow
+
+if TYPE_CHECKING:
+    from shared.routing import Routed, Router
+
+KIND_FIRE = "broadcast"
+SNAPSHOT_PREFIX = "broadcasts/"
+KEEP = timedelta(days=90)
+_THROTTLE_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"})
+
+
+class Throttled(Exception):
+    """StartExecution (or another call of a batch) was throttled: the state machine retries the batch with
+    backoff; contacts the batch entered already are skipped on the retry."""
+
+
+class BroadcastNotConfigured(Exception):
+    """A fixed-date list must go out but no broadcaster is bound (the handler's start-up or the local stack)."""
+
+
+class UnknownBroadcast(Exception):
+    """A broadcast id, workflow or trigger that this deployment does not have."""
+
+
+def broadcast_id(workflow: str, at: datetime) -> str:
+    return f"{workflow[:40]}-{stable_hash(workflow, at.isoformat(), length=16)}"
+
+
+def entry_key(workflow: str, at: datetime) -> str:
+    """The enrolment key (and event id) of a fixed-date entry: one execution per contact and date, however often
+    the broadcast runs."""
+    return f"schedule:{workflow}:{at.isoformat()}"
+
+
+def schedule_all(workflows: list[Workflow], schedules: sched.Schedules) -> int:
+    """One Scheduler schedule per fixed-date trigger (at deploy / first load); existing ones are kept. Returns how
+    many were created."""
+    created = 0
+    for wf in workflows:
+        for entry in wf.triggers:
+            t = entry.root
+            if isinstance(t, ScheduleTrigger):
+                payload = {"workflow": wf.name, "at": t.at.isoformat(), "list": t.list}
+                created += schedules.at(KIND_FIRE, f"{wf.name}:{t.at.isoformat()}", t.at, payload)
+    return created
+
+
+@dataclass(frozen=True)
+class Started:
+    broadcast_id: str
+    execution_arn: str
+    contacts: int
+    batches: int
+    new: bool  # False: this attempt was started before (a repeated schedule invocation)
+
+
+class Broadcaster:
+    """Snapshots lists and starts (or resumes) the broadcast machine over a snapshot. Progress lives in the
+    table: BROADCAST#id / META (snapshot, attempts) and BATCH#n markers of the batches done."""
+
+    def __init__(self, router: Router, store: BroadcastStore, rate_per_batch: float = RATE_PER_BATCH) -> None:
+        self.router = router
+        self.store = store
+        self.rate = rate_per_batch
+
+    def start(self, wf: Workflow, trigger: ScheduleTrigger) -> Started:
+        bid = broadcast_id(wf.name, trigger.at)
+        key = f"{SNAPSHOT_PREFIX}{bid}.json"
+        if self.store.snapshot_exists(key):  # a repeat: the list as it was at the date, not as it is now
+            batches = self.store.read_snapshot(key)
+        else:
+            members = sorted(set(self.router.store.list_members(trigger.list)))
+            batches = [
+                {"batch": n, "contacts": members[i : i + BATCH_SIZE]}
+                for n, i in enumerate(range(0, len(members), BATCH_SIZE))
+            ]
+            self.store.write_snapshot(key, batches)
+        now = clock.now()
+        meta = {
+            C.PK: f"BROADCAST#{bid}",
+            C.SK: "META",
+            "workflow": wf.name,
+            "at": trigger.at.isoformat(),
+            "list": trigger.list,
+            "key": key,
+            "attempts": 1,
+            "contacts": sum(len(b["contacts"]) for b in batches),
+            "batches": len(batches),
+            "started_at": now.isoformat(),
+            C.TTL_ATTRIBUTE: epoch(now + KEEP),
+        }
+        self.router.store.put_item(meta, only_new=True)
+        return self._run(bid, meta, 1)
+
+    def resume(self, bid: str) -> Started:
+        """Start a new attempt over the same snapshot (what RedriveExecution would do): batches marked done are
+        skipped whole, and contacts entered already are not entered again (their enrolment key)."""
+        meta = self.router.store.get_item(f"BROADCAST#{bid}", "META")
+        if meta is None:
+            raise UnknownBroadcast(f"broadcast {bid}: no such broadcast")
+        attempt = int(meta["attempts"]) + 1
+        self.router.store.put_item({**meta, "attempts": attempt})
+        return self._run(bid, meta, attempt)
+
+    def _run(self, bid: str, meta: dict[str, Any], attempt: int) -> Started:
+        run_input = {
+            "broadcast_id": bid,
+            "workflow": meta["workflow"],
+            "at": meta["at"],
+            "list": meta["list"],
+            "bucket": self.store.bucket,
+            "key": meta["key"],
+            "rate": self.rate,
+        }
+        arn, new = self.store.start(f"{bid}-{attempt}", run_input)
+        return Started(bid, arn, int(meta["contacts"]), int(meta["batches"]), new)
+
+
+# ---- binding (as shared.runtime.schedules.bind) -----------------------------------------------------------
+
+_bound: Broadcaster | None = None
+
+
+def bind(broadcaster: Broadcaster | None) -> None:
+    global _bound
+    _bound = broadcaster
+
+
+def required() -> Broadcaster:
+    if _bound is None:
+        raise BroadcastNotConfigured(
+            "no broadcaster bound: the router's start-up binds one from STEPWISE_ARCHIVE_BUCKET and "
+            "STEPWISE_BROADCAST_MACHINE_ARN"
+        )
+    return _bound
+
+
+def start_broadcast(router: Router, wf: Workflow, trigger: ScheduleTrigger) -> list[Routed]:
+    """Router.fire_schedule: the date came; the broadcast takes the list from here."""
+    from shared.routing import Routed
+
+    s = required().start(wf, trigger)
+    how = "started" if s.new else "already started"
+    why = f"list {trigger.list}: {s.contacts} contacts in {s.batches} batches, broadcast {s.broadcast_id} {how}"
+    return [Routed(f"(list {trigger.list})", wf.name, "broadcast", why)]
+
+
+@sched.register(KIND_FIRE)
+def fire(payload: dict[str, Any], ctx: sched.ScheduleContext) -> dict[str, Any]:
+    wf = _workflow(ctx.router, str(payload["workflow"]))
+    at = datetime.fromisoformat(str(payload["at"]))
+    trigger = next(
+        (e.root for e in wf.triggers if isinstance(e.root, ScheduleTrigger) and e.root.at == at),
+        None,
+    )
+    if trigger is None:
+        raise UnknownBroadcast(f"workflow {wf.name}: no fixed-date trigger at {payload['at']} (changed since?)")
+    return {"routed": [asdict(r) for r in ctx.router.fire_schedule(wf, trigger)]}
+
+
+def _workflow(router: Router, name: str) -> Workflow:
+    for wf in router.workflows:
+        if wf.name == name:
+            return wf
+    raise UnknownBroadcast(f"field workflow: {name!r} is not deployed")
+
+
+@sched.register(KIND_BATCH)
+def run_batch(
+    payload: dict[str, Any],
+    ctx: sched.ScheduleContext,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Enter one batch of the snapshot, paced to `rate` StartExecution calls a second (0: unpaced). A batch
+    marked done is skipped whole; a contact already entered on this date is skipped before any call."""
+    router = ctx.router
+    bid, n, contacts = str(payload["broadcast_id"]), int(payload["batch"]), list(payload["contacts"])
+    marker_pk, marker_sk = f"BROADCAST#{bid}", f"BATCH#{n:07d}"
+    if router.store.get_item(marker_pk, marker_sk) is not None:
+        return {"entered": 0, "skipped": len(contacts), "routed": []}
+    wf = _workflow(router, str(payload["workflow"]))
+    at = datetime.fromisoformat(str(payload["at"]))
+    key = entry_key(wf.name, at)
+    event = {"id": key, "type": "schedule.fired", "data": {"list": payload.get("list"), "at": at.isoformat()}}
+    rate = float(payload.get("rate") or 0)
+    interval = 1.0 / rate if rate > 0 else 0.0
+    entered = skipped = 0
+    routed: list[dict[str, Any]] = []
+    last = float("-inf")
+    for i, contact_id in enumerate(contacts):
+        record = router.enroller.current(contact_id, wf.name)
+        if record is not None and datetime.fromisoformat(record["entered_at"]) >= at:
+            skipped += 1  # entered on this date already (an earlier attempt): no Step Functions call
+            continue
+        if interval:
+            wait = last + interval - monotonic()
+            if wait > 0:
+                sleep(wait)
+            last = monotonic()
+        try:
+            res = router.enroller.enrol(contact_id, wf.name, event, key=key, reentry=wf.reentry)
+        except ClientError as err:
+            if err.response["Error"]["Code"] in _THROTTLE_CODES:
+                raise Throttled(
+                    f"batch {n} of broadcast {bid}: throttled at contact {i + 1} of {len(contacts)}"
+                ) from err
+            raise
+        entered += res.started
+        skipped += not res.started
+        routed.append(
+            {
+                "contact": contact_id,
+                "workflow": wf.name,
+                "action": "entered" if res.started else "not entered",
+                "why": res.reason,
+            }
+        )
+    now = clock.now()
+    router.store.put_item(
+        {
+            C.PK: marker_pk,
+            C.SK: marker_sk,
+            "entered": entered,
+            "skipped": skipped,
+            "at": now.isoformat(),
+            C.TTL_ATTRIBUTE: epoch(now + KEEP),
+        }
+    )
+    return {"entered": entered, "skipped": skipped, "routed": routed}

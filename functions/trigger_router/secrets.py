@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.parameters import SSMProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import ClientError
 
 MAX_AGE_SECONDS = 300  # a rotated secret is picked up within 5 minutes, at one GetParameter per 5 minutes
@@ -18,6 +16,9 @@ class Secrets:
     def __init__(self, prefix: str, api_key_parameter: str, ssm: Any) -> None:
         self.prefix = prefix
         self.api_key_parameter = api_key_parameter
+        # Imported at the first delivery's cold start, not the module's: the import alone is ~50 ms.
+        from aws_lambda_powertools.utilities.parameters import SSMProvider
+
         self.provider = SSMProvider(boto3_client=ssm)
         self._missing: dict[str, float] = {}  # name -> until when it is known to be missing
 
@@ -33,6 +34,8 @@ class Secrets:
         now = time.monotonic()
         if self._missing.get(name, 0.0) > now:
             return None
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
         try:
             value = self.provider.get(name, max_age=MAX_AGE_SECONDS, decrypt=True)
         except GetParameterError as err:

@@ -16,6 +16,7 @@ from functions.trigger_router import intake
 from shared.intake.base import MAX_BODY_BYTES
 from shared.intake.shopify import Shopify
 from tests.integration.intake_support import (
+    API_KEY,
     BUCKET,
     SHOPIFY_SECRET,
     Context,
@@ -176,3 +177,23 @@ def test_fuzzed_requests_never_get_a_5xx(
     event = http_event(method, path, body, headers, base64_body=b64)
     out = intake.handler(event, Context())  # type: ignore[arg-type]
     assert out["statusCode"] < 500, (path, out)
+
+
+def test_the_events_api_with_its_key_enqueues_the_events(aws: dict[str, Any]) -> None:
+    payload = json.dumps(
+        {
+            "events": [
+                {"id": "v1", "type": "page.visited", "contact": {"email": "Ann@Example.com"}, "data": {"url": "/a"}},
+                {"id": "w1", "type": "webinar.registered", "contact": {"email": "ann@example.com"}, "data": {}},
+            ]
+        }
+    )
+    out = post("/events", payload, {"authorization": f"Bearer {API_KEY}"})
+    assert out["statusCode"] == 202 and response_json(out)["accepted"] == 2
+    (message,) = queued(aws)
+    assert [e["type"] for e in message["events"]] == ["page.visited", "webinar.registered"]
+    assert message["events"][0]["contact"]["email"] == "ann@example.com"
+    again = post("/events", payload, {"x-api-key": API_KEY})
+    assert again["statusCode"] == 200 and response_json(again)["duplicate"] is True
+    bad = post("/events", json.dumps({"events": [{"id": "x", "type": "nope"}]}), {"x-api-key": API_KEY})
+    assert bad["statusCode"] == 400 and response_json(bad)["field"].startswith("events[0]")

@@ -470,6 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--events", required=True, metavar="EVENTS.jsonl", help="one contact event or provider delivery per line"
     )
     p.add_argument("--start", metavar="ISO", help="virtual clock start (ISO 8601)")
+    p.add_argument(
+        "--activated-at",
+        metavar="ISO",
+        help="when the workflows count as deployed (default: the start); events that happened before never enter",
+    )
     p.set_defaults(func=simulate_command)
 
     p = sub.add_parser("demo", help="run the example workflows locally and show what contacts receive")

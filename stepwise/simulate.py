@@ -36,6 +36,7 @@ from shared.workflow.durations import parse_duration
 from shared.workflow.model import ScheduleTrigger, Workflow, WorkflowFileError, load_workflow, workflow_files
 from stepwise.lifecycle import Lifecycle
 from stepwise.local.stack import LocalStack
+from stepwise.outbox import LocalDelivery, templates_dir
 
 TABLE = "stepwise-local"
 STEP_RUNNER = "functions.step_runner.handler.handler"
@@ -158,10 +159,14 @@ def read_events(path: Path, start: datetime) -> list[TimedItem]:
         except ValueError as err:
             raise EventsFileError(f"{path}:{n}: field at: {err}") from None
         if isinstance(parsed, _EventLine):
+            # Read as POST /events reads its body: the same checks (a time needs its zone), the same words.
+            from shared.intake.base import IntakeError
+            from shared.intake.generic import parse_events
+
             try:
-                event = ContactEvent.model_validate(parsed.event)
-            except ValidationError as err:
-                raise EventsFileError(f"{path}:{n}: {_first_error(err, 'event.')}") from None
+                (event,) = parse_events(json.dumps(parsed.event).encode())
+            except IntakeError as err:
+                raise EventsFileError(f"{path}:{n}: field event.{err}") from None
             out.append(TimedEvent(at, event))
             continue
         if (parsed.body is None) == (parsed.body_raw is None):
@@ -176,9 +181,13 @@ class Simulation:
     """The whole engine in one process: moto's Step Functions and DynamoDB, the step runner in-process,
     the router fed by the events file and by the step runner's outbox, all on one virtual clock."""
 
-    def __init__(self, workflows: list[Workflow], start: datetime = DEFAULT_START) -> None:
+    def __init__(
+        self, workflows: list[Workflow], start: datetime = DEFAULT_START, activated_at: datetime | None = None
+    ) -> None:
         self.workflows = workflows
         self.start = start
+        # When the workflows count as deployed: events that happened before never enter (default: the start).
+        self.activated_at = activated_at or start
         self.routed: list[tuple[datetime, Routed, str]] = []
         self._ended: set[str] = set()  # executions whose end the router has been told of
         self.machines: dict[str, str] = {}
@@ -213,8 +222,13 @@ class Simulation:
         for wf in self.workflows:
             self.machines[wf.name] = self.stack.create_state_machine(f"stepwise-{wf.name}", compile_workflow(wf, fn))
         self.store = ContactStore(TABLE, self.stack.dynamodb)
-        self.enroller = Enroller(self.store, self.stack.sfn, template, self._count_metric, plans)
+        self.enroller = Enroller(
+            self.store, self.stack.sfn, template, self._count_metric, plans, activated_at=self.activated_at
+        )
         self.router = Router(self.workflows, self.store, self.enroller, self.stack.sfn)
+        # The sender in-process (stepwise/outbox.py): SES on moto, SMS recorded; off without a templates folder.
+        folder = templates_dir()
+        self.delivery = LocalDelivery(TABLE, self.stack.dynamodb, self.stack.region, folder) if folder else None
         self.arn_template = template
         self.lifecycle = Lifecycle(self.store, self.stack.sfn, template)
         self.timers: list[tuple[datetime, Callable[[], None]]] = []
@@ -308,8 +322,12 @@ class Simulation:
             self.stack.settle()
             ended = self._report_ended_runs()
             pending = self._new_outbox_items()
-            if not pending and not ended:
+            # New message items the stream brought go to the sender, as the stream's Lambda trigger does in AWS.
+            sent, due = self.delivery.settle(self.now) if self.delivery is not None else (0, [])
+            if not pending and not ended and not sent and not due:
                 return
+            for event in due:  # email.not_opened / not_clicked whose window passed
+                self.routed.extend((self.now, r, event.type) for r in self.router.handle(event, internal=True))
             for item in pending:
                 self.store.delete_item(item[C.PK], item[C.SK])
                 event = outbox_to_event(item)
@@ -340,6 +358,8 @@ class Simulation:
             page = self.stack.dynamodbstreams.get_records(ShardIterator=self._outbox_position, Limit=_STREAM_PAGE)
             self._outbox_position = page["NextShardIterator"]
             for record in page["Records"]:
+                if self.delivery is not None:
+                    self.delivery.offer(record)
                 if record["eventName"] != "INSERT":
                     continue
                 item = deserialise(record["dynamodb"]["NewImage"])
@@ -588,8 +608,10 @@ def simulate_command(args: argparse.Namespace) -> int:
     out = sys.stdout
     try:
         start = parse_at(args.start, DEFAULT_START) if getattr(args, "start", None) else DEFAULT_START
+        activated = getattr(args, "activated_at", None)
+        activated_at = parse_at(activated, start) if activated else None
     except ValueError as err:
-        print(f"--start: {err}", file=sys.stderr)
+        print(f"--start / --activated-at: {err}", file=sys.stderr)
         return 1
     paths = _workflow_paths(Path(args.path))
     if isinstance(paths, str):
@@ -606,7 +628,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"{args.events}: cannot read: {err.strerror or err}", file=sys.stderr)
         return 1
-    with Simulation(workflows, start) as sim:
+    with Simulation(workflows, start, activated_at=activated_at) as sim:
         feeder = Feeder(sim)
         feeder.run(items)
         for row in feeder.timeline():

@@ -113,3 +113,16 @@ def test_errors_name_file_line_and_field_without_a_traceback(
     assert f"stepwise simulate {folder}" in err
     code, _, err = simulate(capsys, folder, tmp_path / "missing.jsonl")
     assert code == 1 and "missing.jsonl: cannot read" in err and "Traceback" not in err
+
+
+def test_activated_at_after_the_order_keeps_it_out(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STEPWISE_WEBHOOK_SECRET_SHOPIFY", raising=False)
+    events = write_events(tmp_path, shopify_line("+2m"))
+    code = main(["simulate", str(folder), "--events", str(events), "--start", START, "--activated-at", "+1h"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    (refused,) = [r for r in rows[:-1] if r["workflow"] == "thank-buyers"]
+    assert refused["outcome"] == "not entered" and "before the workflow was activated" in refused["why"]
+    assert rows[-1]["summary"]["messages_sent"] == 0

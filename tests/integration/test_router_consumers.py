@@ -272,3 +272,27 @@ def test_feedback_without_a_mapping_is_kept_as_a_dead_letter(sim: Simulation) ->
     router.feedback_handler(ses, Context())  # type: ignore[arg-type]
     (letter,) = list_dead_letters(router.deps().archive)
     assert letter.source == "feedback" and "no feedback mapping" in letter.error
+
+
+def test_the_schedule_handler_dispatches_by_kind_and_keeps_what_fails(
+    sim: Simulation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.runtime import schedules
+
+    monkeypatch.setenv(C.ENV_SCHEDULE_GROUP, "stepwise-test")
+    monkeypatch.setenv(C.ENV_SCHEDULE_TARGET_ARN, "arn:aws:lambda:us-east-1:123456789012:function:router-schedule")
+    monkeypatch.setenv(C.ENV_SCHEDULER_ROLE_ARN, "arn:aws:iam::123456789012:role/scheduler")
+    router.reset()
+    seen: list[tuple[dict[str, Any], Any]] = []
+
+    @schedules.register("router_test_kind")
+    def record(payload: dict[str, Any], ctx: schedules.ScheduleContext) -> None:
+        seen.append((payload, ctx.router))
+
+    router.schedule_handler({"kind": "router_test_kind", "key": "k1"}, Context())  # type: ignore[arg-type]
+    assert seen == [({"kind": "router_test_kind", "key": "k1"}, router.deps().router)]
+
+    with pytest.raises(schedules.UnknownScheduleKind):
+        router.schedule_handler({"kind": "no_such_kind"}, Context())  # type: ignore[arg-type]
+    (letter,) = list_dead_letters(router.deps().archive)
+    assert letter.source == "schedule" and letter.record == {"payload": {"kind": "no_such_kind"}}

@@ -1,0 +1,114 @@
+"""Sender Lambda: the table stream's new message items (MSG#, status queued) delivered, with partial batch failures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict
+
+from shared import constants as C
+from shared.messaging.channels import SesAlertChannel, SesEmailChannel, SmsChannel
+from shared.messaging.delivery import Policy, Sender, message_from_stream
+from shared.messaging.templates import TemplateSet
+from shared.messaging.unsubscribe import Links
+from shared.store.messages import MessageStore
+
+logger = Logger(service=C.SERVICE_NAME)
+CODE_ROOT = Path(__file__).resolve().parents[2]  # the asset's root in AWS (/var/task), the repository here
+REQUIRED = (
+    C.ENV_TABLE_NAME,
+    C.ENV_EMAIL_FROM,
+    C.ENV_SES_CONFIGURATION_SET,
+    C.ENV_UNSUBSCRIBE_URL,
+    C.ENV_UNSUBSCRIBE_KEY_PARAMETER,
+)
+
+
+class Settings(BaseModel):
+    """Configuration, read once per cold start; a missing key fails loudly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    table_name: str
+    email_from: str
+    configuration_set: str
+    unsubscribe_url: str
+    unsubscribe_key_parameter: str
+    sms_origination: str = ""  # "" = no SMS configured: an SMS message fails with that reason
+    sms_configuration_set: str = ""
+    templates_dir: str = C.TEMPLATES_FOLDER
+    unsubscribe_mailto: str = ""
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        missing = [k for k in REQUIRED if not os.environ.get(k)]
+        if missing:
+            raise RuntimeError(f"sender misconfigured: environment variable(s) {', '.join(missing)} not set")
+        return cls(
+            table_name=os.environ[C.ENV_TABLE_NAME],
+            email_from=os.environ[C.ENV_EMAIL_FROM],
+            configuration_set=os.environ[C.ENV_SES_CONFIGURATION_SET],
+            unsubscribe_url=os.environ[C.ENV_UNSUBSCRIBE_URL],
+            unsubscribe_key_parameter=os.environ[C.ENV_UNSUBSCRIBE_KEY_PARAMETER],
+            sms_origination=os.environ.get(C.ENV_SMS_ORIGINATION, ""),
+            sms_configuration_set=os.environ.get(C.ENV_SMS_CONFIGURATION_SET, ""),
+            templates_dir=os.environ.get(C.ENV_TEMPLATES_DIR, C.TEMPLATES_FOLDER),
+            unsubscribe_mailto=os.environ.get(C.ENV_UNSUBSCRIBE_MAILTO, ""),
+        )
+
+
+_sender: Sender | None = None
+
+
+def sender() -> Sender:
+    global _sender
+    if _sender is None:
+        s = Settings.from_env()
+        ses = boto3.client("sesv2")
+        channels: dict[str, Any] = {
+            "email": SesEmailChannel(ses, s.email_from, s.configuration_set),
+            "alert": SesAlertChannel(ses, s.email_from, s.configuration_set),
+        }
+        if s.sms_origination:
+            channels["sms"] = SmsChannel(
+                boto3.client("pinpoint-sms-voice-v2"), s.sms_origination, s.sms_configuration_set
+            )
+        key = parameters.get_parameter(s.unsubscribe_key_parameter, decrypt=True, max_age=300)
+        _sender = Sender(
+            MessageStore(s.table_name, boto3.client("dynamodb")),
+            channels,
+            TemplateSet.load(CODE_ROOT / s.templates_dir),
+            Links(str(key).encode(), s.unsubscribe_url, s.unsubscribe_mailto),
+            Policy(configuration_set=s.configuration_set),
+        )
+    return _sender
+
+
+def reset() -> None:
+    """Forget the cold-start state (tests swap the environment)."""
+    global _sender
+    _sender = None
+
+
+def record_handler(record: DynamoDBRecord) -> None:
+    msg = message_from_stream(record.raw_event)
+    if msg is None:
+        return  # not a message to deliver (the event source filter lets only these through in AWS)
+    done = sender().deliver(msg)
+    # Ids and outcomes only: never an address or a body.
+    logger.info("message", extra={"message_id": done.message_id, "status": done.status, "reason": done.reason})
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # A processor per invocation: it holds the batch's state, and the tests run two invocations at once.
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,373 @@
+"""The delivery path on moto: every queued message leaves once, consented, rendered, and its feedback flows back."""
+
+from __future__ import annotations
+
+import email
+import re
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ses.models import ses_backends
+
+from shared import constants as C
+from shared.messaging import unsubscribe
+from shared.messaging.feedback import absorb, to_events
+from shared.store.contacts import ContactStore, create_table, serialise
+from shared.store.messages import MessageStore
+from shared.workflow.model import load_workflow
+from stepwise.outbox import LOCAL_UNSUBSCRIBE_KEY
+from stepwise.simulate import DEFAULT_START, Simulation
+from tests.integration.support import event, history, workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = {
+    "cart-reminder.html": "---\nsubject: Your cart is waiting, {{ contact.first_name | default('friend') }}\n---\n"
+    "<p>Hi {{ contact.first_name | default('there') }}, your cart of {{ event.cart_value }} is waiting.</p>",
+    "cart-reminder-2.html": '---\nsubject: Last call\n---\n<p>Still thinking? <a href="{{ event.url }}">Cart</a></p>',
+    "spring-sale-offer.html": "---\nsubject: Spring sale\n---\n<p>20% off this spring.</p>",
+    "welcome-sms.sms.txt": "Welcome {{ contact.first_name | default('') }}! Reply STOP to opt out.",
+    "welcome-email.html": "---\nsubject: Welcome\n---\n<p>Welcome aboard.</p>",
+    "clicky.html": '---\nsubject: Click me\n---\n<p><a href="https://shop.example/x">x</a></p>',
+}
+
+
+@pytest.fixture
+def templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, text in TEMPLATES.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setenv(C.ENV_TEMPLATES_DIR, str(tmp_path))
+    return tmp_path
+
+
+def ses_sent(sim_or_region: Any = "us-east-1") -> list[Any]:
+    return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
+
+
+def mime(raw: Any) -> email.message.Message:
+    return email.message_from_string(raw.raw_data)
+
+
+def body_of(msg: email.message.Message, kind: str) -> str:
+    for part in msg.walk():
+        if part.get_content_type() == kind:
+            return part.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    return ""
+
+
+CART = {"checkout_id": "k1", "cart_value": 80, "idle_minutes": 15, "url": "https://shop.example/cart/k1"}
+
+
+def test_worked_example_arrives_rendered_with_both_unsubscribe_headers_and_one_click_unsubscribes(
+    templates: Path,
+) -> None:
+    wf = load_workflow(ROOT / "workflows" / "abandoned-checkout.yaml")
+    with Simulation([wf]) as sim:
+        sim.send(event("co-1", "checkout.abandoned", CART, email="ana@example.com", first_name="Ana"))
+        (sent,) = ses_sent()
+        msg = mime(sent)
+        assert msg["Subject"] == "Your cart is waiting, Ana"
+        assert "your cart of 80 is waiting" in body_of(msg, "text/html")
+        assert "your cart of 80 is waiting" in body_of(msg, "text/plain")
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        https, mailto = re.findall(r"<([^>]+)>", msg["List-Unsubscribe"])
+        assert https.startswith("http://127.0.0.1:8080/unsubscribe/") and mailto.startswith("mailto:")
+        assert https in body_of(msg, "text/html")  # the link is in the body too
+        assert msg["Feedback-ID"].endswith(":stepwise")
+        cid = sim.contacts()[0]
+        (item,) = sim.store.messages(cid)
+        assert item["status"] == "sent" and item["provider_id"] == sent.id
+
+        # The one-click POST a mailbox provider makes: consent withdrawn at once; the next email is not sent.
+        token = https.rsplit("/", 1)[1]
+        resp = unsubscribe.handle(sim.store, LOCAL_UNSUBSCRIBE_KEY, token, "POST", sim.now)
+        assert resp.status == 200 and resp.event is not None
+        sim.send(resp.event)
+        sim.advance(DEFAULT_START + timedelta(days=1, minutes=1))
+        assert len(ses_sent()) == 1
+        why = {(h["step"], h["outcome"]): h["why"] for h in history(sim, email="ana@example.com")}
+        assert why[("remind-again", "skipped")] == "contact withdrew email consent"
+
+
+def test_get_on_the_link_only_asks_and_a_forged_token_is_refused(templates: Path) -> None:
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(ddb, "t")
+        store = ContactStore("t", ddb)
+        cid = store.upsert(event("e", "x.y", {}, email="a@example.com").contact)
+        token = unsubscribe.make_token(b"k" * 32, cid, "m1")
+        assert unsubscribe.handle(store, b"k" * 32, token, "GET", DEFAULT_START).event is None
+        assert store.get(cid).consent == {}
+        assert unsubscribe.handle(store, b"other-key", token, "POST", DEFAULT_START).status == 400
+        assert store.get(cid).consent == {}
+
+
+SEND_ONE = """
+name: send-one
+triggers: [{event: list.subscribed}]
+steps:
+  - id: hello
+    send_email: {template: welcome-email}
+"""
+
+
+def test_suppressed_bounced_and_complained_addresses_receive_nothing_and_the_history_says_why(
+    templates: Path,
+) -> None:
+    with Simulation([workflow(SEND_ONE)]) as sim:
+        # A first send to each, then a hard bounce for one and a complaint for the other (SES's EventBridge shape).
+        for who in ("bo", "cy"):
+            sim.send(event(f"s-{who}", "list.subscribed", {"list": "a"}, email=f"{who}@example.com"))
+        assert len(ses_sent()) == 2
+        for who, kind in (("bo", "Bounce"), ("cy", "Complaint")):
+            cid = next(c for c in sim.contacts() if sim.store.get(c).email == f"{who}@example.com")
+            (m,) = sim.store.messages(cid)
+            for ev in absorb(
+                MessageStore("stepwise-local", sim.stack.dynamodb), to_events(ses_event(kind, m)), sim.now
+            ):
+                sim.send(ev)
+        for who in ("bo", "cy"):
+            sim.send(event(f"s2-{who}", "list.subscribed", {"list": "b"}, email=f"{who}@example.com"))
+        assert len(ses_sent()) == 2
+        outcomes = {
+            who: [(h["outcome"], h["why"]) for h in history(sim, email=f"{who}@example.com")] for who in ("bo", "cy")
+        }
+        assert ("skipped", f"address suppressed after a bounce on {DEFAULT_START:%Y-%m-%d}") in outcomes["bo"]
+        assert ("skipped", f"address suppressed after a complaint on {DEFAULT_START:%Y-%m-%d}") in outcomes["cy"]
+
+
+def ses_event(kind: str, msg: dict[str, Any], **body: Any) -> dict[str, Any]:
+    detail_type = {"Bounce": "Email Bounced", "Complaint": "Email Complaint Received", "Click": "Email Clicked"}[kind]
+    inner = {"timestamp": "2026-11-30T09:05:00.000Z", **body}
+    if kind == "Bounce":
+        inner |= {"bounceType": "Permanent", "bounceSubType": "General"}
+    return {
+        "source": "aws.ses",
+        "detail-type": detail_type,
+        "detail": {
+            "eventType": kind,
+            "mail": {
+                "messageId": msg["provider_id"],
+                "timestamp": "2026-11-30T09:00:00.000Z",
+                "tags": {"message_id": [msg["message_id"]], "contact_id": [str(msg["pk"]).removeprefix("CONTACT#")]},
+            },
+            kind[0].lower() + kind[1:]: inner,
+        },
+    }
+
+
+WAIT_FOR_CLICK = """
+name: click-wait
+triggers: [{event: list.subscribed}]
+steps:
+  - id: mail
+    send_email: {template: clicky}
+  - id: until-click
+    wait_until: {event: email.clicked, where: {step: mail}, timeout: 3d}
+  - id: thanks
+    add_tag: Clicked
+"""
+
+
+def test_an_ses_click_event_resumes_the_workflow_waiting_for_that_click(templates: Path) -> None:
+    with Simulation([workflow(WAIT_FOR_CLICK)]) as sim:
+        sim.send(event("s", "list.subscribed", {"list": "a"}, email="dee@example.com"))
+        cid = sim.contacts()[0]
+        (m,) = sim.store.messages(cid)
+        (click,) = to_events(ses_event("Click", m, link="https://shop.example/x"))
+        sim.send(click)
+        assert "Clicked" in sim.store.get(cid).tags
+        assert sim.store.get_item(f"CONTACT#{cid}", f"MSG#{m['message_id']}")["clicked_at"]
+
+
+SMS_CAMPAIGN = """
+name: spring-sms
+triggers: [{event: list.subscribed}]
+steps:
+  - id: text
+    send_sms: {template: welcome-sms, campaign: spring-sale}
+"""
+
+
+def test_an_sms_failure_receipt_starts_the_sms_not_delivered_workflow(templates: Path) -> None:
+    wf = load_workflow(ROOT / "workflows" / "sms-not-delivered.yaml")
+    with Simulation([workflow(SMS_CAMPAIGN), wf]) as sim:
+        sim.send(event("s", "list.subscribed", {"list": "a"}, phone="+393471234567", email="eva@example.com"))
+        (sms,) = sim.delivery.sms.sent
+        assert sms.request["MessageType"] == "PROMOTIONAL" and "Reply STOP" in sms.request["MessageBody"]
+        receipt = {
+            "eventType": "TEXT_CARRIER_UNREACHABLE",
+            "eventTimestamp": 1796029500000,
+            "messageId": sms.provider_id,
+            "messageStatus": "CARRIER_UNREACHABLE",
+            "context": sms.request["Context"],
+        }
+        (failed,) = to_events({"Records": [{"Sns": {"Message": __import__("json").dumps(receipt)}}]})
+        sim.send(failed)
+        assert len(ses_sent()) == 1
+        assert mime(ses_sent()[0])["Subject"] == "Spring sale"
+
+
+def test_stop_and_consent_withdrawn_contacts_receive_nothing(templates: Path) -> None:
+    with Simulation([workflow(SMS_CAMPAIGN), workflow(SEND_ONE)]) as sim:
+        sim.send(event("o", "sms.opted_out", {"keyword": "STOP"}, phone="+393470000001", email="fay@example.com"))
+        sim.send(event("w", "consent.withdrawn", {"channel": "email"}, email="fay@example.com"))
+        sim.send(event("s", "list.subscribed", {"list": "a"}, email="fay@example.com"))
+        assert sim.delivery.sms.sent == [] and ses_sent() == []
+        whys = {h["why"] for h in history(sim, email="fay@example.com")}
+        assert {"contact withdrew SMS consent", "contact withdrew email consent"} <= whys
+
+
+# ---- exactly once: the handler against moto, fed stream records ------------------------------------------
+
+
+@pytest.fixture
+def lambda_env(templates: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    from functions.senders import handler as sender_handler
+
+    with mock_aws():
+        region = "us-east-1"
+        monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+        ddb = boto3.client("dynamodb", region_name=region)
+        create_table(ddb, "t")
+        boto3.client("sesv2", region_name=region).create_email_identity(EmailIdentity="hello@example.com")
+        boto3.client("ssm", region_name=region).put_parameter(
+            Name="/stepwise/unsubscribe-key", Value="k" * 32, Type="SecureString"
+        )
+        for k, v in {
+            C.ENV_TABLE_NAME: "t",
+            C.ENV_EMAIL_FROM: "hello@example.com",
+            C.ENV_SES_CONFIGURATION_SET: "cs",
+            C.ENV_UNSUBSCRIBE_URL: "https://api.example.com",
+            C.ENV_UNSUBSCRIBE_KEY_PARAMETER: "/stepwise/unsubscribe-key",
+            C.ENV_TEMPLATES_DIR: str(templates),
+        }.items():
+            monkeypatch.setenv(k, v)
+        sender_handler.reset()
+        store = ContactStore("t", ddb)
+        cid = store.upsert(event("e", "x.y", {}, email="gil@example.com").contact)
+        item = {
+            "pk": f"CONTACT#{cid}",
+            "sk": "MSG#m1",
+            "message_id": "m1",
+            "channel": "email",
+            "workflow": "w",
+            "step": "s",
+            "template": "welcome-email",
+            "to": "gil@example.com",
+            "status": "queued",
+            "at": DEFAULT_START.isoformat(),
+        }
+        store.put_item(item)
+        record = {
+            "eventID": "1",
+            "eventName": "INSERT",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {"NewImage": serialise(item), "SequenceNumber": "100"},
+        }
+        yield {"handler": sender_handler, "record": record, "store": store, "cid": cid, "ddb": ddb}
+        sender_handler.reset()
+
+
+FAILED = "failed"  # the whole batch failed: the invocation raised, so the stream retries it
+
+
+def invoke(env: dict[str, Any]) -> dict[str, Any] | str:
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    try:
+        return env["handler"].handler({"Records": [env["record"]]}, LambdaCtx())
+    except BatchProcessingError:
+        return FAILED
+
+
+class LambdaCtx:
+    function_name = "sender"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sender"
+    aws_request_id = "req"
+
+
+def test_two_invocations_at_once_send_once(lambda_env: dict[str, Any]) -> None:
+    ses = lambda_env["handler"].sender().channels["email"].client
+    inner: list[dict[str, Any]] = []
+
+    def second_invocation_during_the_first_send(**_: Any) -> None:
+        if not inner:  # while the first holds the claim and is inside the SES call
+            t = threading.Thread(target=lambda: inner.append(invoke(lambda_env)))
+            t.start()
+            t.join()
+
+    ses.meta.events.register("before-call.sesv2.SendEmail", second_invocation_during_the_first_send)
+    first = invoke(lambda_env)
+    assert first == {"batchItemFailures": []}
+    assert inner == [FAILED]  # held by the first: retried later, never sent
+    assert len(ses_sent()) == 1
+    assert invoke(lambda_env) == {"batchItemFailures": []}  # the retry finds it sent
+    assert len(ses_sent()) == 1
+    msg = lambda_env["store"].get_item(f"CONTACT#{lambda_env['cid']}", "MSG#m1")
+    assert msg["status"] == "sent" and msg["attempts"] == 1
+
+
+def test_a_sender_retried_after_a_timeout_does_not_send_again(lambda_env: dict[str, Any]) -> None:
+    ddb = lambda_env["handler"].sender().messages.client
+
+    def die_before_recording(**_: Any) -> None:
+        raise TimeoutError("Lambda timed out after the SES call")
+
+    ddb.meta.events.register("before-call.dynamodb.TransactWriteItems", die_before_recording)
+    assert invoke(lambda_env) == FAILED  # the attempt died after SES accepted the email
+    ddb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", die_before_recording)
+    assert len(ses_sent()) == 1
+    assert invoke(lambda_env) == FAILED  # the stream's retry: the claim is fresh, so it waits
+    from shared import clock
+
+    later = clock.now() + timedelta(minutes=10)
+    clock.use(lambda: later)
+    try:
+        assert invoke(lambda_env) == {"batchItemFailures": []}  # stale claim: resolved, not resent
+    finally:
+        clock.use(None)
+    assert len(ses_sent()) == 1
+    store, cid = lambda_env["store"], lambda_env["cid"]
+    msg = store.get_item(f"CONTACT#{cid}", "MSG#m1")
+    assert msg["status"] == "unconfirmed"
+    # SES's Send event (tagged with our message id) confirms it, and email.sent is routed then.
+    send = {
+        "source": "aws.ses",
+        "detail": {
+            "eventType": "Send",
+            "mail": {
+                "messageId": ses_sent()[0].id,
+                "timestamp": "2026-11-30T09:00:01Z",
+                "tags": {"message_id": ["m1"], "contact_id": [cid]},
+            },
+            "send": {},
+        },
+    }
+    routed = absorb(MessageStore("t", lambda_env["ddb"]), to_events(send), DEFAULT_START)
+    assert [e.type for e in routed] == ["email.sent"]
+    assert store.get_item(f"CONTACT#{cid}", "MSG#m1")["status"] == "sent"
+
+
+def test_a_throttled_send_gives_its_claim_back_and_the_retry_sends_once(lambda_env: dict[str, Any]) -> None:
+    from botocore.exceptions import ClientError
+
+    ses = lambda_env["handler"].sender().channels["email"].client
+    calls: list[int] = []
+
+    def throttle_once(**_: Any) -> None:
+        if not calls:
+            calls.append(1)
+            raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "slow down"}}, "SendEmail")
+
+    ses.meta.events.register("before-call.sesv2.SendEmail", throttle_once)
+    assert invoke(lambda_env) == FAILED
+    assert invoke(lambda_env) == {"batchItemFailures": []}
+    assert len(ses_sent()) == 1

@@ -85,6 +85,9 @@ ENV_SMS_ORIGINATION = "STEPWISE_SMS_ORIGINATION"  # phone number / pool ARN SMS 
 ENV_UNSUBSCRIBE_URL = "STEPWISE_UNSUBSCRIBE_URL"  # the intake API's base URL, for one-click unsubscribe links
 ENV_UNSUBSCRIBE_KEY_PARAMETER = "STEPWISE_UNSUBSCRIBE_KEY_PARAMETER"  # SSM parameter: the key signing those links
 ENV_TEMPLATES_DIR = "STEPWISE_TEMPLATES"  # the message templates in the sender's asset, relative to the code root
+ENV_SMS_CONFIGURATION_SET = "STEPWISE_SMS_CONFIGURATION_SET"  # End User Messaging SMS configuration set (optional)
+ENV_UNSUBSCRIBE_MAILTO = "STEPWISE_UNSUBSCRIBE_MAILTO"  # address for List-Unsubscribe's mailto form (optional)
+ENV_ALERT_TOPIC_ARN = "STEPWISE_ALERT_TOPIC_ARN"  # SNS topic the reputation guard alerts the team on (optional)
 # Locally (stepwise local / simulate): a provider's webhook secret from STEPWISE_WEBHOOK_SECRET_<PROVIDER>.
 ENV_LOCAL_SECRET_PREFIX = "STEPWISE_WEBHOOK_SECRET_"
 ENV_LOCAL_API_KEY = "STEPWISE_API_KEY"

@@ -26,7 +26,7 @@ CATALOGUE: dict[str, frozenset[str]] = {
         "subscription.payment_failed": {"subscription_id", "invoice_id", "amount", "currency", "attempt"},
         "subscription.cancelled": {"subscription_id", "reason"},
         "contact.created": set(),  # a shop's new customer account
-        "coupon.used": {"coupon", "campaign", "order_id"},
+        "coupon.used": {"coupon", "campaign", "order_id", "coupon_status"},  # used/unknown/expired/already_used
         # forms, lists, campaigns
         "form.submitted": {"form", "form_id", "form_type", "page", "fields"},
         "list.subscribed": {"list", "source"},
@@ -45,14 +45,19 @@ CATALOGUE: dict[str, frozenset[str]] = {
         "score.changed": {"score", "previous", "delta"},
         "pipeline.stage_changed": {"pipeline", "stage", "previous"},
         # messages
-        "email.sent": {"template", "campaign", "message_id", "workflow", "step"},
-        "email.opened": {"template", "campaign", "message_id", "workflow", "step"},
+        "email.sent": {"template", "campaign", "message_id", "workflow", "step", "provider_id"},
+        "email.delivered": {"template", "campaign", "message_id", "workflow", "step", "provider_id"},
+        "email.bounced": {"template", "campaign", "message_id", "workflow", "step", "bounce_type", "reason"},
+        "email.complained": {"template", "campaign", "message_id", "workflow", "step", "provider_id", "reason"},
+        "email.rejected": {"template", "campaign", "message_id", "workflow", "step", "provider_id", "reason"},
+        "email.delivery_delayed": {"template", "campaign", "message_id", "workflow", "step", "provider_id"},
+        "email.opened": {"template", "campaign", "message_id", "workflow", "step", "provider_id"},
         "email.not_opened": {"template", "campaign", "message_id", "workflow", "step", "after"},
-        "email.clicked": {"template", "campaign", "message_id", "workflow", "step", "link"},
+        "email.clicked": {"template", "campaign", "message_id", "workflow", "step", "link", "provider_id"},
         "email.not_clicked": {"template", "campaign", "message_id", "workflow", "step", "after"},
         "sms.sent": {"template", "campaign", "message_id", "workflow", "step"},
-        "sms.delivered": {"template", "campaign", "message_id", "workflow", "step"},
-        "sms.not_delivered": {"template", "campaign", "message_id", "workflow", "step", "reason"},
+        "sms.delivered": {"template", "campaign", "message_id", "workflow", "step", "provider_id"},
+        "sms.not_delivered": {"template", "campaign", "message_id", "workflow", "step", "reason", "provider_id"},
         # other activity
         "page.visited": {"url", "tracker", "title"},
         "conversion.completed": {"rule", "value"},

@@ -51,6 +51,13 @@ TIMEOUT_SUFFIX = ".timed-out"  # the Task recording a wait's timeout when nothin
 ERROR_LOOP_LIMIT = "LoopLimitReached"
 ERROR_WEBHOOK = "WebhookFailed"
 TYPED_ERRORS = ("ContactNotFound", "InvalidStep", ERROR_WEBHOOK)
+# A send outside its window or over the frequency cap: the message is the UTC time to try again (ISO, Z). The
+# machine catches it on the Task into DEFERRED_SUFFIX (a Pass parsing the cause) and HELD_SUFFIX (a Wait), then
+# enters the same Task again; only Tasks with a send that can defer carry that Catch.
+ERROR_SEND_DEFERRED = "SendDeferred"
+DEFERRED_SUFFIX = ".deferred"
+HELD_SUFFIX = ".held"
+DEFERRAL_TRANSITIONS = 3  # the Pass, the Wait and the Task entered again
 # ARN of a workflow's state machine: `{workflow}` is replaced by the workflow name. In AWS it names the
 # `live` alias, so a contact entering now runs the version deployed now.
 ENV_STATE_MACHINE_ARN_TEMPLATE = "STEPWISE_STATE_MACHINE_ARN_TEMPLATE"

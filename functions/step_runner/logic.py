@@ -18,11 +18,14 @@ from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.facts import facts_for
 from shared.history import Run, execution_name, passive_metric, passive_records, stage_entered, visit_key
+from shared.messaging.caps import FrequencyCap, at_limit, cap_day, counter_write, next_day
+from shared.messaging.windows import SendWindow, iso_z
 from shared.splits import SplitTests
-from shared.store.contacts import Contact, ContactStore, contact_pk, epoch
+from shared.store.contacts import ConditionFailed, Contact, ContactStore, contact_pk, epoch
 from shared.waits import resume_wait
 from shared.workflow.conditions import Evaluation, evaluate, lookup, pick
 from shared.workflow.model import (
+    ANYTIME,
     MESSAGE_KINDS,
     AddTagStep,
     AdjustScoreStep,
@@ -60,6 +63,15 @@ class WebhookFailed(Exception):
     """The webhook answered with an error or not at all; the state machine retries."""
 
 
+class SendDeferred(Exception):
+    """A send outside its window or over the frequency cap: the contact is held at the step. The message is the
+    UTC time to enter the Task again (ISO 8601, Z), which the machine's Wait reads as its TimestampPath."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(iso_z(until))
+        self.until = until
+
+
 class StepRequest(BaseModel):
     """What a compiled Task state sends (see shared/workflow/compiler.py `_task`)."""
 
@@ -80,6 +92,8 @@ class StepRequest(BaseModel):
     ahead: list[dict[str, Any]] | dict[str, list[dict[str, Any]]] = []
     goto: bool | dict[str, bool] = False
     path_steps: dict[str, list[str]] = {}  # a split judged by opens/clicks: each path's step ids
+    sending: dict[str, Any] = {}  # the workflow's send window, the deployment's frequency cap, coupon fields
+    deferrable: list[str] = []  # the send steps of this Task that can be held (informational: cost reads it)
     task_token: str | None = None
 
 
@@ -102,6 +116,7 @@ class Ctx:
     now: datetime = field(default_factory=clock.now)
     seq: int = 0
     stage: str = ""  # the last step this invocation reached, when the workflow is a campaign of the contact's
+    resumed: str = ""  # the step a held send resumes at: its window opened (the Wait saw to it)
 
     def commit(self, hist: dict[str, Any], writes: list[dict[str, Any]]) -> bool:
         """Commit the record of a step the contact reaches, with its writes (store.commit_step). In a campaign
@@ -199,8 +214,17 @@ def _record_timeouts(ctx: Ctx) -> None:
 # ---- actions -------------------------------------------------------------------------------------
 
 
+def _hold_key(ctx: Ctx) -> str:
+    return f"HOLD#{ctx.execution_name}"
+
+
 def _actions(ctx: Ctx) -> dict[str, Any]:
     resume_at = ctx.req.run.get("resume_at") or ""
+    if "deferred" in ctx.req.run:
+        # Back from a held send: the steps of this Task before it are committed; go on from the held one.
+        hold = ctx.deps.store.get_item(contact_pk(ctx.req.contact_id), _hold_key(ctx))
+        if hold is not None and int(hold.get("loops", -1)) == ctx.loops:
+            resume_at = ctx.resumed = str(hold["step"])
     specs = ctx.req.steps or []
     ids = [s.get("id") for s in specs]
     skipping = bool(resume_at) and resume_at in ids
@@ -243,6 +267,63 @@ def _message(ctx: Ctx, step_id: str, channel: str, **body: Any) -> dict[str, Any
     )
 
 
+def _defer(ctx: Ctx, step: Step, until: datetime, why: str) -> None:
+    """Hold the contact at `step` until `until`: a history record saying why, and the hold (which step, which
+    visit) the Task entered again reads; then SendDeferred, before anything of the step is committed."""
+    sid, store = step.id or "?", ctx.deps.store
+    stamp = iso_z(until)
+    hist = ctx.history(sid, step.kind, "held", f"{why}; held until {stamp}", until=stamp)
+    hist[C.SK] = f"{hist[C.SK]}#held-{stamp}"  # one record per hold of this visit, repeated by no retry
+    hold = {
+        C.PK: contact_pk(ctx.req.contact_id),
+        C.SK: _hold_key(ctx),
+        "step": sid,
+        "loops": ctx.loops,
+        "until": stamp,
+        C.TTL_ATTRIBUTE: epoch(until + timedelta(days=2)),
+    }
+    store.commit_step(ctx.req.contact_id, hist, [store.put(hold)])
+    raise SendDeferred(until)
+
+
+@dataclass
+class _Capped:
+    channel: str
+    day: str
+    limit: int
+    cap: FrequencyCap
+    window: SendWindow | None
+
+
+def _send_rules(ctx: Ctx, step: Step, channel: str, writes: list[dict[str, Any]]) -> _Capped | None:
+    """Apply the send window (hold the contact when outside it) and count the send against the frequency cap
+    (a write in the step's transaction). Returns what the cap needs to tell a full day from another failure."""
+    r = step.root
+    send = r.send_email if isinstance(r, SendEmailStep) else r.send_sms  # type: ignore[union-attr]
+    sending = ctx.req.sending
+    window: SendWindow | None
+    if send.send_window == ANYTIME:
+        window = None
+    elif isinstance(send.send_window, SendWindow):
+        window = send.send_window
+    else:
+        window = SendWindow.model_validate(sending["send_window"]) if sending.get("send_window") else None
+    tz = ctx.contact.timezone
+    if window is not None and ctx.resumed != step.id:
+        opens = window.next_open(ctx.now, tz)
+        if opens is not None:
+            _defer(ctx, step, opens, f"outside the send window {window.describe()}")
+    if send.transactional or not sending.get("frequency_cap"):
+        return None
+    cap = FrequencyCap.model_validate(sending["frequency_cap"])
+    limit = cap.limit(channel)
+    if limit is None:
+        return None
+    day = cap_day(ctx.now, tz, cap)
+    writes.append(counter_write(ctx.deps.store, contact_pk(ctx.contact.id), channel, day, limit, ctx.now))
+    return _Capped(channel, day, limit, cap, window)
+
+
 def _perform(ctx: Ctx, step: Step) -> None:
     """One action: its side effects and its history record in one transaction, so a retry does nothing twice."""
     store, c, r, sid = ctx.deps.store, ctx.contact, step.root, step.id or "?"
@@ -256,12 +337,16 @@ def _perform(ctx: Ctx, step: Step) -> None:
     def profile(expr: str, names: dict[str, str], values: dict[str, Any]) -> None:
         writes.append(store.profile_update(c.id, expr, names, values))
 
+    capped: _Capped | None = None
+    coupon_field = ctx.req.sending.get("coupons", {}).get(sid)
+    coupon = {"coupon": c.fields.get(coupon_field)} if coupon_field and c.fields.get(coupon_field) else {}
     if isinstance(r, SendEmailStep):
         if not c.email:
             outcome, why = "skipped", "contact has no email address"
         elif c.consent.get("email") is False:
             outcome, why = "skipped", "contact withdrew email consent"
         else:
+            capped = _send_rules(ctx, step, "email", writes)
             writes.append(
                 _message(
                     ctx,
@@ -271,6 +356,8 @@ def _perform(ctx: Ctx, step: Step) -> None:
                     subject=r.send_email.subject,
                     campaign=r.send_email.campaign,
                     to=c.email,
+                    transactional=r.send_email.transactional or None,
+                    **coupon,
                 )
             )
             why = f"email {r.send_email.template!r} queued"
@@ -280,8 +367,18 @@ def _perform(ctx: Ctx, step: Step) -> None:
         elif c.consent.get("sms") is False:
             outcome, why = "skipped", "contact withdrew SMS consent"
         else:
+            capped = _send_rules(ctx, step, "sms", writes)
             writes.append(
-                _message(ctx, sid, "sms", template=r.send_sms.template, campaign=r.send_sms.campaign, to=c.phone)
+                _message(
+                    ctx,
+                    sid,
+                    "sms",
+                    template=r.send_sms.template,
+                    campaign=r.send_sms.campaign,
+                    to=c.phone,
+                    transactional=r.send_sms.transactional or None,
+                    **coupon,
+                )
             )
             why = f"SMS {r.send_sms.template!r} queued"
     elif isinstance(r, SendSiteMessageStep):
@@ -378,7 +475,18 @@ def _perform(ctx: Ctx, step: Step) -> None:
         raise InvalidStep(f"step {sid}: unknown action kind {step.kind}")
 
     hist = ctx.history(sid, step.kind, outcome, why)
-    if ctx.commit(hist, writes):
+    try:
+        committed = ctx.commit(hist, writes)
+    except ConditionFailed:
+        # Only the counter's condition can fail here, unless the contact went away: read it to tell which.
+        if capped is None or not at_limit(store, contact_pk(c.id), capped.channel, capped.day, capped.limit):
+            raise
+        until = next_day(ctx.now, c.timezone, capped.cap)
+        if capped.window is not None:
+            until = capped.window.next_open(until, c.timezone) or until
+        ctx.seq -= 1  # the record above was not written
+        _defer(ctx, step, until, f"frequency cap: {capped.limit} {capped.channel} per day reached on {capped.day}")
+    if committed:
         ctx.metric(C.METRIC_STEP_COMPLETED, sid)
         if outcome == "done" and step.kind in MESSAGE_KINDS:
             ctx.metric(C.METRIC_MESSAGE_SENT, sid)

@@ -6,17 +6,22 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shared import constants as C
 from shared.history import EntryPlan
+from shared.messaging.template_lint import coupon_fields
 from shared.workflow.model import (
     ACTION_KINDS,
+    ANYTIME,
     BranchStep,
     EndStep,
     GoalStep,
     GotoStep,
     IfStep,
+    SendEmailStep,
+    SendSmsStep,
     SplitStep,
     Step,
     Trigger,
@@ -70,6 +75,20 @@ def _refuse_path_keys(value: Any, step_id: str) -> None:
             _refuse_path_keys(v, step_id)
 
 
+def deferrable(wf: Workflow, step: Step) -> bool:
+    """Whether a send step can be held: it has a send window (its own or the workflow's), or the frequency cap
+    counts its channel and it is not transactional."""
+    r = step.root
+    if not isinstance(r, SendEmailStep | SendSmsStep):
+        return False
+    send = r.send_email if isinstance(r, SendEmailStep) else r.send_sms
+    window = send.send_window if send.send_window is not None else wf.settings.send_window
+    if window is not None and window != ANYTIME:
+        return True
+    cap = wf.settings.frequency_cap
+    return cap is not None and not send.transactional and cap.limit(step.kind.removeprefix("send_")) is not None
+
+
 # ---- the flat graph ------------------------------------------------------------------------------
 
 
@@ -90,13 +109,29 @@ class Graph:
     goto_targets: set[str]
 
 
+def asl_timestamp(at: datetime) -> str:
+    """`at` as a Wait state's Timestamp: in UTC with a Z. Step Functions (and moto) refuse a numeric offset such
+    as +01:00 at CreateStateMachine, although the workflow file may be written with one."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def derived_id(kind: str, loc: tuple[str, ...]) -> str:
+    """The id of a go-to or end step written without one, from its position (('steps', '0', 'on_timeout', '1')
+    gives end-0-on-timeout-1). It must match the step id pattern the step runner checks: field names' underscores
+    become hyphens, and a position too deep for 63 characters becomes a hash of it."""
+    text = f"{kind}-{'-'.join(loc[1:])}".replace("_", "-").replace(".", "-")
+    if len(text) > 63:
+        text = f"{kind}-{hashlib.sha256('/'.join(loc).encode()).hexdigest()[:16]}"
+    return text
+
+
 def with_synthetic_ids(wf: Workflow) -> Workflow:
     """A copy of `wf` in which go-to and end steps written without an id have a stable one from their position."""
     wf = wf.model_copy(deep=True)
     for step, loc in wf.walk():
         if step.id is None:
             kind = "goto" if isinstance(step.root, GotoStep) else "end"
-            step.root.id = f"{kind}-{'-'.join(loc[1:])}"  # type: ignore[union-attr]
+            step.root.id = derived_id(kind, loc)  # type: ignore[union-attr]
     return wf
 
 
@@ -144,6 +179,7 @@ class Compiler:
         self.graph = build_graph(self.wf)
         self.version = workflow_version(self.wf)
         self.states: dict[str, dict[str, Any]] = {}
+        self.coupons = coupon_fields(self.wf)
         self.state_of: dict[str, str] = {}  # step id -> state that performs/starts it
         self.need_done = False
         self._previous: dict[str, str] = {}  # step id -> the step written just before it in the same list
@@ -312,6 +348,48 @@ class Compiler:
         }
         return state
 
+    def _sending(self, name: str, task: dict[str, Any], steps: list[Step]) -> None:
+        """What the sends of a Task need besides their own settings (the workflow's window and the deployment's
+        cap, the field of a coupon generated before), and, when one of them can be held, the deferral loop: a
+        Catch of SendDeferred into a Pass parsing its cause and a Wait until the time it names, back into this
+        Task. Nothing is added for a Task that cannot defer, so it costs what it did."""
+        payload = task["Parameters"]["Payload"]
+        coupons = {s.id: self.coupons[s.id] for s in steps if s.id in self.coupons}
+        held = [s.id for s in steps if deferrable(self.wf, s)]
+        if not held and not coupons:
+            return
+        sending: dict[str, Any] = {}
+        settings = self.wf.settings
+        if held and settings.send_window is not None:
+            sending["send_window"] = settings.send_window.model_dump(mode="json")
+        if held and settings.frequency_cap is not None:
+            sending["frequency_cap"] = settings.frequency_cap.model_dump(mode="json", exclude_none=True)
+        if coupons:
+            sending["coupons"] = coupons
+        payload["sending"] = sending
+        if not held:
+            return
+        payload["deferrable"] = held
+        task["Retry"][0]["ErrorEquals"].append(C.ERROR_SEND_DEFERRED)  # an answer, never retried
+        pass_name, wait_name = f"{name}{C.DEFERRED_SUFFIX}", f"{name}{C.HELD_SUFFIX}"
+        # ResultPath under $.run keeps the run's loop count, so the Task entered again visits the same steps.
+        task["Catch"].insert(
+            0, {"ErrorEquals": [C.ERROR_SEND_DEFERRED], "ResultPath": "$.run.deferred", "Next": pass_name}
+        )
+        self.states[pass_name] = {
+            "Type": "Pass",
+            "Comment": "A send is held: read when from the step runner's error (its message is the time, UTC)",
+            "Parameters": {"Cause.$": "States.StringToJson($.run.deferred.Cause)"},
+            "ResultPath": "$.run.deferred",
+            "Next": wait_name,
+        }
+        self.states[wait_name] = {
+            "Type": "Wait",
+            "Comment": "Until the send window opens or the frequency cap allows the next send",
+            "TimestampPath": "$.run.deferred.Cause.errorMessage",
+            "Next": name,
+        }
+
     def _then(self, state: dict[str, Any], nxt: str) -> None:
         target = self.resolve(nxt)
         if state["Type"] in ("Task", "Wait") and (target == C.STATE_DONE or self.states_end_step(target)):
@@ -367,6 +445,7 @@ class Compiler:
                 steps.append(step_spec(g.nodes[nxt].step))
                 nxt, end_after = END, []
             task = self._task("actions", {"steps": steps, "ahead": end_after, "goto": self.passes_goto(last.next)})
+            self._sending(name, task, [g.nodes[i].step for i in ids])
             self._then(task, nxt)
             self.states[name] = task
         for sid in g.order:
@@ -380,7 +459,7 @@ class Compiler:
             elif isinstance(r, WaitUntilStep):
                 wu = r.wait_until
                 if wu.at is not None:
-                    w = {"Type": "Wait", "Timestamp": wu.at.isoformat().replace("+00:00", "Z")}
+                    w = {"Type": "Wait", "Timestamp": asl_timestamp(wu.at)}
                     self._then(w, node.next)
                     self.states[sid] = w
                     continue

@@ -577,13 +577,9 @@ class Feeder:
             return
         self._seen.add(accepted.dedupe_key)
         how = "accepted" if accepted.verified else "unverified"
-        why = (
-            "signature checked"
-            if accepted.verified
-            else f"no {C.ENV_LOCAL_SECRET_PREFIX}{item.provider.upper()} set: signature not checked"
-        )
+        why = "signature checked" if accepted.verified else f"no {C.ENV_LOCAL_SECRET_PREFIX}{item.provider.upper()}"
         if accepted.test:
-            why += "; the provider's test mode"
+            why += ", test mode"
         if not accepted.events:
             self._note(item, label, how, f"{why}; about no contact event")
             return
@@ -591,7 +587,7 @@ class Feeder:
             position = len(sim.routed)
             sim.send(event)
             contact = sim.store.resolve(event.contact) or ""
-            note = Routed(contact, "(intake)", how, f"{why}; gave {event.type} ({item.where})")
+            note = Routed(contact, "(intake)", how, f"{event.type} from {item.where} ({why})")
             sim.routed.insert(position, (sim.now, note, label.strip("()")))
 
     def _note(self, item: TimedDelivery, label: str, outcome: str, why: str) -> None:

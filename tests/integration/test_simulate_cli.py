@@ -68,7 +68,8 @@ def test_a_raw_shopify_delivery_starts_the_folder_workflows_unverified(
     folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("STEPWISE_WEBHOOK_SECRET_SHOPIFY", raising=False)
-    code, rows, err = simulate(capsys, folder, write_events(tmp_path, shopify_line("+2m"), shopify_line("+5m")))
+    events = write_events(tmp_path, shopify_line("+2m"), shopify_line("+5m"))
+    code, rows, err = simulate(capsys, folder, events)
     assert code == 0, err
     summary = rows.pop()["summary"]
     (contact,) = summary["contacts"]
@@ -80,7 +81,7 @@ def test_a_raw_shopify_delivery_starts_the_folder_workflows_unverified(
         ("unverified", "2022-01-01T00:01:00+00:00"),
         ("duplicate", "2022-01-01T00:04:00+00:00"),
     ]
-    assert "no STEPWISE_WEBHOOK_SECRET_SHOPIFY set" in intake[0]["why"] and "order.paid" in intake[0]["why"]
+    assert intake[0]["why"] == f"order.paid from {events}:2 (no STEPWISE_WEBHOOK_SECRET_SHOPIFY, test mode)"
     assert ("thank-buyers", "entered") in [(r["workflow"], r["outcome"]) for r in rows]
 
 
@@ -126,3 +127,18 @@ def test_activated_at_after_the_order_keeps_it_out(
     (refused,) = [r for r in rows[:-1] if r["workflow"] == "thank-buyers"]
     assert refused["outcome"] == "not entered" and "before the workflow was activated" in refused["why"]
     assert rows[-1]["summary"]["messages_sent"] == 0
+
+
+def test_the_demo_runs_every_example_from_the_sample_deliveries(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "workflows"]) == 0
+    out = capsys.readouterr().out
+    blocks = {b.split()[0]: b for b in out.split("── ")[1:]}
+    ana, bo, carla = blocks["ana.rossi@example.com"], blocks["bo@example.com"], blocks["carla@example.com"]
+    # Shopify checkouts/create, then no order: abandoned once idle more than 10 minutes.
+    assert "(intake)             (shopify delivery)       unverified     checkout.started" in ana
+    assert "+10m1s" in ana and "messages: email:cart-reminder, email:holiday-1, email:cart-reminder-2" in ana
+    assert "filter failed: cart_value gt 50" in bo and "messages: none" in bo
+    assert "purchased                branch then" in carla
+    entered = {line.split()[5] for line in out.splitlines() if " entered " in f" {line} " and "(" in line}
+    assert {"abandoned-checkout", "two-offers", "welcome-series", "lead-score-alert", "sms-not-delivered"} <= entered
+    assert "holiday-series       (broadcast_batch)" in out and "campaign-2           offer-2-intro" in out

@@ -100,7 +100,9 @@ def display_id(step: Step, loc: tuple[str, ...]) -> str:
     """The step's id, or the one the compiler derives for a go-to / end written without one."""
     if step.id is not None:
         return step.id
-    return f"{step.kind}-{'-'.join(loc[1:])}"
+    from shared.workflow.compiler import derived_id
+
+    return derived_id(step.kind, loc)
 
 
 @dataclass

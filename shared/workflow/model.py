@@ -8,7 +8,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,6 +22,7 @@ from shared.messaging.caps import FrequencyCap
 from shared.messaging.windows import SendWindow
 from shared.workflow.conditions import Condition, EventSpec, Where
 from shared.workflow.durations import Duration
+from shared.workflow.loader import YamlFileError, load_file
 
 STEP_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # Deployment-wide settings beside the workflow files: every workflow of the folder gets them (not a workflow).
@@ -626,10 +626,10 @@ def load_deployment_settings(folder: Path) -> dict[str, Any]:
     if not p.is_file():
         return {}
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = load_file(p) or {}
         return DeploymentSettings.model_validate(data).settings
-    except yaml.YAMLError as err:
-        raise WorkflowFileError(str(p), [f"{p}: not valid YAML: {err}"]) from None
+    except YamlFileError as err:
+        raise WorkflowFileError(str(p), [str(err)]) from None
     except ValidationError as err:
         raise WorkflowFileError(str(p), format_validation_error(str(p), data, err)) from None
 
@@ -637,11 +637,10 @@ def load_deployment_settings(folder: Path) -> dict[str, Any]:
 def load_workflow(path: str | Path) -> Workflow:
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise WorkflowFileError(str(p), [f"{p}: not valid YAML: {err}"]) from None
-    except OSError as err:
-        raise WorkflowFileError(str(p), [f"{p}: cannot read: {err.strerror}"]) from None
+        # Bounded size, depth and alias expansion; UTF-8 only; yes/no stay strings (shared/workflow/loader.py).
+        data = load_file(p)
+    except YamlFileError as err:
+        raise WorkflowFileError(str(p), [str(err)]) from None
     if not isinstance(data, dict):
         raise WorkflowFileError(str(p), [f"{p}: a workflow file is a mapping with name, triggers and steps"])
     own = data.get("settings")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -12,6 +13,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 MAX_ALERT_ADDRESSES = 5  # a notify step's team addresses (the workflow model checks it too)
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+# CRLF line ends, and headers folded only past RFC 5322's 998-character limit: a long List-Unsubscribe URL must
+# stay one plain token (the default 78 would turn it into RFC 2047 encoded words that clients do not parse).
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 class ChannelError(Exception):
@@ -54,7 +58,7 @@ def _tag(value: str) -> str:
 def build_mime(out: Outgoing, from_address: str) -> EmailMessage:
     """The whole MIME message: text and HTML alternatives, our headers, a Feedback-ID for mailbox providers'
     complaint loops (Gmail's format: campaign:workflow:message:sender)."""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = from_address
     msg["To"] = ", ".join(out.to)
     msg["Subject"] = out.subject

@@ -1,0 +1,289 @@
+"""Data access for the operating commands (history, stats, diff, erase): whole contact partitions, the run index
+on GSI1, batched deletes, execution stops, archive objects and CloudWatch metrics. No other ops module calls AWS."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared import clock
+from shared import constants as C
+from shared.events import ContactRef
+from shared.store.archive import DEAD_LETTERS_PREFIX, DELIVERIES_PREFIX
+from shared.store.contacts import ContactStore, contact_pk, deserialise, epoch, serialise
+
+# The run index (GSI1, KEYS_ONLY): every ENROLL# item carries gsi1pk RUN#<workflow> and
+# gsi1sk <status>#<entered_at>#<contact id> (written by shared/enrollment.py), so a workflow's enrolments are one
+# Query of the index, never a Scan of the table.
+RUN_INDEX_PREFIX = "RUN#"
+
+
+def run_index_pk(workflow: str) -> str:
+    return f"{RUN_INDEX_PREFIX}{workflow}"
+
+
+def run_index_sk(status: str, entered_at: str, contact_id: str) -> str:
+    return f"{status}#{entered_at}#{contact_id}"
+
+
+@dataclass(frozen=True)
+class IndexedRun:
+    """One enrolment as the run index holds it (keys only: no read of the item itself)."""
+
+    contact_id: str
+    status: str
+    entered_at: str
+
+
+def parse_run_sk(sk: str) -> IndexedRun:
+    status, rest = sk.split("#", 1)
+    entered_at, contact_id = rest.rsplit("#", 1)
+    return IndexedRun(contact_id, status, entered_at)
+
+
+class BadContactReference(ValueError):
+    """The CONTACT argument is not an email, phone, external id or contact id that can be looked up."""
+
+
+def contact_reference(text: str) -> ContactRef:
+    """What a user typed as CONTACT, as the identity it names: an email (has @), a phone (starts with + or 00),
+    an external id (provider:id), else a contact id."""
+    value = text.strip()
+    if not value:
+        raise BadContactReference("CONTACT: empty; give an email, a phone (+E.164), provider:id or a contact id")
+    try:
+        if "@" in value:
+            return ContactRef(email=value)
+        if value.startswith("+") or value.startswith("00"):
+            return ContactRef(phone=value)
+        if ":" in value:
+            return ContactRef(external_id=value)
+    except ValueError as err:
+        raise BadContactReference(f"CONTACT: {err}") from None
+    return ContactRef(contact_id=value)
+
+
+@dataclass
+class Partition:
+    """Every item of one contact's partition, by kind (the sort-key prefix), read in one paginated Query."""
+
+    contact_id: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+    pages: int = 0
+
+    def of(self, prefix: str) -> list[dict[str, Any]]:
+        return [i for i in self.items if str(i[C.SK]).startswith(prefix)]
+
+    @property
+    def profile(self) -> dict[str, Any] | None:
+        return next((i for i in self.items if i[C.SK] == "PROFILE"), None)
+
+
+def live(item: dict[str, Any], now: int) -> bool:
+    """Not past its expires_at (DynamoDB's TTL deletes only within days of it)."""
+    return int(item.get(C.TTL_ATTRIBUTE, now + 1)) > now
+
+
+class OperationsStore:
+    """The operating commands' reads and writes; `store` is the ContactStore over the same table and client."""
+
+    def __init__(self, store: ContactStore, *, sfn: Any = None, s3: Any = None, bucket: str | None = None) -> None:
+        self.store = store
+        self.client = store.client
+        self.table = store.table
+        self.sfn = sfn
+        self.s3 = s3
+        self.bucket = bucket
+
+    # ---- contacts -----------------------------------------------------------------------------
+
+    def find_contact(self, text: str) -> str | None:
+        """The contact id CONTACT names (through its IDENT# item), None when nobody has that identity. A bare
+        contact id counts only if its profile exists."""
+        ref = contact_reference(text)
+        if ref.contact_id:
+            return ref.contact_id if self.store.get_item(contact_pk(ref.contact_id), "PROFILE") else None
+        return self.store.resolve(ref)
+
+    def partition(self, contact_id: str, *, workflow: str | None = None) -> Partition:
+        """Every item under CONTACT#<id> (expired ones included: the caller decides), one Query, paginated.
+        With `workflow`, DynamoDB filters to that workflow's items (their `workflow`, or an event's data.workflow)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": C.PK},
+            "ExpressionAttributeValues": serialise({":pk": contact_pk(contact_id)}),
+            "ConsistentRead": True,
+        }
+        if workflow is not None:
+            kwargs["FilterExpression"] = "#wf = :wf OR #d.#wf = :wf"
+            kwargs["ExpressionAttributeNames"] |= {"#wf": "workflow", "#d": "data"}
+            kwargs["ExpressionAttributeValues"] |= serialise({":wf": workflow})
+        out = Partition(contact_id)
+        while True:
+            page = self.client.query(**kwargs)
+            out.pages += 1
+            out.items.extend(deserialise(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # ---- the run index ------------------------------------------------------------------------
+
+    def runs(self, workflow: str, *, status: str | None = None, since: datetime | None = None) -> Iterator[IndexedRun]:
+        """The workflow's enrolments from GSI1 (keys only), of one status when given, entered since `since`."""
+        key = "#g = :g"
+        values: dict[str, Any] = {":g": run_index_pk(workflow)}
+        if status is not None:
+            key += " AND begins_with(#s, :p)"
+            values[":p"] = f"{status}#"
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": C.GSI1,
+            "KeyConditionExpression": key,
+            "ExpressionAttributeNames": {"#g": C.GSI1_PK, **({"#s": C.GSI1_SK} if status is not None else {})},
+            "ExpressionAttributeValues": serialise(values),
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            for raw in page.get("Items", []):
+                run = parse_run_sk(str(deserialise(raw)[C.GSI1_SK]))
+                if since is None or datetime.fromisoformat(run.entered_at) >= since:
+                    yield run
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def split_stats(self, workflow: str, step: str) -> dict[str, Any] | None:
+        return self.store.get_item(f"SPLIT#{workflow}#{step}", "STATS")
+
+    # ---- erasure ------------------------------------------------------------------------------
+
+    def delete_keys(self, keys: list[tuple[str, str]]) -> int:
+        """Delete items by (pk, sk): BatchWriteItem, 25 at a time, unprocessed ones retried. Returns the count."""
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), 25):
+            request: dict[str, Any] = {
+                self.table: [
+                    {"DeleteRequest": {"Key": {C.PK: {"S": pk}, C.SK: {"S": sk}}}} for pk, sk in unique[i : i + 25]
+                ]
+            }
+            while request:
+                got = self.client.batch_write_item(RequestItems=request)
+                request = got.get("UnprocessedItems") or {}
+        return len(unique)
+
+    def get_items(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return self.store.batch_get(keys)
+
+    def stop_execution(self, execution_arn: str, cause: str) -> bool:
+        """Stop a run if it is still running; False when it had ended or never existed."""
+        try:
+            if self.sfn.describe_execution(executionArn=execution_arn)["status"] != "RUNNING":
+                return False
+            self.sfn.stop_execution(executionArn=execution_arn, error="Erased", cause=cause)
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("ExecutionDoesNotExist", "InvalidArn"):
+                return False
+            raise
+        return True
+
+    def archived_naming(self, needles: list[str]) -> Iterator[str]:
+        """Keys of archive objects (raw deliveries, dead letters) whose body contains one of `needles`. There is no
+        per-contact index of the archive: every object under the two prefixes is read (30-day lifecycle)."""
+        if self.s3 is None or not self.bucket or not needles:
+            return
+        lowered = [n.lower() for n in needles if n]
+        for prefix in (DELIVERIES_PREFIX, DEAD_LETTERS_PREFIX):
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    body = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
+                    text = _searchable(body)
+                    if any(n in text for n in lowered):
+                        yield obj["Key"]
+
+    def delete_objects(self, keys: list[str]) -> int:
+        if not keys or self.s3 is None:
+            return 0
+        for i in range(0, len(keys), 1000):
+            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
+        return len(keys)
+
+    # ---- workflows deployed -------------------------------------------------------------------
+
+    def deployed_definition(self, machine_arn: str) -> dict[str, Any]:
+        """The ASL of what an ARN (a machine, its alias or a version) runs: an alias is followed to the version
+        with the most weight in its routing configuration."""
+        target = machine_arn
+        if ":stateMachine:" in target and target.count(":") == 7:
+            try:
+                alias = self.sfn.describe_state_machine_alias(stateMachineAliasArn=target)
+                routes = sorted(alias["routingConfiguration"], key=lambda r: -int(r["weight"]))
+                target = routes[0]["stateMachineVersionArn"]
+            except ClientError as err:
+                if err.response["Error"]["Code"] not in ("ResourceNotFound", "ValidationException"):
+                    raise
+        got = self.sfn.describe_state_machine(stateMachineArn=target)
+        return dict(json.loads(got["definition"]))
+
+
+def _searchable(body: bytes) -> str:
+    """An archive body as text to search for an identity: JSON is re-dumped so escaped characters compare."""
+    try:
+        return json.dumps(json.loads(body), ensure_ascii=False).lower()
+    except ValueError:
+        return body.decode("utf-8", "replace").lower()
+
+
+class MetricsReader:
+    """Sums of the step runner's metrics (namespace Stepwise) per dimension set, through ListMetrics and
+    GetMetricData; the CloudWatch client is injected."""
+
+    def __init__(self, cloudwatch: Any, namespace: str = C.METRICS_NAMESPACE) -> None:
+        self.cw = cloudwatch
+        self.namespace = namespace
+
+    def sums(
+        self, workflow: str, since: datetime, until: datetime | None = None
+    ) -> list[tuple[str, dict[str, str], float]]:
+        """(metric name, dimensions, sum since `since`) of every metric of `workflow` CloudWatch has."""
+        until = until or clock.now()
+        metrics: list[dict[str, Any]] = []
+        for page in self.cw.get_paginator("list_metrics").paginate(
+            Namespace=self.namespace, Dimensions=[{"Name": "workflow", "Value": workflow}]
+        ):
+            metrics.extend(page.get("Metrics", []))
+        out: list[tuple[str, dict[str, str], float]] = []
+        period = max(60, (int((until - since).total_seconds()) // 60 + 1) * 60)
+        for i in range(0, len(metrics), 500):  # GetMetricData takes at most 500 queries
+            chunk = metrics[i : i + 500]
+            queries = [
+                {
+                    "Id": f"m{n}",
+                    "MetricStat": {"Metric": m, "Period": period, "Stat": "Sum"},
+                    "ReturnData": True,
+                }
+                for n, m in enumerate(chunk)
+            ]
+            sums = [0.0] * len(chunk)
+            kwargs: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": since, "EndTime": until}
+            while True:
+                got = self.cw.get_metric_data(**kwargs)
+                for r in got.get("MetricDataResults", []):
+                    sums[int(r["Id"][1:])] += float(sum(r.get("Values", [])))
+                if not got.get("NextToken"):
+                    break
+                kwargs["NextToken"] = got["NextToken"]
+            for m, total in zip(chunk, sums, strict=True):
+                dims = {d["Name"]: d["Value"] for d in m.get("Dimensions", [])}
+                out.append((m["MetricName"], dims, total))
+        return out
+
+
+def now_epoch() -> int:
+    return epoch(clock.now())

@@ -486,6 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     local_api.add_parsers(sub, local_command)
     replay.add_parser(sub)
 
+    from stepwise import ops
+
+    ops.add_parsers(sub)  # history, capacity, diff, stats, erase
+
     for name, helptext, func in (
         ("status", "whether a deployed workflow takes new contacts", status_command),
         ("activate", "let a deployed workflow take new contacts again", activate_command),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import constants as C
+from shared.messaging.template_lint import template_problems
 from shared.workflow.compiler import CompileError, compile_workflow
 from shared.workflow.conditions import Where
 from shared.workflow.cost import PRICE_PER_1000_TRANSITIONS, analyse, price, transitions
@@ -68,6 +69,7 @@ def check_file(path: Path) -> tuple[Workflow | None, list[str]]:
             compile_workflow(wf, DEFAULT_STEP_RUNNER_ARN)
         except CompileError as err:
             problems.append(f"{path}: {err}")
+    problems.extend(template_problems(wf, path))  # templates/ beside the workflows (shared/messaging/template_lint.py)
     return wf, problems
 
 
@@ -325,6 +327,11 @@ def cost_command(args: argparse.Namespace) -> int:
         f"retries: Lambda errors retried to the limit add up to {report.error_retries} more "
         "(each retry is a billed transition; none in a run without errors)"
     )
+    if report.deferrable:
+        print(
+            f"send windows / frequency cap: +{report.deferral_extra} transitions per deferred send "
+            f"(steps that can be held: {', '.join(report.deferrable)}; none when a send is not held)"
+        )
     return 0
 
 
@@ -480,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the example workflows locally and show what contacts receive")
     p.add_argument("folder", nargs="?", default="workflows", metavar="FOLDER")
     p.set_defaults(func=demo_command)
+
+    from stepwise import render
+
+    render.add_parser(sub)
 
     from stepwise import local_api, replay
 

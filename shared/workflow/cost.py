@@ -129,6 +129,10 @@ class CostReport:
     # Per path: the most retries its states allow, (WebhookFailed, anything else). Not in fewest/most/ceiling,
     # which count a run without errors; AWS bills each retry as a transition.
     path_retries: list[tuple[int, int]] = field(default_factory=list)
+    # Send steps that a send window or the frequency cap can hold. Each time one is held the run takes the Task's
+    # deferral loop (Pass, Wait, the Task again): `deferral_extra` more transitions, none when it is not held.
+    deferrable: list[str] = field(default_factory=list)
+    deferral_extra: int = C.DEFERRAL_TRANSITIONS
 
     @property
     def webhook_retries(self) -> int:
@@ -167,6 +171,7 @@ class CostReport:
             "usd_per_1000_transitions": PRICE_PER_1000_TRANSITIONS,
             "ceiling": self.ceiling,
             "retries": {"webhook_most_extra": self.webhook_retries, "errors_most_extra": self.error_retries},
+            "deferrals": {"steps": self.deferrable, "extra_per_deferred_send": self.deferral_extra},
             "price_usd": {
                 "fewest": price(self.fewest, self.contacts),
                 "most": price(self.most, self.contacts),
@@ -189,4 +194,9 @@ def analyse(asl: dict[str, Any], contacts: int = 1000, max_loops: int = 0) -> Co
         contacts=contacts,
         max_loops=max_loops,
         path_retries=per_path,
+        deferrable=[
+            sid
+            for st in asl["States"].values()
+            for sid in st.get("Parameters", {}).get("Payload", {}).get("deferrable", [])
+        ],
     )

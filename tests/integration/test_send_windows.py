@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.workflow.compiler import compile_workflow
+from shared.workflow.cost import analyse, transitions
 from shared.workflow.model import Workflow, parse_workflow
 from stepwise.simulate import Simulation, TimedEvent
 from tests.integration.support import event, executions, states_entered
@@ -72,6 +74,11 @@ def test_a_send_at_23h_local_goes_at_9h_local_next_day_and_the_next_step_after_i
         ]
         assert sent(sim, "ana@example.com") == [(nine, "remind")]
         (run,) = executions(sim, "cart")
+        report = analyse(compile_workflow(wf("cart", REMIND, **ROME), "arn:aws:lambda:us-east-1:1:function:f"))
+        assert report.deferrable == ["remind"]
+        (path,) = report.paths
+        # What `stepwise cost` predicts for a held send is what the machine took.
+        assert len(states_entered(sim, run["executionArn"])) == transitions(path) + report.deferral_extra == 7
         # The deferral: the Task, its Pass and Wait, the Task again (+3), then the rest of the path.
         assert states_entered(sim, run["executionArn"])[:5] == [
             "Entry",

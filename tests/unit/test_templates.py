@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,34 @@ def test_a_coupon_is_known_only_when_generated_on_every_path() -> None:
         }
     )
     assert coupon_fields(wf) == {"s2": "coupon_code"}
+
+
+def test_render_command_prints_subject_html_and_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stepwise.cli import main
+
+    (tmp_path / "c.json").write_text('{"email": "ana@example.com", "first_name": "Ana"}')
+    (tmp_path / "e.json").write_text(json.dumps(CART))
+    args = ["render", "cart-reminder", "--contact", str(tmp_path / "c.json"), "--event", str(tmp_path / "e.json")]
+    assert main([*args, "--templates", str(TEMPLATES)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Subject: Ana, your cart is waiting\n----- HTML -----\n<html>")
+    assert "----- text -----\nHi Ana," in out
+    assert (
+        main(["render", "holiday-last-call", "--contact", str(tmp_path / "c.json"), "--templates", str(TEMPLATES)]) == 1
+    )
+    assert "'coupon' is undefined" in capsys.readouterr().err
+
+
+def test_validate_reports_a_missing_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stepwise.cli import main
+
+    write(tmp_path / "templates", "hi.html", "---\nsubject: Hi\n---\n<p>hi</p>")
+    write(
+        tmp_path / "workflows",
+        "w.yaml",
+        "name: w\nsteps:\n  - {id: a, send_email: {template: hi}}\n  - {id: b, send_sms: {template: hi}}\n",
+    )
+    assert main(["validate", str(tmp_path / "workflows")]) == 1
+    out = capsys.readouterr().out
+    assert "w.yaml: step b, field send_sms.template: template 'hi' does not exist" in out
+    assert "step a" not in out

@@ -178,7 +178,9 @@ class LocalApi:
 
         region = self.sim.stack.region
         s3 = boto3.client("s3", region_name=region)
-        s3.create_bucket(Bucket=ARCHIVE_BUCKET)
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        if ARCHIVE_BUCKET not in existing:  # the Simulation may keep its broadcast snapshots in the same bucket
+            s3.create_bucket(Bucket=ARCHIVE_BUCKET)
         self.sqs = boto3.client("sqs", region_name=region)
         dlq = self.sqs.create_queue(QueueName=DEAD_LETTER_QUEUE)["QueueUrl"]
         dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -102,3 +102,57 @@ def test_unsigned_delivery_without_a_secret_is_accepted_unverified(monkeypatch: 
         assert [m["template"] for m in contact["messages"]] == ["offer-1-intro"]
     # Stopped: the port is closed and no server thread is left.
     assert not [t for t in threading.enumerate() if t.name == "stepwise-local-clock" and t.is_alive()]
+
+
+def test_replay_lists_a_dead_letter_with_its_error_and_runs_it_again(
+    local: tuple[LocalApi, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.intake.pipeline import accept
+    from shared.intake.testing import delivery
+    from shared.runtime.inbound import event_json
+    from stepwise.cli import main
+
+    api, port = local
+    fx = load_fixture("shopify", "orders/paid")
+    (event,) = accept("shopify", delivery(fx, api.sim.now), lambda _: None, allow_unverified=True).events
+    # A delivery too large for SQS whose archived copy is missing: every receive fails, the last one dead-letters it.
+    key = "deliveries/2022/01/01/shopify/big.json"
+    message = {"dedupe_key": "shopify:big", "archive_key": key, "provider": "shopify", "verified": True}
+    api.sqs.send_message(QueueUrl=api.queue_url, MessageBody=json.dumps({**message, "test": True, "events": None}))
+    api.drain()
+    assert main(["replay", "--local", "--list", "--port", str(port)]) == 0
+    listed = capsys.readouterr().out
+    assert "queue" in listed and f"LookupError: archived delivery {key} is gone" in listed and "3 attempts" in listed
+    # Replayed while still missing: fails again, kept with one more attempt.
+    assert main(["replay", "--local", "--port", str(port)]) == 1
+    assert "0 replayed, 1 failed again" in capsys.readouterr().out
+    api.sim_archive().put_delivery(key, {"events": [event_json(event)]})
+    assert main(["replay", "--local", "--port", str(port)]) == 0
+    assert "1 replayed, 0 failed again" in capsys.readouterr().out
+    (contact,) = call_local(port, "GET", "/_local/contacts")["contacts"]
+    assert [m["template"] for m in contact["messages"]] == ["offer-1-intro"]
+    assert main(["replay", "--local", "--list", "--port", str(port)]) == 0
+    assert capsys.readouterr().out.strip() == "no dead letters"
+
+
+def test_replay_list_against_a_deployed_bucket(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from shared.store.archive import Archive
+    from stepwise.cli import main
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="stepwise-prod-archive")
+        Archive("stepwise-prod-archive", s3).put_dead_letter("m-1", "stream", {}, "KeyError: 'pk'", START)
+        monkeypatch.setenv("STEPWISE_ARCHIVE_BUCKET", "stepwise-prod-archive")
+        assert main(["replay", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "stream" in out and "KeyError: 'pk'" in out and "1 dead letter(s)" in out
+    monkeypatch.delenv("STEPWISE_ARCHIVE_BUCKET")
+    assert main(["replay", "--list"]) == 1
+    assert "--bucket needed" in capsys.readouterr().err

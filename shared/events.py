@@ -47,7 +47,16 @@ CATALOGUE: dict[str, frozenset[str]] = {
         # messages
         "email.sent": {"template", "campaign", "message_id", "workflow", "step", "provider_id"},
         "email.delivered": {"template", "campaign", "message_id", "workflow", "step", "provider_id"},
-        "email.bounced": {"template", "campaign", "message_id", "workflow", "step", "bounce_type", "reason"},
+        "email.bounced": {
+            "template",
+            "campaign",
+            "message_id",
+            "workflow",
+            "step",
+            "provider_id",
+            "bounce_type",
+            "reason",
+        },
         "email.complained": {"template", "campaign", "message_id", "workflow", "step", "provider_id", "reason"},
         "email.rejected": {"template", "campaign", "message_id", "workflow", "step", "provider_id", "reason"},
         "email.delivery_delayed": {"template", "campaign", "message_id", "workflow", "step", "provider_id"},

@@ -534,7 +534,8 @@ def local_command(args: argparse.Namespace) -> int:
         print(
             f"stepwise local: {len(workflows)} workflows from {folder}/ on http://{HOST}:{port}\n"
             f"  POST /webhooks/{{provider}}, POST /events, GET /health; GET /_local/contacts, GET /_local/timeline,\n"
-            f"  stepwise local advance 1d --port {port} (or POST /_local/advance), stepwise replay --local --port {port}\n"
+            f"  stepwise local advance 1d --port {port} (or POST /_local/advance),\n"
+            f"  stepwise replay --local --port {port} (or POST /_local/replay)\n"
             f"  clock: {api.sim.now:%Y-%m-%d %H:%M:%S} UTC, in real time. Ctrl-C stops (everything is in memory).",
             flush=True,
         )

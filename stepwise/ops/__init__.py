@@ -45,6 +45,7 @@ def clients(*names: str) -> list[Any]:
 
 def add_parsers(sub: Any) -> None:
     """Register the operating commands on the `stepwise` parser."""
-    from stepwise.ops import history
+    from stepwise.ops import capacity, history
 
     history.add_parser(sub)
+    capacity.add_parser(sub)

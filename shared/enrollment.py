@@ -1,4 +1,5 @@
-"""Starting and stopping a contact's run of a workflow: re-entry policy and deterministic execution names."""
+"""Starting and stopping a contact's run of a workflow: re-entry policy, deterministic execution names, and the
+claim that makes an enrolment race-free (a conditional write on the ENROLL# item before StartExecution)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from shared import clock
 from shared import constants as C
 from shared.events import stable_hash
 from shared.history import EntryPlan, Run, passive_metric, passive_records, stage_entered, visit_key
-from shared.lifecycle import read_status
+from shared.lifecycle import STATUS_SK, ensure_activated, entry_check, read_status, status_pk, write_status
 from shared.store.contacts import ContactStore, contact_pk
 from shared.workflow.model import Reentry
 
@@ -52,6 +53,7 @@ class _Start:
     resume_at: str
     start_delay: int
     restart: bool
+    rev: int = 0  # the claim's revision of the ENROLL# item
 
 
 @dataclass
@@ -59,6 +61,41 @@ class Enrolment:
     started: bool
     execution_arn: str | None
     reason: str
+
+
+@dataclass
+class Claim:
+    """An enrolment decided and not yet made: its writes (the entry check and the claim on the ENROLL# item)
+    go into one transaction, the caller's or the enroller's own; `launch` then starts the execution."""
+
+    start: _Start
+    name: str
+    machine: str
+    event: dict[str, Any]
+    occurred_at: datetime | None
+    writes: list[dict[str, Any]]
+    checks_status: bool  # writes[0] is the workflow's entry check
+
+    @property
+    def execution_arn(self) -> str:
+        return execution_arn(self.machine, self.name)
+
+
+# A claim younger than this whose execution does not exist (yet) belongs to an enrolment under way: respected.
+# Older, it is a claim whose writer died before StartExecution, and another event takes it over. Longer than a
+# Lambda invocation can last (15 minutes).
+CLAIM_GRACE = timedelta(minutes=15)
+RACED = "another event entered the contact in this workflow at the same moment"
+BEING_ENTERED = "already in this workflow (being entered by another event)"
+_UNSET: Any = object()
+
+
+def confirmed(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The enrolment record an ENROLL# item holds, without its claim bookkeeping (a pending claim, the revision
+    claims count); None when no run was ever confirmed."""
+    if raw is None or "execution_arn" not in raw:
+        return None
+    return {k: v for k, v in raw.items() if k not in ("claim", "rev")}
 
 
 # metrics(name, workflow, step, extra_dimensions): the step runner's EMF emitter, or None.
@@ -73,6 +110,7 @@ class Enroller:
         arn_template: str,
         metrics: MetricsSink | None = None,
         plans: Mapping[str, EntryPlan] | None = None,
+        activated_at: datetime | None = None,
     ) -> None:
         self.store = store
         self.sfn = sfn
@@ -81,12 +119,16 @@ class Enroller:
         # Each workflow's entry plan (compiler `entry_plan`): the waits or end a run starts at, which no Task
         # records. A workflow without one records nothing at enrolment.
         self.plans: Mapping[str, EntryPlan] = plans or {}
+        # When this deployment's workflows became active (the build's deployed_at; locally the simulation's
+        # start): recorded, once, for a workflow with no status yet. None: the time of its first entry.
+        self.activated_at = activated_at
 
     def machine_arn(self, workflow: str) -> str:
         return self.arn_template.replace("{workflow}", workflow)
 
     def current(self, contact_id: str, workflow: str) -> dict[str, Any] | None:
-        return self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}")
+        """The contact's latest confirmed run of the workflow (a claim not yet confirmed is not one)."""
+        return confirmed(self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}"))
 
     def is_running(self, record: dict[str, Any] | None) -> bool:
         if not record or record.get("status") != "running":
@@ -96,6 +138,16 @@ class Enroller:
         except ClientError:
             return False
         return bool(status == "RUNNING")
+
+    def _started_at(self, exec_arn: str) -> datetime | None:
+        try:
+            desc = self.sfn.describe_execution(executionArn=exec_arn)
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
+                return None
+            raise
+        started: datetime = desc["startDate"]
+        return started
 
     def enrol(
         self,
@@ -113,15 +165,79 @@ class Enroller:
         """Start `workflow` for the contact unless policy forbids it. `key` makes the execution name:
         the same key (a redelivered event, a retried step) can never start a second execution. Without a
         `reentry`, the workflow's own policy from its entry plan applies. A deactivated workflow takes nobody,
-        and an event that happened (`occurred_at`) before the workflow was activated does not count."""
+        and an event that happened (`occurred_at`) before the workflow was activated does not count. Two
+        enrolments racing for one contact and workflow claim the ENROLL# item: one wins, the other re-reads."""
+        for _ in range(4):
+            claim = self.prepare(
+                contact_id,
+                workflow,
+                event,
+                key=key,
+                reentry=reentry,
+                resume_at=resume_at,
+                start_delay=start_delay,
+                restart=restart,
+                occurred_at=occurred_at,
+            )
+            if isinstance(claim, Enrolment):
+                return claim
+            failed = self.store.transact_failures(claim.writes)
+            if failed is None:
+                return self.launch(claim)
+            refused = self.refused(claim, failed)
+            if refused is not None:
+                return refused
+        return Enrolment(False, None, RACED)
+
+    def prepare(
+        self,
+        contact_id: str,
+        workflow: str,
+        event: dict[str, Any],
+        *,
+        key: str,
+        reentry: Reentry | None = None,
+        resume_at: str = "",
+        start_delay: int = 0,
+        restart: bool = False,
+        occurred_at: datetime | None = None,
+        item: dict[str, Any] | None = _UNSET,
+    ) -> Claim | Enrolment:
+        """Decide an enrolment from the ENROLL# item (`item` as the caller read it, else read here): an
+        Enrolment when policy refuses it, else the Claim to write."""
         if reentry is None and workflow in self.plans:
             reentry = self.plans[workflow].reentry
-        record = self.current(contact_id, workflow)
+        raw = self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}") if item is _UNSET else item
+        record = confirmed(raw)
         now = clock.now()
+        name = f"{workflow[:40]}-{stable_hash(contact_id, workflow, key, resume_at, length=24)}"
+        machine = self.machine_arn(workflow)
+        mine = execution_arn(machine, name)
+        pending = (raw or {}).get("claim")
+        if (
+            pending
+            and pending["execution_arn"] != mine
+            and pending["execution_arn"] != (record or {}).get("execution_arn")
+        ):
+            # Another key's claim, never confirmed: its run started (its writer stopped before recording it: the
+            # run is the contact's), is still being started, or its writer died before starting it (taken over).
+            started_at = self._started_at(pending["execution_arn"])
+            if started_at is not None:
+                other = _Start(
+                    contact_id,
+                    workflow,
+                    record,
+                    pending.get("resume_at", ""),
+                    0,
+                    False,
+                    int(raw.get("rev", 0)) if raw else 0,
+                )
+                self._record(other, pending["execution_arn"], started_at)
+                record = confirmed(self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}"))
+                raw = {**(record or {})}
+            elif now - datetime.fromisoformat(pending["at"]) < CLAIM_GRACE:
+                return Enrolment(False, None, BEING_ENTERED)
         if not restart:  # a goal's restart is the same entry: it goes on whatever the status
-            refused = read_status(self.store, workflow).refuses(occurred_at)
-            if refused:
-                return Enrolment(False, None, refused)
             if self.is_running(record):
                 return Enrolment(False, record["execution_arn"] if record else None, "already in this workflow")
             if record and reentry is not None:
@@ -131,15 +247,56 @@ class Enroller:
                     last = datetime.fromisoformat(record["entered_at"])
                     if now - last < timedelta(seconds=reentry.period):
                         return Enrolment(False, None, f"entered {record['entered_at']}, within once_per period")
-        name = f"{workflow[:40]}-{stable_hash(contact_id, workflow, key, resume_at, length=24)}"
-        arn = self.machine_arn(workflow)
-        start = _Start(contact_id, workflow, record, resume_at, start_delay, restart)
+        rev = int((raw or {}).get("rev", 0))
+        start = _Start(contact_id, workflow, record, resume_at, start_delay, restart, rev + 1)
+        writes = [] if restart else [entry_check(workflow, occurred_at)]
+        writes.append(
+            self.store.claim_write(
+                contact_pk(contact_id),
+                f"ENROLL#{workflow}",
+                {"key": key, "execution_arn": mine, "resume_at": resume_at, "at": now.isoformat()},
+                workflow=workflow,
+                rev=rev + 1,
+                expected=rev if raw is not None and "rev" in raw else None,
+            )
+        )
+        return Claim(start, name, machine, event, occurred_at, writes, not restart)
+
+    def refused(self, claim: Claim, failed: list[int]) -> Enrolment | None:
+        """Why a claim's transaction failed, or None when it is worth trying again (a status recorded or brought
+        up to date meanwhile, or a claim lost to an enrolment that re-reading will show)."""
+        if claim.checks_status and 0 in failed:
+            workflow = claim.start.workflow
+            item = self.store.get_item(*_status_key(workflow))
+            if item is None:
+                ensure_activated(self.store, workflow, self.activated_at or clock.now())
+                return None
+            status = read_status(self.store, workflow)
+            reason = status.refuses(claim.occurred_at)
+            if reason:
+                return Enrolment(False, None, reason)
+            if "since_ms" not in item and status.since is not None:  # written before the claim compared it
+                write_status(self.store, workflow, active=status.active, since=status.since, cancelled=status.cancelled)
+            return None
+        return None
+
+    def launch(self, claim: Claim) -> Enrolment:
+        """Start the claimed execution and confirm the enrolment record. A retry of the same key after a crash
+        at any point finds the claim (or the run) and completes it."""
+        start, name, arn = claim.start, claim.name, claim.machine
+        now = clock.now()
         try:
             started = self.sfn.start_execution(
                 stateMachineArn=arn,
                 name=name,
                 input=json.dumps(
-                    execution_input(contact_id, workflow, event, resume_at=resume_at, start_delay=start_delay),
+                    execution_input(
+                        start.contact_id,
+                        start.workflow,
+                        claim.event,
+                        resume_at=start.resume_at,
+                        start_delay=start.start_delay,
+                    ),
                     default=str,
                 ),
             )
@@ -168,25 +325,33 @@ class Enroller:
         if record is not None and record.get("execution_arn") == exec_arn:
             if running:  # the opening waits' records, should the first try have stopped before them
                 self._record_start(start, exec_arn, started_at)
+            self.store.clear_claim(contact_pk(start.contact_id), f"ENROLL#{start.workflow}", start.rev)
             return Enrolment(False, None, DUPLICATE)
         if record is not None and datetime.fromisoformat(record["entered_at"]) > started_at:
+            self.store.clear_claim(contact_pk(start.contact_id), f"ENROLL#{start.workflow}", start.rev)
             return Enrolment(False, None, DUPLICATE)  # an old delivery of a run the contact has left and re-entered
         self._record(start, exec_arn, started_at)
         return Enrolment(True, exec_arn, "started (recorded on a repeat: the first try stopped before recording)")
 
     def _record(self, start: _Start, exec_arn: str, at: datetime) -> None:
-        """Record a run that has started: the enrolment item, the Entered metric, the passive steps it opens with."""
+        """Confirm a run that has started: the enrolment item (its claim cleared), the Entered metric, the passive
+        steps it opens with."""
         record, restart = start.record, start.restart
-        self.store.put_item(
+        entered_at = at.isoformat() if not restart or not record else record["entered_at"]
+        self.store.confirm_claim(
             {
                 C.PK: contact_pk(start.contact_id),
                 C.SK: f"ENROLL#{start.workflow}",
                 "workflow": start.workflow,
                 "execution_arn": exec_arn,
                 "status": "running",
-                "entered_at": at.isoformat() if not restart or not record else record["entered_at"],
+                "entered_at": entered_at,
+                # The run index (GSI1): a workflow's enrolments by status without a Scan (shared/store/operations.py).
+                C.GSI1_PK: f"RUN#{start.workflow}",
+                C.GSI1_SK: f"running#{entered_at}#{start.contact_id}",
                 "count": (record or {}).get("count", 0) + (0 if restart else 1),
                 "goals": (record or {}).get("goals", []) if restart else [],
+                "rev": start.rev,
             }
         )
         if not restart and self.metrics is not None:
@@ -227,5 +392,17 @@ class Enroller:
             return False
         assert record is not None
         self.sfn.stop_execution(executionArn=record["execution_arn"], error="Stopped", cause=reason[:200])
-        self.store.put_item({**record, "status": "stopped", "stopped_because": reason})
+        self.store.put_item(
+            {
+                **record,
+                "status": "stopped",
+                "stopped_because": reason,
+                C.GSI1_PK: f"RUN#{workflow}",
+                C.GSI1_SK: f"stopped#{record['entered_at']}#{contact_id}",
+            }
+        )
         return True
+
+
+def _status_key(workflow: str) -> tuple[str, str]:
+    return status_pk(workflow), STATUS_SK

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from shared.store.contacts import Contact, ContactStore
+from shared.store.contacts import ACTIVITY_DAYS, Contact, ContactStore
 from shared.workflow.conditions import Facts
 
 
-def facts_for(store: ContactStore, contact: Contact, trigger: dict[str, Any], now: datetime) -> Facts:
-    activity = []
-    for a in store.activity(contact.id):
-        activity.append({"type": a["type"], "data": a.get("data", {}), "at": datetime.fromisoformat(a["at"])})
+def facts_for(
+    store: ContactStore,
+    contact: Contact,
+    trigger: dict[str, Any],
+    now: datetime,
+    *,
+    window: timedelta | None = timedelta(days=ACTIVITY_DAYS),
+) -> Facts:
+    """The facts of a contact read from the store: its activity of the last `window` only (by default as far as
+    activity is kept; None reads none, for conditions that read no activity)."""
+    items = store.activity(contact.id, since=now - window) if window is not None else []
+    return facts_from(contact, items, trigger, now)
+
+
+def facts_from(contact: Contact, items: list[dict[str, Any]], trigger: dict[str, Any], now: datetime) -> Facts:
+    """The facts of a contact from items already read (the router's one Query of the contact's partition)."""
+    activity = [{"type": a["type"], "data": a.get("data", {}), "at": datetime.fromisoformat(a["at"])} for a in items]
     return Facts(
         tags=contact.tags,
         fields={**contact.fields, "email": contact.email, "phone": contact.phone, "timezone": contact.timezone},

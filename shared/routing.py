@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from shared import clock
 from shared import constants as C
-from shared.enrollment import Enroller
+from shared.enrollment import Claim, Enroller, Enrolment, confirmed
 from shared.events import ContactEvent, ContactRef
-from shared.facts import facts_for
+from shared.facts import facts_from
 from shared.runtime.abandonment import observe as observe_checkout
+from shared.runtime.index import RoutingIndex
 from shared.splits import SplitTests
-from shared.store.contacts import ContactStore, contact_pk
-from shared.waits import resume_wait
+from shared.store.contacts import ContactStore, IdentityRace, Snapshot, UnknownContact, activity_item, contact_pk
+from shared.waits import ResumeDeferred, resume_wait
 from shared.workflow.conditions import Condition, Evaluation, Facts, Where, evaluate, lookup
-from shared.workflow.model import GoalStep, ScheduleTrigger, Trigger, Workflow
+from shared.workflow.model import ScheduleTrigger, Workflow
+
+__all__ = ["ResumeDeferred", "Routed", "Router", "UnknownContact", "outbox_to_event"]
 
 
 @dataclass
@@ -31,38 +34,95 @@ class Routed:
 
 
 class Router:
-    def __init__(self, workflows: list[Workflow], store: ContactStore, enroller: Enroller, sfn: Any) -> None:
+    """Routes events for one deployment's workflows. Per event: one read of the contact's partition (profile,
+    waits, enrolments, recent activity, the message a status event names), one transaction for what the event
+    writes (profile, identities, activity, the claims of the enrolments it makes), then the Step Functions calls.
+    Only workflows the index says listen to the event's type are looked at."""
+
+    def __init__(
+        self,
+        workflows: list[Workflow],
+        store: ContactStore,
+        enroller: Enroller,
+        sfn: Any,
+        *,
+        index: RoutingIndex | None = None,
+        activated_at: datetime | None = None,
+    ) -> None:
         self.workflows = workflows
         self.store = store
         self.enroller = enroller
         self.sfn = sfn
+        self.index = index or RoutingIndex.build(workflows)
+        if activated_at is not None:
+            enroller.activated_at = activated_at
 
     def handle(self, event: ContactEvent, *, internal: bool = False) -> list[Routed]:
-        """Route one event. `internal` events come from the step runner's outbox: already applied."""
+        """Route one event. `internal` events come from the step runner's outbox: already applied. Raises
+        UnknownContact for a contact_id no contact has, ResumeDeferred when Step Functions throttled a resume
+        (retry the event: what was done is not done twice)."""
+        for attempt in range(3):
+            try:
+                return self._handle(event, internal, None)
+            except IdentityRace:
+                if attempt == 2:
+                    raise
+        return []
+
+    def _handle(self, event: ContactEvent, internal: bool, snap: Snapshot | None) -> list[Routed]:
         now = clock.now()
         at = event.occurred_at or now
-        changes: dict[str, tuple[Any, Any]] = {}
-        if event.contact.contact_id:
-            contact_id = event.contact.contact_id
-        else:
-            contact_id, changes = self.store.upsert_with_changes(event.contact)
-        message = self._message(contact_id, event)
+        message_id = event.data.get("message_id") if event.type.split(".")[0] in MESSAGE_CHANNELS else None
+        if snap is None:
+            window = self.index.activity_window
+            snap = self.store.load(
+                event.contact,
+                activity_since=now - window if window is not None else None,
+                message_id=str(message_id) if message_id else None,
+            )
+        contact_id = snap.contact_id
+        message = snap.message if message_id and snap.message else None
         if message is not None:
             event = _with_message(event, message)
-        self.store.record_activity(contact_id, event.digest(), event.type, event.data, at)
-        if not internal:
-            self.store.apply_event(contact_id, event.type, event.data, at)
+        update = self.store.contact_update(
+            snap,
+            event.contact,
+            event_id=event.digest(),
+            at=at,
+            etype="" if internal else event.type,
+            data=event.data,
+        )
+        activity = activity_item(contact_id, event.digest(), event.type, event.data, at)
+        snap.activity.append(activity)
+        entries = self._triggers(snap, event, now)
+        claims = [e for e in entries if isinstance(e, _Pending)]
+        more = [self.store.put(activity)]
+        spans: list[tuple[_Pending, int]] = []
+        for c in claims:
+            spans.append((c, len(more)))
+            more += c.claim.writes
+        failed = self.store.apply(snap, update, more)
+        if failed:
+            # Claims whose condition failed (a race, a workflow not yet activated here): the rest is written
+            # without them, and each is decided again on its own.
+            for c, first in spans:
+                local = [i - first for i in failed if first <= i < first + len(c.claim.writes)]
+                if local:
+                    c.failed = local
+            keep = [self.store.put(activity)] + [w for c, _ in spans if not c.failed for w in c.claim.writes]
+            if self.store.apply(snap, update, keep):
+                raise IdentityRace(f"contact {contact_id}: an enrolment changed while the event was written")
         observe_checkout(self, contact_id, event, at)  # checkout updates and orders: pending abandonments
         out: list[Routed] = []
         if message is not None:
             self._message_engagement(contact_id, event, message, at)
         out += self._split_conversions(contact_id, event, now, message)
-        out += self._resume_waits(contact_id, event, now)
-        out += self._goals(contact_id, event, now)
-        out += self._triggers(contact_id, event)
+        out += self._resume_waits(snap, event, now)
+        out += self._goals(snap, event, now)
+        out += [self._launch(contact_id, e, event) if isinstance(e, _Pending) else e for e in entries]
         # Contact data the event brought (a form's first name...) is a change like a set_field step's: routed as
         # field.changed after the event itself, keyed to it, so "first name takes the value Mario" triggers.
-        for name, (value, previous) in changes.items():
+        for name, (value, previous) in update.changes.items():
             changed = ContactEvent(
                 id=f"{event.id}:field:{name}",
                 type="field.changed",
@@ -70,15 +130,11 @@ class Router:
                 data={"field": name, "value": value, "previous": previous},
                 occurred_at=at,
             )
-            out += self.handle(changed, internal=True)
+            out += self._handle(changed, True, snap)
         return out
 
-    def _message(self, contact_id: str, event: ContactEvent) -> dict[str, Any] | None:
-        """The message a provider's status event is about (email.opened, sms.not_delivered...), by its id."""
-        message_id = event.data.get("message_id")
-        if not message_id or event.type.split(".")[0] not in MESSAGE_CHANNELS:
-            return None
-        return self.store.get_item(contact_pk(contact_id), f"MSG#{message_id}")
+    def _facts(self, snap: Snapshot, now: datetime, trigger: dict[str, Any] | None = None) -> Facts:
+        return facts_from(snap.contact(), snap.activity, trigger or {}, now)
 
     def _message_engagement(self, contact_id: str, event: ContactEvent, message: dict[str, Any], at: datetime) -> None:
         """The first open or click of a message Stepwise sent: noted on the message, counted for its step."""
@@ -86,7 +142,7 @@ class Router:
             "email.opened": ("opened_at", C.METRIC_MESSAGE_OPENED),
             "email.clicked": ("clicked_at", C.METRIC_MESSAGE_CLICKED),
         }
-        if event.type not in found or not message.get("workflow"):
+        if event.type not in found or not message.get("workflow") or message.get(found[event.type][0]):
             return
         attribute, metric = found[event.type]
         if self.store.mark_message(contact_id, message["message_id"], attribute, at) and self.enroller.metrics:
@@ -102,13 +158,10 @@ class Router:
         counted = SplitTests(self.store).convert(contact_id, by, now, message=message)
         return [Routed(contact_id, c.split("/")[0], "converted", f"split {c}: {event.type}") for c in counted]
 
-    def _contact_facts(self, contact_id: str, now: datetime) -> Facts:
-        return facts_for(self.store, self.store.get(contact_id), {}, now)
-
-    def _resume_waits(self, contact_id: str, event: ContactEvent, now: datetime) -> list[Routed]:
+    def _resume_waits(self, snap: Snapshot, event: ContactEvent, now: datetime) -> list[Routed]:
         out = []
         contact_facts: Facts | None = None
-        for w in self.store.query_prefix(contact_pk(contact_id), "WAIT#"):
+        for w in list(snap.waits):
             if w.get("event"):
                 if w["event"] != event.type:
                     continue
@@ -117,72 +170,81 @@ class Router:
                 if any(lookup(event.data, k) != v for k, v in (w.get("same") or {}).items()):
                     continue
                 why = f"event {event.type} arrived"
-            else:
-                contact_facts = contact_facts or self._contact_facts(contact_id, now)
+            elif w.get("condition"):
+                contact_facts = contact_facts or self._facts(snap, now)
                 cond = Condition.model_validate(w["condition"])
                 # The event that started the run, as far as the condition reads it (`event_field`).
                 facts = replace(contact_facts, trigger=w.get("trigger") or {})
                 if not evaluate(cond, facts, []):
                     continue
                 why = f"condition {cond.describe()} now holds"
+            else:
+                continue
+            snap.waits.remove(w)  # resumed or stale: a field change routed next must not find it
             if resume_wait(self.store, self.sfn, w, why, now):
-                out.append(Routed(contact_id, w["workflow"], "resumed", f"{w['step']}: {why}"))
+                out.append(Routed(snap.contact_id, w["workflow"], "resumed", f"{w['step']}: {why}"))
         return out
 
-    def _goals(self, contact_id: str, event: ContactEvent, now: datetime) -> list[Routed]:
+    def _goals(self, snap: Snapshot, event: ContactEvent, now: datetime) -> list[Routed]:
+        """Goals of the workflows the contact is running that can be met by this event: an event goal on its
+        type, or a goal on a condition. Nothing else is looked at, however many workflows have goals."""
         out = []
+        contact_id = snap.contact_id
+        listening = self.index.event_goals.get(event.type, set()) | self.index.condition_goals
         contact_facts: Facts | None = None
-        for wf in self.workflows:
-            goals = [s for s, _ in wf.walk() if isinstance(s.root, GoalStep)]
-            if not goals:
+        for name in sorted(listening & set(snap.enrolments), key=self._order):
+            record = confirmed(snap.enrolments[name])
+            if record is None or record.get("status") != "running":
                 continue
-            record = self.enroller.current(contact_id, wf.name)
-            if not self.enroller.is_running(record):
-                continue
-            assert record is not None
             reached = set(record.get("goals", []))
-            for step in goals:
-                g = step.root.goal  # type: ignore[union-attr]
-                if step.id in reached:
+            for ref in self.index.goals.get(name, []):
+                g = ref.goal
+                if ref.id in reached:
                     continue
                 if g.event is not None:
                     if g.event != event.type or (g.where is not None and not g.where.matches(event.data)):
                         continue
                     why = f"goal event {event.type}"
                 else:
-                    facts = contact_facts = contact_facts or self._contact_facts(contact_id, now)
+                    facts = contact_facts = contact_facts or self._facts(snap, now)
                     if g.condition.event_fields():  # read from the run's own triggering event
                         facts = replace(facts, trigger=self._original_event(record).get("data", {}))
                     trail: list[Evaluation] = []
                     if not evaluate(g.condition, facts, trail):
                         continue
                     why = f"goal condition {g.condition.describe()}"
-                self.enroller.stop(contact_id, wf.name, f"goal {step.id} met")
-                self.store.put_item({**record, "goals": sorted(reached | {step.id})})
+                if not self.enroller.is_running(record):
+                    break
+                self.enroller.stop(contact_id, name, f"goal {ref.id} met")
+                current = self.enroller.current(contact_id, name) or record
+                self.store.put_item({**current, "goals": sorted(reached | {ref.id})})
                 original = self._original_event(record)
                 self.enroller.enrol(
                     contact_id,
-                    wf.name,
+                    name,
                     original,
                     key=f"goal:{record['execution_arn']}",
-                    resume_at=step.id or "",
+                    resume_at=ref.id,
                     restart=True,
                 )
-                out.append(Routed(contact_id, wf.name, "goal", f"jumped to {step.id}: {why}"))
+                out.append(Routed(contact_id, name, "goal", f"jumped to {ref.id}: {why}"))
                 break
         return out
 
-    def _goal_met_on_entry(self, contact_id: str, wf: Workflow, event: ContactEvent) -> tuple[str, str]:
+    def _order(self, workflow: str) -> int:
+        return next((i for i, wf in enumerate(self.workflows) if wf.name == workflow), len(self.workflows))
+
+    def _goal_met_on_entry(self, snap: Snapshot, wf: Workflow, event: ContactEvent, now: datetime) -> tuple[str, str]:
         """The first goal (in file order) whose condition the contact already meets as it enters: the run starts
         there, skipping the steps before it, as it would jump there from any step. ("", "") when none is met."""
-        goals = [s for s, _ in wf.walk() if isinstance(s.root, GoalStep) and s.root.goal.condition is not None]
+        goals = [g for g in self.index.goals.get(wf.name, []) if g.goal.condition is not None]
         if not goals:
             return "", ""
-        facts = replace(self._contact_facts(contact_id, clock.now()), trigger=event.data)
-        for step in goals:
-            cond = step.root.goal.condition  # type: ignore[union-attr]
+        facts = self._facts(snap, now, event.data)
+        for ref in goals:
+            cond = ref.goal.condition
             if evaluate(cond, facts, []):
-                return step.id or "", f"goal condition {cond.describe()} already met"
+                return ref.id, f"goal condition {cond.describe()} already met"
         return "", ""
 
     def _original_event(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -193,14 +255,14 @@ class Router:
 
         return json.loads(desc.get("input", "{}")).get("event", {})
 
-    def _triggers(self, contact_id: str, event: ContactEvent) -> list[Routed]:
-        out = []
+    def _triggers(self, snap: Snapshot, event: ContactEvent, now: datetime) -> list[Routed | _Pending]:
+        """The enrolments this event makes, decided from the snapshot: refusals as they are, the rest as claims
+        for the event's transaction. Only workflows with a trigger on the event's type are looked at."""
+        out: list[Routed | _Pending] = []
+        contact_id = snap.contact_id
         payload = event.model_dump(mode="json")
-        for wf in self.workflows:
-            for entry in wf.triggers:
-                t = entry.root
-                if not isinstance(t, Trigger) or t.event != event.type:
-                    continue
+        for wf, triggers in self.index.triggers.get(event.type, []):
+            for t in triggers:
                 if t.where is not None and not t.where.matches(event.data):
                     failed = [
                         f"{k} {c.describe()}"
@@ -209,21 +271,30 @@ class Router:
                     ]
                     out.append(Routed(contact_id, wf.name, "not entered", "filter failed: " + "; ".join(failed)))
                     continue
-                goal, why = self._goal_met_on_entry(contact_id, wf, event)
-                res = self.enroller.enrol(
-                    contact_id,
-                    wf.name,
-                    payload,
-                    key=event.digest(),
-                    reentry=wf.reentry,
-                    start_delay=0 if goal else t.delay or 0,
-                    resume_at=goal,
-                    occurred_at=event.occurred_at,
-                )
-                reason = f"{res.reason} at goal {goal}: {why}" if goal and res.started else res.reason
-                out.append(Routed(contact_id, wf.name, "entered" if res.started else "not entered", reason))
+                goal, why = self._goal_met_on_entry(snap, wf, event, now)
+                args = {
+                    "key": event.digest(),
+                    "reentry": wf.reentry,
+                    "start_delay": 0 if goal else t.delay or 0,
+                    "resume_at": goal,
+                    "occurred_at": event.occurred_at,
+                }
+                claim = self.enroller.prepare(contact_id, wf.name, payload, item=snap.enrolments.get(wf.name), **args)
+                if isinstance(claim, Enrolment):
+                    out.append(Routed(contact_id, wf.name, "not entered", claim.reason))
+                else:
+                    out.append(_Pending(wf.name, claim, goal, why, payload, args))
                 break
         return out
+
+    def _launch(self, contact_id: str, p: _Pending, event: ContactEvent) -> Routed:
+        if p.failed:
+            refused = self.enroller.refused(p.claim, p.failed)
+            res = refused or self.enroller.enrol(contact_id, p.workflow, p.payload, **p.args)
+        else:
+            res = self.enroller.launch(p.claim)
+        reason = f"{res.reason} at goal {p.goal}: {p.why}" if p.goal and res.started else res.reason
+        return Routed(contact_id, p.workflow, "entered" if res.started else "not entered", reason)
 
     def execution_ended(self, execution_arn: str, status: str, run_input: dict[str, Any]) -> list[Routed]:
         """A run is over (in AWS: the execution status change EventBridge reports). When it was the run of a
@@ -258,6 +329,19 @@ class Router:
         from shared.runtime.broadcast import start_broadcast  # the broadcast's batches call back into this router
 
         return start_broadcast(self, wf, trigger)
+
+
+@dataclass
+class _Pending:
+    """An enrolment claimed in the event's transaction, started once the transaction is written."""
+
+    workflow: str
+    claim: Claim
+    goal: str
+    why: str
+    payload: dict[str, Any]
+    args: dict[str, Any]
+    failed: list[int] = field(default_factory=list)
 
 
 MESSAGE_CHANNELS = ("email", "sms")

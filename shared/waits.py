@@ -1,4 +1,5 @@
-"""Completing a wait-until step: the task token is sent once, with the wait record deleted in one transaction."""
+"""Completing a wait-until step: the task token first, then the `resumed` record and the wait's deletion in one
+transaction, so a record never says resumed for a run that was not (and a throttled send is retried)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,42 @@ from shared import constants as C
 from shared.store.contacts import ContactStore, epoch
 
 # What SendTaskSuccess answers for a token nothing waits on any more: the run was stopped (a goal, an
-# unsubscribe) or the wait timed out. (moto says InvalidToken.)
+# unsubscribe), the wait timed out, or an earlier send completed it. (moto says InvalidToken.)
 STALE_TOKEN_ERRORS = ("TaskDoesNotExist", "TaskTimedOut", "InvalidToken")
+# Answers that say "not now": raised, so the caller's batch is retried and the event resumes the wait then.
+RETRYABLE_ERRORS = ("ThrottlingException", "ServiceUnavailable", "InternalServerError", "RequestLimitExceeded")
+
+
+class ResumeDeferred(Exception):
+    """SendTaskSuccess was throttled or unavailable: nothing was recorded, the wait is intact; retry the event."""
 
 
 def resume_wait(store: ContactStore, sfn: Any, wait: dict[str, Any], why: str, now: datetime) -> bool:
-    """Complete a waiting step's task token, once: the wait record is deleted in the same transaction."""
+    """Complete a waiting step's task token, then record it: the `resumed` history record and the wait item's
+    deletion in one transaction. True when this call resumed the run.
+
+    The send comes first, so a crash or a throttled call never leaves a record of a resume that did not happen
+    (the run would wait on to its timeout): a throttled send raises ResumeDeferred with nothing written, and the
+    retried event finds the wait and sends again. A token already completed (by a racing event, or by a first
+    try that died before recording) answers TaskDoesNotExist / InvalidToken: the wait is over, its item is
+    deleted, and only the call that completed it writes the record."""
     contact_id = wait[C.PK].removeprefix("CONTACT#")
     loops = int(wait.get("loops", 0))
     execution_name = wait["execution"].rsplit(":", 1)[-1]
+    next_loops = loops + 1 if wait.get("goto") else loops
+    # Stamped before the send: the resumed run's next records are made after it and must sort after this one.
+    entered = f"{now.isoformat()}|{time.time_ns():020d}"
+    try:
+        sfn.send_task_success(taskToken=wait["token"], output=json.dumps({"loops": next_loops, "branch": "resumed"}))
+    except ClientError as err:
+        code = err.response["Error"]["Code"]
+        if code in RETRYABLE_ERRORS:
+            raise ResumeDeferred(f"wait {wait['step']}: SendTaskSuccess answered {code}; retry the event") from err
+        if code not in STALE_TOKEN_ERRORS:
+            raise
+        # Nothing waits on this token any more: the wait item is stale.
+        store.delete_item(wait[C.PK], wait[C.SK])
+        return False
     hist = {
         C.SK: f"HIST#{execution_name}#{loops:04d}#{wait['step']}#resumed",
         "contact_id": contact_id,
@@ -35,18 +63,8 @@ def resume_wait(store: ContactStore, sfn: Any, wait: dict[str, Any], why: str, n
         "seq": 0,
         # Orders it after the "waiting" record of the same instant (a condition that already held), as the step
         # runner's records are ordered: virtual entry time, then wall-clock write order.
-        "entered": f"{now.isoformat()}|{time.time_ns():020d}",
+        "entered": entered,
         C.TTL_ATTRIBUTE: epoch(now + timedelta(days=int(wait.get("history_days", 30)))),
     }
-    if not store.commit_step(contact_id, hist, [store.delete(wait[C.PK], wait[C.SK])]):
-        return False
-    next_loops = loops + 1 if wait.get("goto") else loops
-    try:
-        sfn.send_task_success(taskToken=wait["token"], output=json.dumps({"loops": next_loops, "branch": "resumed"}))
-    except ClientError as err:
-        if err.response["Error"]["Code"] not in STALE_TOKEN_ERRORS:
-            raise
-        # Nothing was resumed: take back the record that says so (the wait record was stale, and is gone).
-        store.delete_item(wait[C.PK], hist[C.SK])
-        return False
+    store.commit_step(contact_id, hist, [store.delete(wait[C.PK], wait[C.SK])])
     return True

@@ -34,6 +34,7 @@ from shared.workflow.broadcast import broadcast_definition
 from shared.workflow.compiler import compile_workflow, entry_plans
 from shared.workflow.durations import parse_duration
 from shared.workflow.model import ScheduleTrigger, Workflow, WorkflowFileError, load_workflow, workflow_files
+from stepwise.errors import strict_json_loads
 from stepwise.lifecycle import Lifecycle
 from stepwise.local.stack import LocalStack
 from stepwise.outbox import LocalDelivery, templates_dir
@@ -50,6 +51,7 @@ _STREAM_PAGE = 1000  # records per GetRecords call, the most DynamoDB Streams re
 LOCAL_SCHEDULE_GROUP = "stepwise-local"
 LOCAL_BUCKET = "stepwise-local-archive"
 LOCAL_SCHEDULE_HANDLER = "stepwise.simulate.local_schedule_handler"
+SETTLE_SECONDS = 600.0  # real seconds a broadcast of thousands of contacts may take on moto before advance gives up
 _ACTIVE: Simulation | None = None  # the one simulation of this process (the local stack's patches are global)
 
 
@@ -141,13 +143,23 @@ def read_events(path: Path, start: datetime) -> list[TimedItem]:
     """The timed lines of an events file (JSON Lines; blank lines and lines starting with # are skipped), in time
     order. A line without "at" happens at the start (+0). Raises EventsFileError naming the file, line and field."""
     out: list[TimedItem] = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_no = data[: err.start].count(b"\n") + 1
+        raise EventsFileError(
+            f"{path}:{line_no}: not UTF-8 text (byte 0x{data[err.start]:02x}); save the file as UTF-8"
+        ) from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            raw = json.loads(line)
+            raw = strict_json_loads(line)  # no NaN, Infinity or 1e400: DynamoDB could not store them
         except json.JSONDecodeError as err:
             raise EventsFileError(f"{path}:{n}: not JSON: {err.msg}") from None
+        except ValueError as err:
+            raise EventsFileError(f"{path}:{n}: {err}") from None
         if not isinstance(raw, dict) or ("event" in raw) == ("provider" in raw):
             raise EventsFileError(f"{path}:{n}: a line is {_LINE_SHAPES}")
         try:
@@ -279,6 +291,7 @@ class Simulation:
             self.schedules.store.delete(due.name)
             self._known_schedules.pop(due.name, None)
             fired = True
+            self.stack.settle(timeout=SETTLE_SECONDS)
             self.settle()
         return fired
 
@@ -371,6 +384,7 @@ class Simulation:
     def advance(self, target: datetime) -> None:
         """Move virtual time to `target`, waking waits and firing schedules in time order."""
         while True:
+            self.stack.settle(timeout=SETTLE_SECONDS)  # a broadcast's batches may keep it busy a while
             self.settle()
             nxt = self._next_due()
             if nxt is None or nxt > target:

@@ -27,6 +27,21 @@ class ContactNotFound(Exception):
     """The contact a step names does not exist (deleted, or a bad id in the execution input)."""
 
 
+class UnknownContact(ContactNotFound):
+    """An event names a contact_id no contact has: refused, never a half profile created for it."""
+
+    def __init__(self, contact_id: str) -> None:
+        super().__init__(
+            f"contact.contact_id: no contact {contact_id!r} exists; refused (name it by email, phone or "
+            "external_id to create one)"
+        )
+        self.contact_id = contact_id
+
+
+class IdentityRace(Exception):
+    """An identity the event adds was claimed by another contact between the read and the write: retry the event."""
+
+
 def contact_pk(contact_id: str) -> str:
     return f"CONTACT#{contact_id}"
 
@@ -116,6 +131,8 @@ class Contact:
     stages: dict[str, str] = field(default_factory=dict)
     score: float = 0
     consent: dict[str, bool] = field(default_factory=dict)
+    external_ids: set[str] = field(default_factory=set)
+    identity_conflicts: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Contact:
@@ -131,6 +148,8 @@ class Contact:
             stages=item.get("stages", {}),
             score=item.get("score", 0),
             consent=item.get("consent", {}),
+            external_ids=set(item.get("external_ids", [])) - {""},
+            identity_conflicts=list(item.get("identity_conflicts", [])),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -144,7 +163,162 @@ class Contact:
             "stages": self.stages,
             "score": self.score,
             "fields": self.fields,
+            "identities": {"email": self.email, "phone": self.phone, "external": sorted(self.external_ids)},
+            "identity_conflicts": self.identity_conflicts,
         }
+
+
+# The longest activity any read goes back when a condition names no `within`: the activity items' TTL.
+ACTIVITY_DAYS = 90
+SET_ATTRIBUTES = ("tags", "lists", "external_ids")
+
+
+def identities_of(ref: ContactRef) -> list[tuple[str, str]]:
+    """The identities a reference carries, in resolution order: email, phone, external id."""
+    out = []
+    if ref.email:
+        out.append(("email", ref.email))
+    if ref.phone:
+        out.append(("phone", ref.phone))
+    if ref.external_id:
+        out.append(("ext", ref.external_id))
+    return out
+
+
+def new_contact_id(identity: tuple[str, str]) -> str:
+    """The id a contact first seen with `identity` gets: two events racing to create it arrive at the same id."""
+    return "c-" + stable_hash(*identity)
+
+
+def holds(profile: dict[str, Any], kind: str, value: str) -> bool:
+    if kind == "ext":
+        return value in (profile.get("external_ids") or [])
+    return bool(profile.get(kind) == value)
+
+
+def _stored_identity(profile: dict[str, Any], kind: str, value: str) -> str | None:
+    """The identity of this kind the profile already has, which `value` would replace (None: nothing to replace).
+    A contact has one email and one phone, and one external id per provider (the scope before the colon)."""
+    if kind != "ext":
+        return profile.get(kind) or None
+    scope = value.split(":", 1)[0] + ":"
+    return next((x for x in sorted(profile.get("external_ids") or []) if x.startswith(scope)), None)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One change to a profile attribute: set, add to / delete from a set, append to a list. `path` is the
+    attribute and, for maps, the key inside it."""
+
+    kind: str  # set, add, delete, append
+    path: tuple[str, ...]
+    value: Any
+
+
+def event_ops(profile: dict[str, Any], etype: str, data: dict[str, Any], at: datetime) -> list[Op]:
+    """What an event says about its contact (a tag added in the shop, a list sign-up, consent, score, a field)."""
+    if etype in ("tag.added", "tag.removed") and data.get("tag"):
+        return [Op("add" if etype == "tag.added" else "delete", ("tags",), {data["tag"]})]
+    if etype in ("list.subscribed", "list.unsubscribed") and data.get("list"):
+        return [Op("add" if etype == "list.subscribed" else "delete", ("lists",), {data["list"]})]
+    if etype == "field.changed" and data.get("field"):
+        return [Op("set", ("fields", str(data["field"])), data.get("value"))]
+    if (change := consent_change(etype, data)) is not None:
+        channel, given = change
+        return [Op("set", ("consent", channel), given), Op("set", ("consent_at", channel), at.isoformat())]
+    if etype == "score.changed" and isinstance(data.get("score"), int | float):
+        return [Op("set", ("score",), data["score"])]
+    return []
+
+
+def apply_ops(profile: dict[str, Any], ops: list[Op]) -> dict[str, Any]:
+    """The profile after `ops`, as DynamoDB will hold it (read back through deserialise)."""
+    out = json.loads(json.dumps(profile, default=str))
+    for op in ops:
+        top = op.path[0]
+        if op.kind == "set" and len(op.path) == 1:
+            out[top] = op.value
+        elif op.kind == "set":
+            out.setdefault(top, {})
+            out[top][op.path[1]] = op.value
+        elif op.kind == "append":
+            out[top] = [*(out.get(top) or []), *op.value]
+        else:
+            current = set(out.get(top) or [])
+            out[top] = sorted(current | set(op.value) if op.kind == "add" else current - set(op.value))
+    return deserialise(serialise(out))
+
+
+def _expressible(before: dict[str, Any], after: dict[str, Any], ops: list[Op]) -> list[Op]:
+    """`ops` as one UpdateExpression can say them: a key set in a map the profile lacks becomes a set of the
+    whole map (a nested SET needs its map), and no path twice (the last change of a path wins)."""
+    out: dict[tuple[str, ...], Op] = {}
+    for op in ops:
+        top = op.path[0]
+        if len(op.path) > 1 and not isinstance(before.get(top), dict):
+            out = {k: v for k, v in out.items() if k[0] != top}
+            out[(top,)] = Op("set", (top,), after.get(top, {}))
+        elif (top,) in out and len(op.path) > 1:
+            out[(top,)] = Op("set", (top,), after.get(top, {}))
+        elif op.kind in ("add", "delete") and any(k[0] == top for k in out):
+            out = {k: v for k, v in out.items() if k[0] != top}
+            out[(top,)] = Op("set", (top,), set(after.get(top) or []) or None)
+        else:
+            out[op.path] = op
+    return [o for o in out.values() if not (o.kind == "set" and o.value is None and len(o.path) == 1)]
+
+
+def activity_item(contact_id: str, event_id: str, etype: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
+    return {
+        C.PK: contact_pk(contact_id),
+        C.SK: f"ACT#{at.isoformat()}#{event_id}",
+        "type": etype,
+        "data": data,
+        "at": at.isoformat(),
+        C.TTL_ATTRIBUTE: epoch(at + timedelta(days=ACTIVITY_DAYS)),
+    }
+
+
+@dataclass
+class Snapshot:
+    """One contact's partition as routing one event needs it, read in one Query (`ContactStore.read_partition`)."""
+
+    contact_id: str
+    profile: dict[str, Any] | None = None
+    waits: list[dict[str, Any]] = field(default_factory=list)
+    enrolments: dict[str, dict[str, Any]] = field(default_factory=dict)  # workflow -> the ENROLL# item as stored
+    activity: list[dict[str, Any]] = field(default_factory=list)
+    message: dict[str, Any] | None = None
+    owners: dict[tuple[str, str], str] = field(default_factory=dict)  # identity -> contact, when looked up
+
+    def add(self, item: dict[str, Any]) -> None:
+        sk = str(item[C.SK])
+        if sk == "PROFILE":
+            self.profile = item
+        elif sk.startswith("WAIT#"):
+            self.waits.append(item)
+        elif sk.startswith("ENROLL#"):
+            self.enrolments[sk.removeprefix("ENROLL#")] = item
+        elif sk.startswith("ACT#"):
+            self.activity.append(item)
+        elif sk.startswith("MSG#"):
+            self.message = item
+
+    def contact(self) -> Contact:
+        if self.profile is None:
+            raise ContactNotFound(f"contact {self.contact_id} does not exist")
+        return Contact.from_item({"contact_id": self.contact_id, **self.profile})
+
+
+@dataclass
+class ContactUpdate:
+    """The writes an event makes to its contact (`ContactStore.contact_update`), and what they change."""
+
+    writes: list[dict[str, Any]] = field(default_factory=list)
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # custom field -> (value, previous)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    ident_positions: list[int] = field(default_factory=list)
+    profile_position: int | None = None
 
 
 CONSENT_CHANNELS = ("email", "sms")
@@ -172,24 +346,110 @@ class ContactStore:
     # ---- identities and profiles -------------------------------------------------------------
 
     def resolve(self, ref: ContactRef) -> str | None:
+        """The id of the contact the reference names (None: nobody yet); a contact_id is taken as given."""
         if ref.contact_id:
             return ref.contact_id
-        for kind, value in self._identities(ref):
-            got = self.client.get_item(TableName=self.table, Key=self._key(f"IDENT#{kind}#{value}", "IDENT"))
-            if "Item" in got:
-                return str(deserialise(got["Item"])["contact_id"])
-        return None
+        owners = self.identity_owners(identities_of(ref))
+        return next((owners[i] for i in identities_of(ref) if i in owners), None)
 
     @staticmethod
     def _identities(ref: ContactRef) -> list[tuple[str, str]]:
-        out = []
-        if ref.email:
-            out.append(("email", ref.email))
-        if ref.phone:
-            out.append(("phone", ref.phone))
-        if ref.external_id:
-            out.append(("ext", ref.external_id))
+        return identities_of(ref)
+
+    def identity_owners(self, identities: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Which contact each identity points at, for those that point anywhere: one BatchGetItem."""
+        got = self.batch_get([(f"IDENT#{k}#{v}", "IDENT") for k, v in identities])
+        return {
+            (k, v): str(got[(f"IDENT#{k}#{v}", "IDENT")]["contact_id"])
+            for k, v in identities
+            if (f"IDENT#{k}#{v}", "IDENT") in got
+        }
+
+    def batch_get(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Items by (pk, sk), strongly consistent, absent ones left out: one BatchGetItem per 100 keys (plus any
+        retries of unprocessed keys)."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self.table: {"Keys": [self._key(pk, sk) for pk, sk in unique[i : i + 100]], "ConsistentRead": True}
+            }
+            while request:
+                got = self.client.batch_get_item(RequestItems=request)
+                for raw in got.get("Responses", {}).get(self.table, []):
+                    item = deserialise(raw)
+                    out[(item[C.PK], item[C.SK])] = item
+                request = got.get("UnprocessedKeys") or {}
         return out
+
+    def read_partition(
+        self, contact_id: str, *, activity_since: datetime | None = None, message_id: str | None = None
+    ) -> Snapshot:
+        """Everything routing one event needs of one contact, in one Query (paginated only for a contact with
+        a great deal of history): the profile, its waits and enrolments, the message `message_id` names, and its
+        activity since `activity_since` (None: none at all). History, messages and memberships are filtered out
+        by DynamoDB; activity before the bound is outside the key range, so it is never read."""
+        # Sort keys in order: ACT#, ENROLL#, HIST#, LIST#, MSG#, PROFILE, SPLIT#, WAIT#. Activity keys
+        # start with the event's own ISO time, whatever its offset: a day's margin covers every offset, and the
+        # exact `within` is applied when the condition is evaluated.
+        low = "ACT$" if activity_since is None else f"ACT#{(activity_since - timedelta(days=1)).isoformat()}"
+        values: dict[str, Any] = {
+            ":pk": contact_pk(contact_id),
+            ":lo": low,
+            ":hi": "WAIT$",
+            ":h": "HIST#",
+            ":l": "LIST#",
+            ":s": "SPLIT#",
+            ":m": "MSG#",
+            ":msg": f"MSG#{message_id or ''}",
+        }
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :lo AND :hi",
+            "FilterExpression": "NOT begins_with(#sk, :h) AND NOT begins_with(#sk, :l) AND NOT begins_with(#sk, :s)"
+            " AND (NOT begins_with(#sk, :m) OR #sk = :msg)",
+            "ExpressionAttributeNames": {"#pk": C.PK, "#sk": C.SK},
+            "ExpressionAttributeValues": serialise(values),
+            "ConsistentRead": True,
+        }
+        snap = Snapshot(contact_id)
+        now = epoch(clock.now())
+        while True:
+            page = self.client.query(**kwargs)
+            for raw in page.get("Items", []):
+                item = deserialise(raw)
+                if item.get(C.TTL_ATTRIBUTE, now + 1) <= now:
+                    continue  # TTL deletion lags by days
+                snap.add(item)
+            if "LastEvaluatedKey" not in page:
+                return snap
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def load(
+        self, ref: ContactRef, *, activity_since: datetime | None = None, message_id: str | None = None
+    ) -> Snapshot:
+        """The snapshot of the contact `ref` names, found with as few reads as it takes: a contact_id is read
+        directly (UnknownContact if it has no profile); otherwise the contact most events name, the one created
+        from the first identity (its id is derived from it), is read first, and only when that partition does
+        not hold the identity are the identities looked up (then `owners` of the snapshot is filled). A contact
+        not yet known comes back without a profile, under the id it will be created with."""
+        read = {"activity_since": activity_since, "message_id": message_id}
+        if ref.contact_id:
+            snap = self.read_partition(ref.contact_id, **read)
+            if snap.profile is None:
+                raise UnknownContact(ref.contact_id)
+            return snap
+        identities = identities_of(ref)
+        guess = new_contact_id(identities[0])
+        snap = self.read_partition(guess, **read)
+        if snap.profile is not None and holds(snap.profile, *identities[0]):
+            return snap
+        owners = self.identity_owners(identities)
+        owner = next((owners[i] for i in identities if i in owners), guess)
+        if owner != guess:
+            snap = self.read_partition(owner, **read)
+        snap.owners = owners
+        return snap
 
     def upsert(self, ref: ContactRef) -> str:
         """The contact's id, creating the contact on first sight. Redelivery finds the same contact."""
@@ -198,65 +458,174 @@ class ContactStore:
     def upsert_with_changes(self, ref: ContactRef) -> tuple[str, dict[str, tuple[Any, Any]]]:
         """`upsert`, and the custom fields the event changed: name -> (value, previous), previous None for a
         field set for the first time. A redelivery changes nothing, so it reports nothing."""
-        contact_id = self.resolve(ref)
-        identities = self._identities(ref)
-        if contact_id is None:
-            first_kind, first_value = identities[0]
-            contact_id = "c-" + stable_hash(first_kind, first_value)
-        now = clock.now().isoformat()
-        names = {"#f": "fields"}
-        sets = [
-            "contact_id = :id",
-            "updated_at = :now",
-            "created_at = if_not_exists(created_at, :now)",
-            "#f = if_not_exists(#f, :empty)",
-            "campaigns = if_not_exists(campaigns, :empty)",
-            "stages = if_not_exists(stages, :empty)",
-            "score = if_not_exists(score, :zero)",
-        ]
-        values: dict[str, Any] = {":id": contact_id, ":now": now, ":empty": {}, ":zero": 0}
-        for attr in ("email", "phone", "timezone"):
-            v = getattr(ref, attr)
-            if v:
-                sets.append(f"{attr} = :{attr}")
-                values[f":{attr}"] = v
+        snap = self.load(ref)
+        update = self.contact_update(snap, ref, event_id="upsert", at=clock.now())
+        self.apply(snap, update, [])
+        return snap.contact_id, update.changes
+
+    # ---- one event's writes, in one transaction ---------------------------------------------------
+
+    def contact_update(
+        self, snap: Snapshot, ref: ContactRef, *, event_id: str, at: datetime, etype: str = "", data: Any = None
+    ) -> ContactUpdate:
+        """What an event changes on its contact: identities it adds (never replaces: a conflict is recorded on
+        the profile instead), its fields, and what the event itself says (`etype`/`data`: tags, lists, consent,
+        score, a field). The snapshot's profile is changed in memory to match, for conditions evaluated next."""
+        upd = ContactUpdate()
+        profile = snap.profile
+        new = profile is None
+        base: dict[str, Any] = profile or {
+            "contact_id": snap.contact_id,
+            "fields": {},
+            "campaigns": {},
+            "stages": {},
+            "score": 0,
+        }
+        ops: list[Op] = []
+        stamp = at.isoformat()
+        # Identities: added when the contact has none of that kind; never replaced.
+        for kind, value in identities_of(ref):
+            if holds(base, kind, value):
+                continue
+            other = snap.owners.get((kind, value))
+            kept = _stored_identity(base, kind, value)
+            if (other is not None and other != snap.contact_id) or kept is not None:
+                conflict = {
+                    "kind": kind,
+                    "offered": value,
+                    "kept": kept,
+                    "other_contact": other,
+                    "event": event_id,
+                    "at": stamp,
+                }
+                if not any(
+                    c.get("kind") == kind and c.get("offered") == value for c in base.get("identity_conflicts", [])
+                ):
+                    upd.conflicts.append({k: v for k, v in conflict.items() if v is not None})
+                continue
+            if kind == "ext":
+                ops.append(Op("add", ("external_ids",), {value}))
+            else:
+                ops.append(Op("set", (kind,), value))
+            # Conditioned: an identity someone else took since the read fails the transaction (IdentityRace).
+            upd.writes.append(
+                {
+                    "Put": {
+                        "Item": serialise(
+                            {C.PK: f"IDENT#{kind}#{value}", C.SK: "IDENT", "contact_id": snap.contact_id}
+                        ),
+                        "ConditionExpression": "attribute_not_exists(#pk) OR contact_id = :me",
+                        "ExpressionAttributeNames": {"#pk": C.PK},
+                        "ExpressionAttributeValues": serialise({":me": snap.contact_id}),
+                    }
+                }
+            )
+            upd.ident_positions.append(len(upd.writes) - 1)
+        if upd.conflicts:
+            ops.append(Op("append", ("identity_conflicts",), upd.conflicts))
+        if ref.timezone and base.get("timezone") != ref.timezone:
+            ops.append(Op("set", ("timezone",), ref.timezone))
         extra = dict(ref.fields)
         if ref.first_name:
             extra["first_name"] = ref.first_name
         if ref.last_name:
             extra["last_name"] = ref.last_name
-        for i, (k, v) in enumerate(sorted(extra.items())):
-            names[f"#x{i}"] = k
-            values[f":x{i}"] = v
-        self.client.update_item(
-            TableName=self.table,
-            Key=self._key(contact_pk(contact_id), "PROFILE"),
-            UpdateExpression="SET " + ", ".join(sets),
-            ExpressionAttributeNames={"#f": "fields"},
-            ExpressionAttributeValues=serialise({k: v for k, v in values.items() if not k.startswith(":x")}),
-        )
-        changes: dict[str, tuple[Any, Any]] = {}
-        if extra:
-            # Custom fields need the map to exist first; a second update keeps the first one simple.
-            old = self.client.update_item(
-                TableName=self.table,
-                Key=self._key(contact_pk(contact_id), "PROFILE"),
-                UpdateExpression="SET " + ", ".join(f"#f.#x{i} = :x{i}" for i in range(len(extra))),
-                ExpressionAttributeNames={k: v for k, v in names.items()},
-                ExpressionAttributeValues=serialise({k: v for k, v in values.items() if k.startswith(":x")}),
-                ReturnValues="ALL_OLD",  # the whole profile as it was: small, and read the same everywhere
+        before = base.get("fields") or {}
+        for k, v in sorted(extra.items()):
+            stored = deserialise(serialise({"v": v}))["v"]  # as DynamoDB gives it back (Decimals...)
+            if before.get(k) != stored:
+                upd.changes[k] = (v, before.get(k))
+                ops.append(Op("set", ("fields", k), v))
+        if etype:
+            ops += event_ops(base, etype, data or {}, at)
+            upd.writes += self._membership_writes(snap.contact_id, etype, data or {}, at)
+        after = apply_ops(base, ops)
+        if new:
+            after.update({"created_at": stamp, "updated_at": stamp})
+            item = {C.PK: contact_pk(snap.contact_id), C.SK: "PROFILE", **after}
+            for attr in SET_ATTRIBUTES:  # string sets, as ADD and DELETE need them (an empty set is left out)
+                item[attr] = set(item[attr]) if item.get(attr) else None
+            upd.writes.insert(
+                0,
+                {
+                    "Put": {
+                        "Item": serialise(item),
+                        "ConditionExpression": "attribute_not_exists(#pk)",  # two events creating one contact: one wins
+                        "ExpressionAttributeNames": {"#pk": C.PK},
+                    }
+                },
             )
-            before = deserialise(old.get("Attributes", {})).get("fields", {})
-            for k, v in sorted(extra.items()):
-                stored = deserialise(serialise({"v": v}))["v"]  # as DynamoDB gives it back (Decimals...)
-                if before.get(k) != stored:
-                    changes[k] = (v, before.get(k))
-        for kind, value in identities:
-            self.client.put_item(
-                TableName=self.table,
-                Item=serialise({C.PK: f"IDENT#{kind}#{value}", C.SK: "IDENT", "contact_id": contact_id}),
-            )
-        return contact_id, changes
+            upd.ident_positions = [i + 1 for i in upd.ident_positions]
+            upd.profile_position = 0
+        elif ops:
+            ops = _expressible(base, after, [*ops, Op("set", ("updated_at",), stamp)])
+            upd.writes.insert(0, self._profile_ops_update(snap.contact_id, ops))
+            upd.ident_positions = [i + 1 for i in upd.ident_positions]
+            upd.profile_position = 0
+        snap.profile = after
+        return upd
+
+    def _profile_ops_update(self, contact_id: str, ops: list[Op]) -> dict[str, Any]:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        clauses: dict[str, list[str]] = {"SET": [], "ADD": [], "DELETE": []}
+        for i, op in enumerate(ops):
+            path = []
+            for part in op.path:
+                alias = next((a for a, n in names.items() if n == part), None) or f"#n{len(names)}"
+                names[alias] = part
+                path.append(alias)
+            dotted = ".".join(path)
+            values[f":v{i}"] = op.value
+            if op.kind == "set":
+                clauses["SET"].append(f"{dotted} = :v{i}")
+            elif op.kind == "append":
+                values[":empty_list"] = []
+                clauses["SET"].append(f"{dotted} = list_append(if_not_exists({dotted}, :empty_list), :v{i})")
+            else:
+                clauses[op.kind.upper()].append(f"{dotted} :v{i}")
+        expr = " ".join(f"{k} {', '.join(v)}" for k, v in clauses.items() if v)
+        return self.profile_update(contact_id, expr, names, values)
+
+    def _membership_writes(self, contact_id: str, etype: str, data: dict[str, Any], at: datetime) -> list[dict]:
+        name = data.get("list")
+        if etype == "list.subscribed" and name:
+            return [
+                self.put(
+                    {
+                        C.PK: contact_pk(contact_id),
+                        C.SK: f"LIST#{name}",
+                        C.GSI1_PK: f"LIST#{name}",
+                        C.GSI1_SK: f"CONTACT#{contact_id}",
+                        "at": at.isoformat(),
+                    }
+                )
+            ]
+        if etype == "list.unsubscribed" and name:
+            return [self.delete(contact_pk(contact_id), f"LIST#{name}")]
+        return []
+
+    def activity_put(self, contact_id: str, event_id: str, etype: str, data: dict[str, Any], at: datetime) -> dict:
+        """A transaction write of an activity item (what `record_activity` writes)."""
+        return self.put(activity_item(contact_id, event_id, etype, data, at))
+
+    def apply(self, snap: Snapshot, update: ContactUpdate, more: list[dict[str, Any]]) -> list[int] | None:
+        """Write an event's contact update and `more` writes in one transaction. None when it went through; the
+        positions (in `more`) of writes whose condition failed otherwise, the rest not applied. Raises
+        IdentityRace when the contact or an identity changed hands since the read."""
+        writes = [*update.writes, *more]
+        if not writes:
+            return None
+        failed = self._transact(writes)
+        if failed is None:
+            return None
+        mine = set(update.ident_positions)
+        if update.profile_position is not None:
+            mine.add(update.profile_position)
+        if mine & set(failed):
+            raise IdentityRace(f"contact {snap.contact_id}: an identity or the profile changed since it was read")
+        offset = len(update.writes)
+        return [i - offset for i in failed]
 
     def get(self, contact_id: str) -> Contact:
         got = self.client.get_item(TableName=self.table, Key=self._key(contact_pk(contact_id), "PROFILE"))
@@ -440,6 +809,56 @@ class ContactStore:
             return failed
         return None
 
+    def transact_failures(self, writes: list[dict[str, Any]]) -> list[int] | None:
+        """One TransactWriteItems: None when it went through, else the positions of the writes whose condition
+        failed (nothing applied)."""
+        return self._transact(writes)
+
+    # ---- enrolment claims (shared/enrollment.py) ----------------------------------------------
+
+    def claim_write(
+        self, pk: str, sk: str, claim: dict[str, Any], *, workflow: str, rev: int, expected: int | None
+    ) -> dict[str, Any]:
+        """A transaction write claiming an enrolment on its ENROLL# item: the claim (key, execution it will
+        start, when) and the item's next revision, only if the revision is still the one read (`expected`; None:
+        the item has none yet). Of two enrolments racing on one item, one claim goes through."""
+        condition = "attribute_not_exists(#rev)" if expected is None else "#rev = :expected"
+        values: dict[str, Any] = {":c": claim, ":r": rev, ":w": workflow}
+        if expected is not None:
+            values[":expected"] = expected
+        return {
+            "Update": {
+                "Key": self._key(pk, sk),
+                "UpdateExpression": "SET #claim = :c, #rev = :r, #wf = :w",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#claim": "claim", "#rev": "rev", "#wf": "workflow"},
+                "ExpressionAttributeValues": serialise(values),
+            }
+        }
+
+    def confirm_claim(self, record: dict[str, Any]) -> bool:
+        """Write a confirmed enrolment record over its claim, unless a newer claim has been made since (a later
+        revision): False then, and nothing written."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=serialise(record),
+                ConditionExpression="attribute_not_exists(#rev) OR #rev <= :r",
+                ExpressionAttributeNames={"#rev": "rev"},
+                ExpressionAttributeValues=serialise({":r": record["rev"]}),
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def clear_claim(self, pk: str, sk: str, rev: int) -> bool:
+        """Drop a claim that started nothing new (a duplicate), if it is still the one made at `rev`."""
+        return self._update_if(
+            self._key(pk, sk), "REMOVE #claim", "#rev = :r", {"#claim": "claim", "#rev": "rev"}, {":r": rev}
+        )
+
     # ---- plain items ------------------------------------------------------------------------
 
     def put_item(self, item: dict[str, Any], *, only_new: bool = False) -> bool:
@@ -493,20 +912,31 @@ class ContactStore:
         items = self.query_prefix(contact_pk(contact_id), "MSG#")
         return sorted(items, key=lambda i: (i["at"], i.get("entered", "")))
 
-    def activity(self, contact_id: str) -> list[dict[str, Any]]:
-        return self.query_prefix(contact_pk(contact_id), "ACT#")
+    def activity(self, contact_id: str, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The contact's activity, since `since` when given (a day's margin for events dated in other offsets:
+        the exact bound is the condition's)."""
+        if since is None:
+            return self.query_prefix(contact_pk(contact_id), "ACT#")
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeNames": {"#pk": C.PK, "#sk": C.SK},
+            "ExpressionAttributeValues": serialise(
+                {":pk": contact_pk(contact_id), ":lo": f"ACT#{(since - timedelta(days=1)).isoformat()}", ":hi": "ACT$"}
+            ),
+            "ConsistentRead": True,
+        }
+        out: list[dict[str, Any]] = []
+        now = epoch(clock.now())
+        while True:
+            page = self.client.query(**kwargs)
+            out.extend(i for i in map(deserialise, page.get("Items", [])) if i.get(C.TTL_ATTRIBUTE, now + 1) > now)
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def record_activity(self, contact_id: str, event_id: str, etype: str, data: dict[str, Any], at: datetime) -> None:
-        self.put_item(
-            {
-                C.PK: contact_pk(contact_id),
-                C.SK: f"ACT#{at.isoformat()}#{event_id}",
-                "type": etype,
-                "data": data,
-                "at": at.isoformat(),
-                C.TTL_ATTRIBUTE: epoch(at + timedelta(days=90)),
-            }
-        )
+        self.put_item(activity_item(contact_id, event_id, etype, data, at))
 
     def apply_event(self, contact_id: str, etype: str, data: dict[str, Any], at: datetime) -> None:
         """Apply what an outside event says about the contact (a tag added in the shop, a list sign-up)."""

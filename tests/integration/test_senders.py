@@ -372,3 +372,153 @@ def test_a_throttled_send_gives_its_claim_back_and_the_retry_sends_once(lambda_e
     assert invoke(lambda_env) == FAILED
     assert invoke(lambda_env) == {"batchItemFailures": []}
     assert len(ses_sent()) == 1
+
+
+OPEN_OR_NOT = """
+name: open-or-not
+triggers: [{event: list.subscribed}]
+steps:
+  - id: mail
+    send_email: {template: welcome-email}
+"""
+NUDGE = """
+name: nudge
+triggers: [{event: email.not_opened, where: {workflow: open-or-not}}]
+steps:
+  - id: tag
+    add_tag: NotOpened
+"""
+
+
+def test_email_not_opened_fires_after_its_window_and_not_for_an_opened_email(templates: Path) -> None:
+    with Simulation([workflow(OPEN_OR_NOT), workflow(NUDGE)]) as sim:
+        for who in ("hal", "ivy"):
+            sim.send(event(f"s-{who}", "list.subscribed", {"list": "a"}, email=f"{who}@example.com"))
+        ivy = next(c for c in sim.contacts() if sim.store.get(c).email == "ivy@example.com")
+        (m,) = sim.store.messages(ivy)
+        (opened,) = to_events(
+            {
+                "source": "aws.ses",
+                "detail": {
+                    "eventType": "Open",
+                    "mail": {
+                        "messageId": m["provider_id"],
+                        "tags": {"message_id": [m["message_id"]], "contact_id": [ivy]},
+                    },
+                    "open": {"timestamp": "2026-11-30T12:00:00Z"},
+                },
+            }
+        )
+        sim.send(opened)
+        sim.advance(DEFAULT_START + timedelta(days=2, hours=23))
+        assert all("NotOpened" not in sim.store.get(c).tags for c in sim.contacts())
+        sim.advance(DEFAULT_START + timedelta(days=3, minutes=1))
+        tagged = {sim.store.get(c).email for c in sim.contacts() if "NotOpened" in sim.store.get(c).tags}
+        assert tagged == {"hal@example.com"}
+        hal = next(c for c in sim.contacts() if sim.store.get(c).email == "hal@example.com")
+        (act,) = [a for a in sim.store.activity(hal) if a["type"] == "email.not_opened"]
+        assert act["data"]["after"] == "3d" and act["data"]["workflow"] == "open-or-not"
+
+
+def test_the_reputation_guard_pauses_marketing_holds_it_and_resume_sends_it(lambda_env: dict[str, Any]) -> None:
+    from shared import clock
+    from shared.messaging.reputation import ReputationGuard
+
+    messages = MessageStore("t", lambda_env["ddb"])
+    alerts: list[tuple[str, str]] = []
+    rates: list[tuple[str, float]] = []
+    guard = ReputationGuard(
+        messages,
+        "cs",
+        alert=lambda s, t: alerts.append((s, t)),
+        metric=lambda n, v, cs: rates.append((n, v)),
+        min_sends=100,
+    )
+    now = clock.now()
+    messages.add_counts("cs", now, {"sends": 1000}, timedelta(days=8))
+    for _ in range(3):
+        assert not guard.record("complaints", now).paused_now  # 0.3% is the limit, not over it
+    verdict = guard.record("complaints", now)
+    assert verdict.paused_now and "complaint rate 0.40% over 0.3%" in verdict.why
+    assert guard.record("complaints", now).paused_now is False  # already paused: one alert
+    assert len(alerts) == 1 and ("ComplaintRate", 0.004) in rates
+
+    assert invoke(lambda_env) == {"batchItemFailures": []}  # marketing: held, not sent, not lost
+    store, cid = lambda_env["store"], lambda_env["cid"]
+    assert store.get_item(f"CONTACT#{cid}", "MSG#m1")["status"] == "held" and ses_sent() == []
+    # A transactional message still goes.
+    tx = {
+        **store.get_item(f"CONTACT#{cid}", "MSG#m1"),
+        "sk": "MSG#t1",
+        "message_id": "t1",
+        "status": "queued",
+        "transactional": True,
+    }
+    store.put_item(tx)
+    lambda_env["record"] = {**lambda_env["record"], "dynamodb": {"NewImage": serialise(tx), "SequenceNumber": "101"}}
+    assert invoke(lambda_env) == {"batchItemFailures": []}
+    assert len(ses_sent()) == 1 and "List-Unsubscribe" not in mime(ses_sent()[0])
+
+    assert guard.resume(clock.now(), by="ops") == 1
+    held = store.get_item(f"CONTACT#{cid}", "MSG#m1")
+    old = {**held, "status": "held"}
+    modify = {
+        "eventID": "3",
+        "eventName": "MODIFY",
+        "dynamodb": {"NewImage": serialise(held), "OldImage": serialise(old), "SequenceNumber": "102"},
+    }
+    lambda_env["record"] = modify
+    assert invoke(lambda_env) == {"batchItemFailures": []}
+    assert len(ses_sent()) == 2 and store.get_item(f"CONTACT#{cid}", "MSG#m1")["status"] == "sent"
+
+
+def test_transactional_email_ignores_withdrawn_consent_but_not_a_hard_bounce(lambda_env: dict[str, Any]) -> None:
+    from shared import clock
+
+    store, cid = lambda_env["store"], lambda_env["cid"]
+    store.apply_event(cid, "consent.withdrawn", {"channel": "email"}, clock.now())
+    item = store.get_item(f"CONTACT#{cid}", "MSG#m1")
+    store.put_item({**item, "transactional": True})
+    lambda_env["record"]["dynamodb"]["NewImage"] = serialise({**item, "transactional": True})
+    assert invoke(lambda_env) == {"batchItemFailures": []}
+    assert len(ses_sent()) == 1
+    MessageStore("t", lambda_env["ddb"]).suppress("email", "gil@example.com", "bounce", clock.now(), "m1")
+    again = {**item, "sk": "MSG#m2", "message_id": "m2", "transactional": True}
+    store.put_item(again)
+    lambda_env["record"] = {**lambda_env["record"], "dynamodb": {"NewImage": serialise(again), "SequenceNumber": "2"}}
+    assert invoke(lambda_env) == {"batchItemFailures": []}
+    assert len(ses_sent()) == 1
+    assert store.get_item(f"CONTACT#{cid}", "MSG#m2")["reason"].startswith("address suppressed after a bounce")
+
+
+def test_coupon_used_is_matched_once_and_unknown_or_expired_codes_are_marked(lambda_env: dict[str, Any]) -> None:
+    from shared.messaging.feedback import coupon_used
+
+    store, cid = lambda_env["store"], lambda_env["cid"]
+    store.put_item(
+        {
+            "pk": "COUPON#CART-AB12",
+            "sk": "COUPON",
+            "code": "CART-AB12",
+            "contact_id": cid,
+            "valid_until": (DEFAULT_START + timedelta(days=7)).isoformat(),
+        }
+    )
+    store.put_item(
+        {
+            "pk": "COUPON#OLD-1",
+            "sk": "COUPON",
+            "code": "OLD-1",
+            "contact_id": cid,
+            "valid_until": (DEFAULT_START - timedelta(days=1)).isoformat(),
+        }
+    )
+    messages = MessageStore("t", lambda_env["ddb"])
+
+    def used(code: str, order: str) -> str:
+        ev = event(f"o-{order}", "coupon.used", {"coupon": code, "order_id": order}, contact_id=cid)
+        return coupon_used(messages, ev, DEFAULT_START).data["coupon_status"]
+
+    assert [used("CART-AB12", "1"), used("CART-AB12", "1"), used("CART-AB12", "2")] == ["used", "used", "already_used"]
+    assert used("NOPE", "3") == "unknown" and used("OLD-1", "4") == "expired"
+    assert store.get_item("COUPON#CART-AB12", "COUPON")["used_order"] == "1"

@@ -78,10 +78,17 @@ class Broadcaster:
     """Snapshots lists and starts (or resumes) the broadcast machine over a snapshot. Progress lives in the
     table: BROADCAST#id / META (snapshot, attempts) and BATCH#n markers of the batches done."""
 
-    def __init__(self, router: Router, store: BroadcastStore, rate_per_batch: float = RATE_PER_BATCH) -> None:
+    def __init__(
+        self,
+        router: Router,
+        store: BroadcastStore,
+        rate_per_batch: float = RATE_PER_BATCH,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
         self.router = router
         self.store = store
         self.rate = rate_per_batch
+        self.batch_size = batch_size
 
     def start(self, wf: Workflow, trigger: ScheduleTrigger) -> Started:
         bid = broadcast_id(wf.name, trigger.at)
@@ -91,8 +98,8 @@ class Broadcaster:
         else:
             members = sorted(set(self.router.store.list_members(trigger.list)))
             batches = [
-                {"batch": n, "contacts": members[i : i + BATCH_SIZE]}
-                for n, i in enumerate(range(0, len(members), BATCH_SIZE))
+                {"batch": n, "contacts": members[i : i + self.batch_size]}
+                for n, i in enumerate(range(0, len(members), self.batch_size))
             ]
             self.store.write_snapshot(key, batches)
         now = clock.now()
@@ -121,6 +128,15 @@ class Broadcaster:
         attempt = int(meta["attempts"]) + 1
         self.router.store.put_item({**meta, "attempts": attempt})
         return self._run(bid, meta, attempt)
+
+    def progress(self, bid: str) -> tuple[int, int]:
+        """(batches done, batches in the snapshot): a broadcast with batches left is resumed. Read from the
+        table, not the execution's status: moto's Distributed Map counts a failed batch and still succeeds."""
+        meta = self.router.store.get_item(f"BROADCAST#{bid}", "META")
+        if meta is None:
+            raise UnknownBroadcast(f"broadcast {bid}: no such broadcast")
+        done = self.router.store.query_prefix(f"BROADCAST#{bid}", "BATCH#")
+        return len(done), int(meta["batches"])
 
     def _run(self, bid: str, meta: dict[str, Any], attempt: int) -> Started:
         run_input = {

@@ -37,6 +37,11 @@ _ASSUME_LAMBDA = {
 }
 
 
+def _status(execution: Any) -> str:
+    # An execution started from another thread (a Map's Lambda task) is listed before moto sets its status.
+    return "RUNNING" if execution.exec_status is None else str(execution.status)
+
+
 def _placeholder_zip() -> bytes:
     # moto needs a deployment package; the code that runs is imported from this repository instead.
     buffer = io.BytesIO()
@@ -199,17 +204,17 @@ class LocalStack:
             execution
             for state_machine in list(backend.state_machines)
             for execution in list(state_machine.executions)
-            if execution.status == "RUNNING"
+            if _status(execution) == "RUNNING"
         ]
 
     def ended_executions(self) -> list[tuple[str, str]]:
         """(execution ARN, status) of every execution that is no longer running."""
         backend = stepfunctions_parser_backends[self.account_id][self.region]
         return [
-            (execution.exec_arn, execution.status)
+            (execution.exec_arn, _status(execution))
             for state_machine in list(backend.state_machines)
             for execution in list(state_machine.executions)
-            if execution.status != "RUNNING"
+            if _status(execution) != "RUNNING"
         ]
 
     def _active_execution_arns(self) -> list[str] | None:

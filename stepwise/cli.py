@@ -384,6 +384,12 @@ def simulate_command(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def outbox_command(args: argparse.Namespace) -> int:
+    from stepwise.outbox import outbox_command as run
+
+    return run(args)
+
+
 def demo_command(args: argparse.Namespace) -> int:
     from stepwise.simulate import demo_command as run
 
@@ -482,7 +488,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ISO",
         help="when the workflows count as deployed (default: the start); events that happened before never enter",
     )
+    p.add_argument("--outbox", action="store_true", help="also print every message the local stack sent (JSON lines)")
+    p.add_argument("--templates", metavar="FOLDER", help="message templates (default: templates beside the workflows)")
     p.set_defaults(func=simulate_command)
+
+    p = sub.add_parser("outbox", help="run workflows locally against events; list every message sent, as sent")
+    p.add_argument("path", metavar="PATH", help="a workflow file, or a folder of them (run together)")
+    p.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="one contact event or delivery per line")
+    p.add_argument("--start", metavar="ISO", help="virtual clock start (ISO 8601)")
+    p.add_argument("--templates", metavar="FOLDER", help="message templates (default: templates beside the workflows)")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.set_defaults(func=outbox_command)
 
     p = sub.add_parser("demo", help="run the example workflows locally and show what contacts receive")
     p.add_argument("folder", nargs="?", default="workflows", metavar="FOLDER")

@@ -139,6 +139,7 @@ def _email_record(msg: Message) -> dict[str, Any]:
 
 
 def print_outbox(rows: list[dict[str, Any]], out: TextIO, as_json: bool = False) -> None:
+    """The outbox as text (to, channel, status and why, subject, headers, body) or one JSON object per message."""
     if as_json:
         for r in rows:
             print(json.dumps(r, default=str), file=out)
@@ -155,3 +156,36 @@ def print_outbox(rows: list[dict[str, Any]], out: TextIO, as_json: bool = False)
             print(f"   {k}: {v}", file=out)
         for line in str(r["body"]).strip().splitlines():
             print(f"   | {line}", file=out)
+
+
+def use_templates(near: Path, explicit: str | None = None) -> Path | None:
+    """Turn local delivery on for a command run: the explicit folder, else STEPWISE_TEMPLATES, else a `templates`
+    folder beside the workflows (or their folder's parent), else ./templates. None: no folder, no delivery."""
+    if explicit:
+        found: Path | None = Path(explicit)
+    elif os.environ.get(C.ENV_TEMPLATES_DIR):
+        found = Path(os.environ[C.ENV_TEMPLATES_DIR])
+    else:
+        base = near if near.is_dir() else near.parent
+        candidates = [base / C.TEMPLATES_FOLDER, base.parent / C.TEMPLATES_FOLDER, Path(C.TEMPLATES_FOLDER)]
+        found = next((c for c in candidates if c.is_dir()), None)
+    if found is not None:
+        os.environ[C.ENV_TEMPLATES_DIR] = str(found)
+    return found
+
+
+def outbox_rows(sim: Any) -> list[dict[str, Any]]:
+    """What a simulation's local stack sent (and decided not to send), in send order."""
+    if sim.delivery is None:
+        return []
+    items = [m for cid in sim.contacts() for m in sim.store.messages(cid)]
+    return sim.delivery.outbox(items)
+
+
+def outbox_command(args: Any) -> int:
+    """`stepwise outbox PATH --events EVENTS`: `simulate` printing only the outbox. The local stack lives in the
+    command's process, so the outbox is that run's (there is no server to ask afterwards)."""
+    from stepwise.simulate import simulate_command
+
+    args.outbox, args.outbox_only = True, True
+    return simulate_command(args)

@@ -37,7 +37,7 @@ from shared.workflow.model import ScheduleTrigger, Workflow, WorkflowFileError, 
 from stepwise.errors import strict_json_loads
 from stepwise.lifecycle import Lifecycle
 from stepwise.local.stack import LocalStack
-from stepwise.outbox import LocalDelivery, templates_dir
+from stepwise.outbox import LocalDelivery, outbox_rows, print_outbox, templates_dir, use_templates
 
 TABLE = "stepwise-local"
 STEP_RUNNER = "functions.step_runner.handler.handler"
@@ -638,12 +638,17 @@ def simulate_command(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"{args.events}: cannot read: {err.strerror or err}", file=sys.stderr)
         return 1
+    if getattr(args, "outbox", False) or getattr(args, "templates", None):  # deliver: render and send, locally
+        use_templates(Path(args.path), getattr(args, "templates", None))
     with Simulation(workflows, start, activated_at=activated_at) as sim:
         feeder = Feeder(sim)
         feeder.run(items)
-        for row in feeder.timeline():
-            print(json.dumps(row, default=str), file=out)
-        print(json.dumps({"summary": sim.summary()}, default=str), file=out)
+        if not getattr(args, "outbox_only", False):
+            for row in feeder.timeline():
+                print(json.dumps(row, default=str), file=out)
+            print(json.dumps({"summary": sim.summary()}, default=str), file=out)
+        if getattr(args, "outbox", False):
+            print_outbox(outbox_rows(sim), out, as_json=not getattr(args, "outbox_only", False) or args.json)
     return 0
 
 
@@ -667,12 +672,15 @@ def demo_command(args: argparse.Namespace) -> int:
         f"Stepwise demo: {len(workflows)} workflows, {deliveries} provider deliveries and "
         f"{len(items) - deliveries} other events from {samples}/, virtual start {DEFAULT_START:%Y-%m-%d %H:%M} UTC\n"
     )
+    use_templates(folder)
     with Simulation(workflows, DEFAULT_START) as sim:
         feeder = Feeder(sim)
         feeder.run(items)
         for row in feeder.rows:
             print(f"  {row['at']}  {row['step']} {row['outcome']}: {row['why']}")
         print_timelines(sim, sys.stdout)
+        if sim.delivery is not None:  # what the contacts received, as rendered and sent
+            print_outbox(outbox_rows(sim), sys.stdout)
     return 0
 
 

@@ -220,14 +220,11 @@ class OperationsStore:
         """The ASL of what an ARN (a machine, its alias or a version) runs: an alias is followed to the version
         with the most weight in its routing configuration."""
         target = machine_arn
-        if ":stateMachine:" in target and target.count(":") == 7:
-            try:
-                alias = self.sfn.describe_state_machine_alias(stateMachineAliasArn=target)
-                routes = sorted(alias["routingConfiguration"], key=lambda r: -int(r["weight"]))
-                target = routes[0]["stateMachineVersionArn"]
-            except ClientError as err:
-                if err.response["Error"]["Code"] not in ("ResourceNotFound", "ValidationException"):
-                    raise
+        qualifier = target.split(":")[7] if target.count(":") == 7 else None
+        if qualifier is not None and not qualifier.isdigit():  # an alias (a version's qualifier is its number)
+            alias = self.sfn.describe_state_machine_alias(stateMachineAliasArn=target)
+            routes = sorted(alias["routingConfiguration"], key=lambda r: -int(r["weight"]))
+            target = routes[0]["stateMachineVersionArn"]
         got = self.sfn.describe_state_machine(stateMachineArn=target)
         return dict(json.loads(got["definition"]))
 

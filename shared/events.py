@@ -157,6 +157,14 @@ class ContactEvent(BaseModel):
     source: str | None = Field(default=None, description="The provider it came from (shopify...); None: our own")
     test: bool = Field(default=False, description="The provider's test-mode flag (Stripe livemode false, Shopify test)")
 
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        # A naive time cannot be placed: compared later with the aware clock (did_event ... within) it fails the run.
+        if v is not None and v.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00")
+        return v
+
     def digest(self) -> str:
         """Short stable hash of the event id, for execution names and idempotency keys."""
         return stable_hash(self.type, self.id)

@@ -297,11 +297,11 @@ steps:
         "step big-cart, field if.any.0.all.1.event_field: trigger event checkout.abandoned has no field 'total' "
         "(it has: cart_value, checkout_id, currency, idle_minutes, products, url)",
         "step big-cart, field if.any.1.not.did_event.where.sku: event order.paid has no field 'sku' "
-        "(it has: coupon, currency, order_id, products, source, total)",
+        "(it has: checkout_id, coupon, currency, order_id, products, source, total)",
         "step bought, field wait_until.where.name: event tag.added has no field 'name' (it has: tag)",
         "step bought, field wait_until.same: event tag.added has no field 'checkout_id' (it has: tag)",
         "step paid, field goal.where.amount: event order.paid has no field 'amount' "
-        "(it has: coupon, currency, order_id, products, source, total)",
+        "(it has: checkout_id, coupon, currency, order_id, products, source, total)",
     ]
 
 

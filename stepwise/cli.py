@@ -49,6 +49,7 @@ from shared.workflow.model import (
     load_workflow,
     workflow_files,
 )
+from stepwise import errors
 
 DEFAULT_STEP_RUNNER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:stepwise-step-runner"
 
@@ -393,6 +394,9 @@ def outbox_command(args: argparse.Namespace) -> int:
 def demo_command(args: argparse.Namespace) -> int:
     from stepwise.simulate import demo_command as run
 
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise errors.CliError(f"demo: {folder}: no such folder; give a folder of workflow files (default: workflows)")
     return run(args)
 
 
@@ -452,7 +456,13 @@ def deactivate_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stepwise", description="Marketing-automation workflows as code.")
+    parser = argparse.ArgumentParser(
+        prog="stepwise",
+        description="Marketing-automation workflows as code.",
+        epilog="exit codes: 0 ok; 1 problems found or a run failed; 2 usage or input error; 3 internal error "
+        "(run again with --debug and report it)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="load, lint and compile workflow files; print every problem")
@@ -470,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cost", help="paths through the compiled state machine, their transitions and price")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--contacts", type=int, default=1000, help="contacts to price (default 1000)")
+    p.add_argument("--contacts", type=errors.contact_count, default=1000, help="contacts to price (default 1000)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cost_command)
 
@@ -482,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--events", required=True, metavar="EVENTS.jsonl", help="one contact event or provider delivery per line"
     )
-    p.add_argument("--start", metavar="ISO", help="virtual clock start (ISO 8601)")
+    p.add_argument("--start", type=errors.iso_time, metavar="ISO", help="virtual clock start (ISO 8601 with a zone)")
     p.add_argument(
         "--activated-at",
         metavar="ISO",
@@ -495,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("outbox", help="run workflows locally against events; list every message sent, as sent")
     p.add_argument("path", metavar="PATH", help="a workflow file, or a folder of them (run together)")
     p.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="one contact event or delivery per line")
-    p.add_argument("--start", metavar="ISO", help="virtual clock start (ISO 8601)")
+    p.add_argument("--start", type=errors.iso_time, metavar="ISO", help="virtual clock start (ISO 8601 with a zone)")
     p.add_argument("--templates", metavar="FOLDER", help="message templates (default: templates beside the workflows)")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
     p.set_defaults(func=outbox_command)
@@ -543,6 +553,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug anywhere on the line (before or after the command): the traceback of a failure, not one line.
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    return errors.run(lambda: _dispatch(argv), debug=debug)
+
+
+def _dispatch(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -10,9 +10,9 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from functions.step_runner.logic import Deps, StepRequest, run
+from functions.step_runner.logic import Deps, InvalidStep, StepRequest, run
 from shared import constants as C
 from shared.enrollment import Enroller
 from shared.history import EntryPlan, load_entry_plans
@@ -98,7 +98,14 @@ def reset() -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = StepRequest.model_validate(event)
+    try:
+        request = StepRequest.model_validate(event)
+    except ValidationError as err:
+        # A payload this runner cannot read (a machine compiled by another version) fails the same way on every
+        # try: InvalidStep, which the machine never retries, rather than a ValidationError retried three times.
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(payload)"
+        raise InvalidStep(f"payload field {where}: {first['msg']} ({err.error_count()} problem(s))") from None
     logger.append_keys(workflow=request.workflow, op=request.op, contact_id=request.contact_id)
     result = run(request, deps())
     logger.debug("step done", extra={"result": result})

@@ -255,6 +255,12 @@ class MetricsReader:
             Namespace=self.namespace, Dimensions=[{"Name": "workflow", "Value": workflow}]
         ):
             metrics.extend(page.get("Metrics", []))
+        # Each (name, dimension set) once: a listing may repeat a metric (moto lists one per datapoint).
+        unique = {
+            (m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m.get("Dimensions", [])))): m
+            for m in metrics
+        }
+        metrics = list(unique.values())
         out: list[tuple[str, dict[str, str], float]] = []
         period = max(60, (int((until - since).total_seconds()) // 60 + 1) * 60)
         for i in range(0, len(metrics), 500):  # GetMetricData takes at most 500 queries

@@ -14,6 +14,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import StackConfig
+from infra.constructs.senders import SendersConfigError
 from infra.constructs.state_machines import WorkflowLintError
 from infra.stack import StepwiseStack
 
@@ -38,6 +39,9 @@ def main() -> None:
         print(f"Refused to synthesize: {head} (`stepwise validate` reports the same):", file=sys.stderr)
         for line in err.problems:
             print(line, file=sys.stderr)
+        sys.exit(1)
+    except SendersConfigError as err:
+        print(f"Refused to synthesize: {err}", file=sys.stderr)
         sys.exit(1)
     app.synth()
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from constructs import Node
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from infra.assets import REPO
 
@@ -15,10 +15,32 @@ CTX_STAGE = "stage"
 CTX_WORKFLOWS = "workflows"
 CTX_ALARM_EMAIL = "alarm_email"
 CTX_POWERTOOLS_LAYER_VERSION = "powertools_layer_version"
+CTX_EMAIL_FROM = "email_from"
+CTX_SMS_ORIGINATION = "sms_origination"
+CTX_API_THROTTLE_RATE = "api_throttle_rate"
+CTX_API_THROTTLE_BURST = "api_throttle_burst"
+CONTEXT_KEYS = (
+    CTX_STAGE,
+    CTX_WORKFLOWS,
+    CTX_ALARM_EMAIL,
+    CTX_POWERTOOLS_LAYER_VERSION,
+    CTX_EMAIL_FROM,
+    CTX_SMS_ORIGINATION,
+    CTX_API_THROTTLE_RATE,
+    CTX_API_THROTTLE_BURST,
+)
 
 # Public Powertools layer (its variant built with every extra, pydantic v2 included). Version 27 is the one the
 # Powertools documentation names for the V3 layers at the time of writing; override with -c powertools_layer_version.
 POWERTOOLS_LAYER_VERSION = 27
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# An End User Messaging SMS origination identity IAM can name: a phone number or pool by ARN or id, or a sender id
+# by ARN. A bare E.164 number cannot be turned into an ARN (the ARN carries the number's id), so it is refused.
+_SMS_ORIGINATION = re.compile(
+    r"arn:aws[a-z-]*:sms-voice:[a-z0-9-]+:\d{12}:(phone-number/phone-[0-9a-f]{32}|pool/pool-[0-9a-f]{32}"
+    r"|sender-id/[A-Za-z0-9-]{1,11}/[A-Z]{2})|phone-[0-9a-f]{32}|pool-[0-9a-f]{32}"
+)
 
 
 class StackConfig(BaseModel):
@@ -31,12 +53,32 @@ class StackConfig(BaseModel):
     workflows: Path = Field(default=Path("workflows"), validate_default=True)  # relative to the repo
     alarm_email: str = ""
     powertools_layer_version: int = Field(default=POWERTOOLS_LAYER_VERSION, ge=1)
+    # The SES identity (address; its domain or the address itself verified in SES) email is sent from. Required
+    # when a workflow sends email (checked by the stack against the workflows: SendersConfigError).
+    email_from: str = ""
+    # The End User Messaging SMS origination identity SMS are sent from; required when a workflow sends SMS.
+    sms_origination: str = ""
+    # The intake API's stage throttling (requests per second, burst); API Gateway answers 429 above it and every
+    # provider retries a 429. Well under the account's 10,000 rps so one stage cannot starve another.
+    api_throttle_rate: int = Field(default=50, ge=1, le=10_000)
+    api_throttle_burst: int = Field(default=100, ge=1, le=5_000)
 
-    @field_validator("alarm_email")
+    @field_validator("alarm_email", "email_from")
     @classmethod
-    def _email(cls, v: str) -> str:
-        if v and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v):
-            raise ValueError(f"alarm_email {v!r} is not an e-mail address")
+    def _email(cls, v: str, info: ValidationInfo) -> str:
+        if v and not _EMAIL.fullmatch(v):
+            raise ValueError(f"{info.field_name} {v!r} is not an e-mail address")
+        return v
+
+    @field_validator("sms_origination")
+    @classmethod
+    def _origination(cls, v: str) -> str:
+        if v and not _SMS_ORIGINATION.fullmatch(v):
+            raise ValueError(
+                f"sms_origination {v!r} is not a phone number or pool of End User Messaging SMS: give its ARN "
+                "(arn:aws:sms-voice:REGION:ACCOUNT:phone-number/phone-..., .../pool/pool-..., "
+                ".../sender-id/ID/COUNTRY) or its id (phone-... or pool-...)"
+            )
         return v
 
     @field_validator("workflows")
@@ -52,10 +94,12 @@ class StackConfig(BaseModel):
         """Physical-name prefix of this stage's resources (state machines, log groups, alarms)."""
         return f"stepwise-{self.stage}"
 
+    @property
+    def parameters_prefix(self) -> str:
+        """SSM path of this stage's secrets (created by the operator): {prefix}/webhooks/{provider}, the API key."""
+        return f"/stepwise/{self.stage}"
+
     @classmethod
     def from_context(cls, node: Node) -> StackConfig:
-        raw = {
-            key: node.try_get_context(key)
-            for key in (CTX_STAGE, CTX_WORKFLOWS, CTX_ALARM_EMAIL, CTX_POWERTOOLS_LAYER_VERSION)
-        }
+        raw = {key: node.try_get_context(key) for key in CONTEXT_KEYS}
         return cls.model_validate({k: v for k, v in raw.items() if v is not None})

@@ -12,9 +12,11 @@ from constructs import Construct
 
 from infra.config import StackConfig
 from infra.constructs.observability import Observability
+from infra.constructs.senders import Senders
 from infra.constructs.state_machines import StateMachines, load_workflows
 from infra.constructs.step_runner import StepRunner
 from infra.constructs.storage import Storage
+from infra.constructs.trigger_router import TriggerRouter
 
 
 class StepwiseStack(Stack):
@@ -39,16 +41,42 @@ class StepwiseStack(Stack):
             workflows=self.workflows,
             step_runner=self.step_runner.function,
         )
+        models = [w.workflow for w in self.workflows]
+        self.trigger_router = TriggerRouter(
+            self,
+            "TriggerRouter",
+            config=config,
+            table=self.storage.table,
+            workflows=models,
+            deps_layer=self.step_runner.deps,
+        )
+        self.senders = Senders(
+            self,
+            "Senders",
+            config=config,
+            table=self.storage.table,
+            workflows=models,
+            failed_events=self.trigger_router.failed_events,
+            feedback=self.trigger_router.feedback_target(),
+            unsubscribe_url=f"{self.trigger_router.url}/unsubscribe/",
+        )
         self.observability = Observability(
             self,
             "Observability",
             config=config,
             machines=list(self.state_machines.machines.values()),
             step_runner=self.step_runner.function,
+            trigger_router=self.trigger_router,
+            senders=self.senders,
         )
 
         CfnOutput(self, "TableName", value=self.storage.table.table_name)
         CfnOutput(self, "StepRunnerName", value=self.step_runner.function.function_name)
         CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn)
+        CfnOutput(self, "WebhookUrl", value=f"{self.trigger_router.url}/webhooks/", description="+ {provider}")
+        CfnOutput(self, "EventsUrl", value=f"{self.trigger_router.url}/events", description="POST, with the API key")
+        CfnOutput(self, "ArchiveBucket", value=self.trigger_router.bucket.bucket_name)
+        CfnOutput(self, "DeadLetterQueueUrl", value=self.trigger_router.dead_letters.queue_url)
+        CfnOutput(self, "FailedEventsQueueUrl", value=self.trigger_router.failed_events.queue_url)
         for name, machine in self.state_machines.machines.items():
             CfnOutput(self, f"Alias-{name}", value=machine.alias.ref, description=f"{name}: StartExecution here")

@@ -17,7 +17,9 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from infra.config import StackConfig
+from infra.constructs.senders import Senders
 from infra.constructs.state_machines import Machine
+from infra.constructs.trigger_router import TriggerRouter
 from shared import constants as C
 from shared.workflow.compiler import build_graph
 from shared.workflow.model import (
@@ -123,6 +125,12 @@ def workflow_metrics(wf: Workflow) -> dict[str, list[MetricKey]]:
     return out
 
 
+def search(metric: str, *dimensions: str) -> str:
+    """A dashboard SEARCH over one of our metrics whose dimension values (providers, sources) come at run time."""
+    schema = ",".join((C.METRICS_NAMESPACE, *dimensions))
+    return f"SEARCH('{{{schema}}} MetricName=\"{metric}\"', 'Sum', 300)"
+
+
 def funnel(metrics: dict[str, list[MetricKey]]) -> list[cw.MathExpression]:
     """Share of entered contacts that completed each action step and reached each goal, in percent."""
     entered = metrics[C.METRIC_ENTERED][0].metric(FUNNEL_PERIOD)
@@ -150,6 +158,8 @@ class Observability(Construct):
         config: StackConfig,
         machines: Sequence[Machine],
         step_runner: lambda_.Function,
+        trigger_router: TriggerRouter,
+        senders: Senders,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
@@ -188,8 +198,138 @@ class Observability(Construct):
             description="The step runner was throttled: the account's Lambda concurrency is exhausted",
         )
         self.dashboards: dict[str, cw.Dashboard] = {}
+        self._ways_in_and_out(trigger_router, senders)
         for machine in machines:
             self._workflow(machine)
+
+    def _ways_in_and_out(self, router: TriggerRouter, senders: Senders) -> None:
+        """Alarms on everything that can lose or stall a delivery, and one dashboard for the ways in and out."""
+        for cid, queue, what in (
+            ("IntakeDeadLetters", router.dead_letters, "accepted deliveries failed 5 receives by the router"),
+            ("FailedEvents", router.failed_events, "stream records or EventBridge events failed every retry"),
+        ):
+            self._alarm(
+                cid,
+                queue.metric_approximate_number_of_messages_visible(period=ACTIVITY_PERIOD, statistic=cw.Stats.MAXIMUM),
+                threshold=1,
+                description=f"Dead letters waiting: {what} (`stepwise replay` lists them from the archive)",
+            )
+        api_5xx = cw.Metric(
+            namespace="AWS/ApiGateway",
+            metric_name="5xx",
+            dimensions_map={"ApiId": router.api.api_id, "Stage": "$default"},
+            statistic=cw.Stats.SUM,
+            period=ACTIVITY_PERIOD,
+        )
+        self._alarm(
+            "Intake5xx",
+            api_5xx,
+            threshold=1,
+            description="The intake API answered 5xx: our fault, never bad input (providers retry, but check why)",
+        )
+        functions = {"Intake": router.intake, **{f"Router-{k}": f for k, f in router.routers.items()}}
+        functions["Sender"] = senders.sender
+        for cid, fn in functions.items():
+            self._alarm(
+                f"{cid}Errors",
+                fn.function.metric_errors(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM),
+                threshold=1,
+                description=f"{fn.function_name} failed (its records are retried, then dead-lettered; logs say why)",
+            )
+        deliveries = [
+            cw.MathExpression(expression=search(name, "provider"), label=name, period=ACTIVITY_PERIOD)
+            for name in (C.METRIC_DELIVERY_ACCEPTED, C.METRIC_DELIVERY_DUPLICATE)
+        ]
+        rejected = cw.MathExpression(
+            expression=search(C.METRIC_DELIVERY_REJECTED, "provider", "status"),
+            label=C.METRIC_DELIVERY_REJECTED,
+            period=ACTIVITY_PERIOD,
+        )
+        queue = router.queue
+        rows: list[list[cw.IWidget]] = [
+            [
+                cw.TextWidget(
+                    markdown=f"# Ways in and out ({self.config.stage})\nIntake API, the router's queue and "
+                    "consumers, dead letters, the sender.",
+                    width=24,
+                    height=2,
+                )
+            ],
+            [
+                cw.GraphWidget(title="Deliveries by provider", left=[*deliveries, rejected], width=12),
+                cw.GraphWidget(
+                    title="Intake latency (p99, ms)",
+                    left=[
+                        router.intake.function.metric_duration(period=ACTIVITY_PERIOD, statistic="p99"),
+                        cw.Metric(
+                            namespace="AWS/ApiGateway",
+                            metric_name="Latency",
+                            dimensions_map={"ApiId": router.api.api_id, "Stage": "$default"},
+                            statistic="p99",
+                            period=ACTIVITY_PERIOD,
+                        ),
+                    ],
+                    width=12,
+                ),
+            ],
+            [
+                cw.GraphWidget(
+                    title="Intake queue: messages in and out",
+                    left=[
+                        queue.metric_number_of_messages_sent(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM),
+                        queue.metric_number_of_messages_deleted(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM),
+                    ],
+                    right=[
+                        queue.metric_approximate_age_of_oldest_message(
+                            period=ACTIVITY_PERIOD, statistic=cw.Stats.MAXIMUM
+                        )
+                    ],
+                    width=12,
+                ),
+                cw.GraphWidget(
+                    title="Dead letters (depth)",
+                    left=[
+                        q.metric_approximate_number_of_messages_visible(
+                            period=ACTIVITY_PERIOD, statistic=cw.Stats.MAXIMUM, label=label
+                        )
+                        for label, q in (("intake DLQ", router.dead_letters), ("failed events", router.failed_events))
+                    ],
+                    right=[
+                        cw.MathExpression(
+                            expression=search(C.METRIC_DEAD_LETTER, "source"),
+                            label=C.METRIC_DEAD_LETTER,
+                            period=ACTIVITY_PERIOD,
+                        )
+                    ],
+                    width=12,
+                ),
+            ],
+            [
+                cw.GraphWidget(
+                    title="Invocations by function",
+                    left=[
+                        fn.function.metric_invocations(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM, label=cid)
+                        for cid, fn in functions.items()
+                    ],
+                    width=12,
+                ),
+                cw.GraphWidget(
+                    title="Errors by function",
+                    left=[
+                        fn.function.metric_errors(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM, label=cid)
+                        for cid, fn in functions.items()
+                    ],
+                    width=12,
+                ),
+            ],
+        ]
+        self.ways_dashboard = cw.Dashboard(
+            self,
+            "WaysInAndOut",
+            dashboard_name=f"{self.config.prefix}-ways-in-and-out",
+            default_interval=Duration.days(1),
+            widgets=rows,
+        )
 
     def _alarm(self, construct_id: str, metric: cw.IMetric, *, threshold: float, description: str) -> cw.Alarm:
         alarm = cw.Alarm(

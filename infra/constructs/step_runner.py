@@ -34,9 +34,11 @@ POWERTOOLS_ACCOUNT = "017000801446"
 # ConditionCheck item is ever written. The GSI is queried only by the trigger router (list members).
 TABLE_ACTIONS = (
     "dynamodb:GetItem",  # ContactStore.get, get_item (enrolment records, a split's recorded branch)
+    "dynamodb:BatchGetItem",  # ContactStore.batch_get (identity_owners: who holds an identity)
     "dynamodb:PutItem",  # put_item (enrolment records), and Put items of commit_step / transact
     "dynamodb:UpdateItem",  # Update items of commit_step / transact (profile changes, split counters)
     "dynamodb:DeleteItem",  # Delete items of commit_step (list membership, a completed wait record)
+    "dynamodb:ConditionCheckItem",  # shared/lifecycle.py: the workflow's activation, checked in an enrolment
     "dynamodb:Query",  # query_prefix (activity, wait records)
 )
 MACHINE_ACTIONS = (
@@ -97,7 +99,7 @@ class StepRunner(Construct):
             f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:{POWERTOOLS_LAYER}"
             f":{config.powertools_layer_version}",
         )
-        deps = lambda_.LayerVersion(
+        self.deps = deps = lambda_.LayerVersion(
             self,
             "Dependencies",
             code=lambda_.Code.from_asset(str(build_layer(REQUIREMENTS, "step-runner-deps"))),

@@ -23,6 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012", "AWS::URLSuffix": ""}
 
 
+# What an operator must give when the workflows send email and SMS (cdk.json leaves both empty: see
+# infra/constructs/senders.py check_channels).
+SENDING_CONTEXT = {"email_from": "news@example.com", "sms_origination": "pool-0123456789abcdef0123456789abcdef"}
+
+
 def cdk_json_context() -> dict[str, Any]:
     """The context the CLI passes (cdk.json), so the tests synthesize what `cdk synth` does."""
     return dict(json.loads((REPO / "cdk.json").read_text())["context"])
@@ -68,7 +73,7 @@ class Synth:
 
 
 def synthesize(tmp: Path, **context: Any) -> Synth:
-    app, stack = build_app(context={**cdk_json_context(), **context}, outdir=str(tmp))
+    app, stack = build_app(context={**cdk_json_context(), **SENDING_CONTEXT, **context}, outdir=str(tmp))
     assembly = app.synth()  # raises if cdk-nag reports an unacknowledged finding
     artifact = assembly.get_stack_artifact(stack.artifact_id)
     return Synth(stack, tmp, artifact.template)
@@ -76,5 +81,5 @@ def synthesize(tmp: Path, **context: Any) -> Synth:
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synth]:
-    """The app as `cdk synth` builds it from cdk.json: stage dev, the repo's workflows/ folder."""
+    """The app as `cdk synth` builds it from cdk.json (stage dev, the repo's workflows/ folder) and a sender."""
     yield synthesize(tmp_path_factory.mktemp("cdk-out"))

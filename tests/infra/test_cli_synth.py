@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared.workflow.model import load_workflow, workflow_files
-from tests.infra.conftest import REPO, synthesize
+from tests.infra.conftest import REPO, SENDING_CONTEXT, synthesize
 
 CDK = REPO / "node_modules" / ".bin" / "cdk"
 CFN_LINT = Path(sys.executable).with_name("cfn-lint")
@@ -46,7 +46,14 @@ def cli_synth(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert CDK.exists(), "the CDK CLI is missing: run `make install` (npm ci)"
     out = tmp_path_factory.mktemp("cli-out")
     done = subprocess.run(
-        [str(CDK), "synth", "--quiet", "-c", "stage=ci", "-c", "alarm_email=ops@example.com", "-o", str(out)],
+        [
+            str(CDK),
+            "synth",
+            "--quiet",
+            *("-c", "stage=ci", "-c", "alarm_email=ops@example.com"),
+            *(arg for key, value in SENDING_CONTEXT.items() for arg in ("-c", f"{key}={value}")),
+            *("-o", str(out)),
+        ],
         cwd=REPO,
         env=offline_env(),
         capture_output=True,
@@ -65,7 +72,8 @@ def test_cli_synth_deploys_every_workflow_with_context_overrides(cli_synth: dict
         for r in template["Resources"].values()
         if r["Type"] == "AWS::StepFunctions::StateMachine"
     )
-    assert names == sorted(f"stepwise-ci-{load_workflow(p).name}" for p in workflow_files(REPO / "workflows"))
+    workflows = sorted(f"stepwise-ci-{load_workflow(p).name}" for p in workflow_files(REPO / "workflows"))
+    assert names == sorted([*workflows, "stepwise-ci_broadcast"])
     (subscription,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SNS::Subscription"]
     assert subscription["Properties"]["Protocol"] == "email"
     assert subscription["Properties"]["Endpoint"] == "ops@example.com"
@@ -98,6 +106,6 @@ def test_stage_and_workflows_folder_come_from_context(tmp_path: Path) -> None:
     )
     synth = synthesize(tmp_path / "out", stage="qa", workflows=str(folder))
     machines = [r["Properties"] for r in synth.of_type("AWS::StepFunctions::StateMachine").values()]
-    assert [m["StateMachineName"] for m in machines] == ["stepwise-qa-hello"]
+    assert sorted(m["StateMachineName"] for m in machines) == ["stepwise-qa-hello", "stepwise-qa_broadcast"]
     dashboards = [d["Properties"]["DashboardName"] for d in synth.of_type("AWS::CloudWatch::Dashboard").values()]
-    assert dashboards == ["stepwise-qa-hello"]
+    assert sorted(dashboards) == ["stepwise-qa-hello", "stepwise-qa-ways-in-and-out"]

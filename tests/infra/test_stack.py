@@ -23,12 +23,17 @@ FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:stepwise-dev-step
 
 
 def _machines(synth: Synth) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Workflow name -> (logical id, properties) of its state machine."""
+    """Workflow name -> (logical id, properties) of its state machine (not the broadcast machine's)."""
     out = {}
     for lid, r in synth.of_type("AWS::StepFunctions::StateMachine").items():
         name = r["Properties"]["StateMachineName"]
-        out[name.removeprefix("stepwise-dev-")] = (lid, r["Properties"])
+        if name.startswith("stepwise-dev-"):
+            out[name.removeprefix("stepwise-dev-")] = (lid, r["Properties"])
     return out
+
+
+def _step_runner(synth: Synth) -> dict[str, Any]:
+    return synth.resources[synth.logical_id(synth.stack.step_runner.function)]
 
 
 def _policies_of(synth: Synth, role_id: str) -> list[dict[str, Any]]:
@@ -76,9 +81,11 @@ def test_step_runner_policy_is_exactly_what_its_code_calls(synth: Synth) -> None
         {
             "Action": [
                 "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem",
+                "dynamodb:ConditionCheckItem",
                 "dynamodb:Query",
             ],
             "Effect": "Allow",
@@ -100,7 +107,7 @@ def test_step_runner_policy_is_exactly_what_its_code_calls(synth: Synth) -> None
 
 
 def test_every_machine_the_step_runner_starts_is_covered_and_no_other_stage_is(synth: Synth) -> None:
-    (fn,) = synth.of_type("AWS::Lambda::Function").values()
+    fn = _step_runner(synth)
     template = synth.resolve(fn["Properties"]["Environment"]["Variables"][C.ENV_STATE_MACHINE_ARN_TEMPLATE])
     role = synth.logical_id(synth.stack.step_runner.role)
     (policy,) = _policies_of(synth, role)
@@ -116,7 +123,7 @@ def test_every_machine_the_step_runner_starts_is_covered_and_no_other_stage_is(s
 
 
 def test_step_runner_environment_is_what_its_settings_read(synth: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
-    (fn,) = synth.of_type("AWS::Lambda::Function").values()
+    fn = _step_runner(synth)
     env = synth.resolve(fn["Properties"]["Environment"]["Variables"])
     table = synth.logical_id(synth.stack.storage.table)
     assert env == {
@@ -142,7 +149,7 @@ def test_step_runner_environment_is_what_its_settings_read(synth: Synth, monkeyp
 
 
 def test_step_runner_function_code_layers_and_runtime(synth: Synth) -> None:
-    (fn,) = synth.of_type("AWS::Lambda::Function").values()
+    fn = _step_runner(synth)
     props = synth.resolve(fn["Properties"])
     assert props["Handler"] == "functions.step_runner.handler.handler"
     assert (props["Runtime"], props["Architectures"]) == ("python3.12", ["x86_64"])
@@ -151,7 +158,7 @@ def test_step_runner_function_code_layers_and_runtime(synth: Synth) -> None:
     assert powertools.startswith(
         "arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:"
     )
-    (layer_id,) = synth.of_type("AWS::Lambda::LayerVersion")
+    layer_id = synth.logical_id(synth.stack.step_runner.deps)
     assert deps == f"<{layer_id}>"
     layer = synth.resources[layer_id]["Properties"]
     assert layer["CompatibleRuntimes"] == ["python3.12"] and layer["CompatibleArchitectures"] == ["x86_64"]
@@ -160,7 +167,7 @@ def test_step_runner_function_code_layers_and_runtime(synth: Synth) -> None:
 def test_emf_dimensions_under_the_deployed_environment_match_the_dashboards(
     synth: Synth, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (fn,) = synth.of_type("AWS::Lambda::Function").values()
+    fn = _step_runner(synth)
     env = synth.resolve(fn["Properties"]["Environment"]["Variables"])
     monkeypatch.delenv(C.ENV_POWERTOOLS_SERVICE, raising=False)
     for key, value in env.items():
@@ -317,7 +324,8 @@ def test_alarms_per_workflow_and_on_the_step_runner_all_notify_the_topic(synth: 
             assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
     find("AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": fn}}])
     find("AWS/Lambda", "Throttles", [{"Name": "FunctionName", "Value": {"Ref": fn}}])
-    assert len(alarms) == 3 * len(_machines(synth)) + 2
+    # + the ways in and out's (tests/infra/test_trigger_router.py): 2 dead-letter queues, intake 5xx, 7 functions.
+    assert len(alarms) == 3 * len(_machines(synth)) + 2 + 10
     for alarm in alarms:
         assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic}]
         assert alarm["TreatMissingData"] == "notBreaching"

@@ -32,9 +32,10 @@ from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.history import load_entry_plans
 from shared.routing import Router
-from shared.runtime import inbound, schedules
+from shared.runtime import broadcast, inbound, schedules
 from shared.runtime.workflows_file import load_workflows
 from shared.store.archive import Archive
+from shared.store.broadcasts import BroadcastStore
 from shared.store.contacts import ContactStore
 from shared.store.schedules import ScheduleStore
 
@@ -89,6 +90,7 @@ def deps() -> RouterDeps:
         router = Router(workflows, store, enroller, sfn)
         archive = Archive(settings.archive_bucket, client("s3"))
         _bind_schedules()
+        _bind_broadcaster(router, settings.archive_bucket, sfn)
         _deps = RouterDeps(settings=settings, router=router, archive=archive)
     return _deps
 
@@ -109,6 +111,14 @@ def _bind_schedules() -> None:
     schedules.bind(schedules.Schedules(store))
 
 
+def _bind_broadcaster(router: Router, bucket: str, sfn: Any) -> None:
+    """Fixed-date lists: snapshots into the archive bucket, fanned out by the broadcast machine, where the function
+    is given one (the schedule handler; the other handlers never fire a broadcast)."""
+    machine = os.environ.get(C.ENV_BROADCAST_MACHINE_ARN)
+    if machine:
+        broadcast.bind(broadcast.Broadcaster(router, BroadcastStore(client("s3"), sfn, bucket, machine)))
+
+
 def schedule_context() -> schedules.ScheduleContext:
     return schedules.ScheduleContext(router=deps().router, schedules=schedules.required())
 
@@ -119,6 +129,7 @@ def reset() -> None:
     _deps = None
     _clients.clear()
     schedules.bind(None)
+    broadcast.bind(None)
 
 
 # ---- dead letters ---------------------------------------------------------------------------------------------

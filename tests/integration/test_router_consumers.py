@@ -296,3 +296,20 @@ def test_the_schedule_handler_dispatches_by_kind_and_keeps_what_fails(
         router.schedule_handler({"kind": "no_such_kind"}, Context())  # type: ignore[arg-type]
     (letter,) = list_dead_letters(router.deps().archive)
     assert letter.source == "schedule" and letter.record == {"payload": {"kind": "no_such_kind"}}
+
+
+def test_the_router_binds_the_broadcaster_where_it_is_given_the_broadcast_machine(
+    sim: Simulation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.runtime import broadcast
+
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:stepwise-test-broadcast"
+    router.reset()
+    router.deps()
+    with pytest.raises(broadcast.BroadcastNotConfigured):
+        broadcast.required()  # not given the machine: a fired broadcast fails loudly, naming what is missing
+    monkeypatch.setenv(C.ENV_BROADCAST_MACHINE_ARN, machine)
+    router.reset()
+    router.deps()
+    assert broadcast.required().store.machine_arn == machine
+    assert broadcast.required().router is router.deps().router

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import datetime as datetime_module
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+import moto
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.models import botocore_stubber
@@ -77,6 +79,9 @@ import shared.clock
 from stepwise.local.clock import VirtualClock, current_owner
 
 _MISSING = object()
+# The moto release these patches were written against (pyproject.toml pins it exactly). Each patch replaces a
+# private attribute of moto's; docs/moto_patches.md says which behaviour each works around.
+MOTO_VERSION = "5.2.5"
 _install_lock = threading.Lock()
 _installed = False
 
@@ -85,13 +90,47 @@ _installed = False
 _lambda_lock = threading.RLock()
 
 
+class MotoPatchError(RuntimeError):
+    """moto no longer has what a patch replaces: a renamed attribute would otherwise be added silently, and
+    a virtual wait become a real sleep."""
+
+
+def _where(target: Any) -> str:
+    return getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or type(target).__name__
+
+
+def _signature(fn: Any) -> list[str] | None:
+    fn = fn.__func__ if isinstance(fn, staticmethod | classmethod) else fn
+    if not inspect.isfunction(fn):
+        return None
+    params = list(inspect.signature(fn).parameters.values())
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return None  # a pass-through wrapper: it takes whatever the original takes
+    return [p.name for p in params]
+
+
 class _Patcher:
-    """Records every attribute it replaces so that uninstall restores exactly the originals."""
+    """Records every attribute it replaces so that uninstall restores exactly the originals. Refuses to replace
+    an attribute moto does not have, or a function whose parameters moto has changed."""
 
     def __init__(self) -> None:
         self._saved: list[tuple[Any, str, Any]] = []
 
     def set(self, target: Any, name: str, value: Any) -> None:
+        if not hasattr(target, name):
+            raise MotoPatchError(
+                f"moto {moto.__version__}: {_where(target)}.{name} does not exist; stepwise's local stack was "
+                f"written for moto {MOTO_VERSION}: install moto=={MOTO_VERSION} (pyproject.toml) or update "
+                "stepwise/local/patches.py (docs/moto_patches.md)"
+            )
+        current = inspect.getattr_static(target, name)
+        before, after = _signature(current), _signature(value)
+        if before is not None and after is not None and len(before) != len(after):
+            raise MotoPatchError(
+                f"moto {moto.__version__}: {_where(target)}.{name} now takes ({', '.join(before)}), the patch "
+                f"({', '.join(after)}); written for moto {MOTO_VERSION}: install moto=={MOTO_VERSION} or update "
+                "stepwise/local/patches.py"
+            )
         # Read the raw __dict__ entry for classes so staticmethod wrappers survive the round trip.
         original = vars(target).get(name, _MISSING) if isinstance(target, type) else getattr(target, name)
         self._saved.append((target, name, original))
@@ -111,7 +150,10 @@ def execution_arn_of(env: Environment) -> str:
     return str(env.states.context_object.context_object_data["Execution"]["Id"])
 
 
-# moto signals stops through env.program_state_event, but sets and immediately clears it, so a
+# moto bug: docs/moto_patches.md #2.
+
+
+# Moto signals stops through env.program_state_event, but sets and immediately clears it, so a
 # waiter that is not parked on that very Event misses it. Each environment gets a latched event.
 _halts: weakref.WeakKeyDictionary[Environment, threading.Event] = weakref.WeakKeyDictionary()
 _halts_lock = threading.Lock()
@@ -237,6 +279,8 @@ def _halted(clock: VirtualClock, env: Environment) -> threading.Event:
 
 
 def _patch_waits(clock: VirtualClock, patcher: _Patcher) -> None:
+    # moto's Wait states, timestamp waits and retry intervals really sleep (time.sleep, Event.wait): a workflow
+    # with a 3-day wait would take 3 days. Each wait goes onto the virtual clock instead (not a moto bug).
     def wait_interval(self: WaitFunction, env: Environment, wait_seconds: float) -> None:
         if wait_seconds <= 0:
             return
@@ -249,7 +293,9 @@ def _patch_waits(clock: VirtualClock, patcher: _Patcher) -> None:
         timestamp = self._from_timestamp_string(timestamp=timestamp_str)
         if timestamp is None:
             raise FailureEventException(self._create_failure_event(env, timestamp_str))
-        # moto parses "...Z" into a naive datetime and compares it with naive local time.
+        # moto bug: docs/moto_patches.md #1.
+        # It parses "...Z" into a naive datetime and compares it with naive
+        # local time, so with TZ set away from UTC a timestamp wait is off by the zone's offset.
         return (timestamp.replace(tzinfo=UTC) - clock.now()).total_seconds()
 
     patcher.set(WaitFunction, "_wait_interval", wait_interval)
@@ -280,7 +326,8 @@ def _patch_waits(clock: VirtualClock, patcher: _Patcher) -> None:
 def _patch_stops(clock: VirtualClock, patcher: _Patcher) -> None:
     def wrap_state_setter(original: Callable[..., None], *, yields_to_stop: bool) -> Callable[..., None]:
         def setter(self: Environment, *args: Any, **kwargs: Any) -> None:
-            # moto lets an error raised while a stopped execution unwinds overwrite the stop, turning
+            # moto bug: docs/moto_patches.md #3.
+            # Moto lets an error raised while a stopped execution unwinds overwrite the stop, turning
             # ABORTED into FAILED; on AWS a stop is final.
             if yields_to_stop and _is_stopped(self):
                 return
@@ -309,6 +356,8 @@ def _patch_stops(clock: VirtualClock, patcher: _Patcher) -> None:
 
 
 def _patch_task_tokens(clock: VirtualClock, patcher: _Patcher) -> None:
+    # .waitForTaskToken waits (and their TimeoutSeconds and heartbeats) block on real-time Events; they move onto
+    # the virtual clock so a 7-day wait_until timeout fires in virtual time (not a moto bug).
     def callback_notify(self: CallbackEndpoint, outcome: CallbackOutcome) -> None:
         self._outcome = outcome
         clock.set_event(self._notify_event)
@@ -454,7 +503,8 @@ def _patch_threads(clock: VirtualClock, patcher: _Patcher) -> None:
 
 
 def _patch_timestamps(clock: VirtualClock, patcher: _Patcher) -> None:
-    # History events, $$.State.EnteredTime, execution start and stop dates.
+    # History events, $$.State.EnteredTime, execution start and stop dates read the wall clock; they read the
+    # virtual clock instead, so records and timestamps agree with the compressed waits (not a moto bug).
     class VirtualDatetime(datetime):
         @classmethod
         def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
@@ -471,6 +521,7 @@ def _patch_timestamps(clock: VirtualClock, patcher: _Patcher) -> None:
 
 
 def _patch_api_quirks(patcher: _Patcher) -> None:
+    # moto bug: docs/moto_patches.md #4.
     # The interpreter backend does not default a missing name as AWS does (a UUID): every unnamed
     # execution gets ARN "...:None", so the second unnamed start of a machine fails or is deduplicated.
     original_start_execution = StepFunctionsParserBackend.start_execution
@@ -488,7 +539,9 @@ def _patch_api_quirks(patcher: _Patcher) -> None:
 
     patcher.set(StepFunctionsParserBackend, "start_execution", start_execution)
 
-    # moto's response handler drops SendTaskFailure's `cause`, so a Catch would see Cause: null.
+    # moto bug: docs/moto_patches.md #5.
+
+    # Its response handler drops SendTaskFailure's `cause`, so a Catch would see Cause: null.
     def send_task_failure(self: StepFunctionResponse) -> Any:
         backend: Any = self.stepfunction_backend  # the interpreter backend, which accepts `cause`
         backend.send_task_failure(
@@ -500,6 +553,8 @@ def _patch_api_quirks(patcher: _Patcher) -> None:
 
 
 def _patch_lambda(patcher: _Patcher) -> None:
+    # moto runs a Lambda function in a Docker container; there is no Docker engine here. The function's handler
+    # from this repository runs in-process with its environment instead (not a moto bug: a design choice).
     def lambda_invoke(self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any) -> bytes:
         event = json.loads(body) if body else {}
         payload, errored = invoke_in_process(self, event)
@@ -515,7 +570,8 @@ def _patch_lambda(patcher: _Patcher) -> None:
 
 
 def _patch_dynamodb(patcher: _Patcher) -> None:
-    # moto's DynamoDB is not thread-safe, and the router writes while executions' step runners do:
+    # moto bug: docs/moto_patches.md #6.
+    # Moto's DynamoDB is not thread-safe, and the router writes while executions' step runners do:
     # TransactWriteItems deep-copies the table for its rollback (a concurrent write raised "dictionary
     # changed size during iteration") and a rollback puts that copy back, losing writes made meanwhile.
     # DynamoDB applies each request atomically; one request at a time gives the same guarantee here.
@@ -527,6 +583,8 @@ def _patch_dynamodb(patcher: _Patcher) -> None:
             return original_call_action(self)
 
     patcher.set(DynamoHandler, "call_action", call_action)
+
+    # moto performance: docs/moto_patches.md #7.
 
     # For its rollback, TransactWriteItems deep-copies every table it touches, stream records included: a
     # cost that grows with the table on every step, quadratic over a simulation of many contacts. Here it
@@ -572,6 +630,8 @@ def _patch_dynamodb(patcher: _Patcher) -> None:
     patcher.set(DynamoDBBackend, "transact_write_items", transact_write_items)
     patcher.set(dynamodb_models, "copy", types.SimpleNamespace(deepcopy=no_table_copies))
 
+    # moto performance: docs/moto_patches.md #8.
+
     # A query on the table's own key looks through every item of the table for the partition key's; the
     # partition's own items are the same result, found without growing with the table.
     original_query = Table.query
@@ -599,7 +659,8 @@ def _patch_dynamodb(patcher: _Patcher) -> None:
 
 
 def _patch_parsing(patcher: _Patcher) -> None:
-    # moto parses the definition again for every execution (a quarter of a second for a compiled workflow);
+    # moto performance: docs/moto_patches.md #9.
+    # Moto parses the definition again for every execution (a quarter of a second for a compiled workflow);
     # the parsed program is immutable (all run state lives in the Environment), so one per definition serves all.
     programs: dict[str, Any] = {}
     programs_lock = threading.Lock()
@@ -618,7 +679,8 @@ def _patch_parsing(patcher: _Patcher) -> None:
 
 
 def _patch_boto_clients(patcher: _Patcher) -> Callable[[], None]:
-    # moto builds a boto3 client per integration task; reusing them roughly doubles throughput.
+    # moto performance: docs/moto_patches.md #10.
+    # Moto builds a boto3 client per integration task; reusing them roughly doubles throughput.
     original_client_for = boto_client_module.boto_client_for
     clients: dict[tuple[str, str, bool], Any] = {}
     clients_lock = threading.Lock()

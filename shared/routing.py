@@ -63,13 +63,16 @@ class Router:
         (retry the event: what was done is not done twice)."""
         for attempt in range(3):
             try:
-                return self._handle(event, internal, None)
+                # After a race, the identities are looked up rather than assumed from the contact's own partition.
+                return self._handle(event, internal, None, look_up=attempt > 0)
             except IdentityRace:
                 if attempt == 2:
                     raise
         return []
 
-    def _handle(self, event: ContactEvent, internal: bool, snap: Snapshot | None) -> list[Routed]:
+    def _handle(
+        self, event: ContactEvent, internal: bool, snap: Snapshot | None, *, look_up: bool = False
+    ) -> list[Routed]:
         now = clock.now()
         at = event.occurred_at or now
         message_id = event.data.get("message_id") if event.type.split(".")[0] in MESSAGE_CHANNELS else None
@@ -79,6 +82,7 @@ class Router:
                 event.contact,
                 activity_since=now - window if window is not None else None,
                 message_id=str(message_id) if message_id else None,
+                look_up=look_up,
             )
         contact_id = snap.contact_id
         message = snap.message if message_id and snap.message else None

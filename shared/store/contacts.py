@@ -426,13 +426,19 @@ class ContactStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def load(
-        self, ref: ContactRef, *, activity_since: datetime | None = None, message_id: str | None = None
+        self,
+        ref: ContactRef,
+        *,
+        activity_since: datetime | None = None,
+        message_id: str | None = None,
+        look_up: bool = False,
     ) -> Snapshot:
         """The snapshot of the contact `ref` names, found with as few reads as it takes: a contact_id is read
         directly (UnknownContact if it has no profile); otherwise the contact most events name, the one created
-        from the first identity (its id is derived from it), is read first, and only when that partition does
-        not hold the identity are the identities looked up (then `owners` of the snapshot is filled). A contact
-        not yet known comes back without a profile, under the id it will be created with."""
+        from the first identity (its id is derived from it), is read first, and only when that partition holds
+        another contact are the identities looked up (then `owners` of the snapshot is filled; `look_up`
+        always, as after an IdentityRace). A contact not yet known comes back without a profile, under the id it
+        will be created with."""
         read = {"activity_since": activity_since, "message_id": message_id}
         if ref.contact_id:
             snap = self.read_partition(ref.contact_id, **read)
@@ -442,7 +448,10 @@ class ContactStore:
         identities = identities_of(ref)
         guess = new_contact_id(identities[0])
         snap = self.read_partition(guess, **read)
-        if snap.profile is not None and holds(snap.profile, *identities[0]):
+        if not look_up and (snap.profile is None or holds(snap.profile, *identities[0])):
+            # Found; or nobody under the derived id, so most likely a new contact: created optimistically, its
+            # identities put on condition, and should one of them belong to someone already the transaction
+            # fails (IdentityRace) and the event is routed again with the identities looked up.
             return snap
         owners = self.identity_owners(identities)
         owner = next((owners[i] for i in identities if i in owners), guess)
@@ -458,10 +467,17 @@ class ContactStore:
     def upsert_with_changes(self, ref: ContactRef) -> tuple[str, dict[str, tuple[Any, Any]]]:
         """`upsert`, and the custom fields the event changed: name -> (value, previous), previous None for a
         field set for the first time. A redelivery changes nothing, so it reports nothing."""
-        snap = self.load(ref)
-        update = self.contact_update(snap, ref, event_id="upsert", at=clock.now())
-        self.apply(snap, update, [])
-        return snap.contact_id, update.changes
+        for attempt in range(3):
+            snap = self.load(ref, look_up=attempt > 0)
+            update = self.contact_update(snap, ref, event_id="upsert", at=clock.now())
+            try:
+                self.apply(snap, update, [])
+            except IdentityRace:
+                if attempt == 2:
+                    raise
+                continue
+            return snap.contact_id, update.changes
+        raise AssertionError("unreachable")
 
     # ---- one event's writes, in one transaction ---------------------------------------------------
 

@@ -50,6 +50,10 @@ TIMEOUT_SUFFIX = ".timed-out"  # the Task recording a wait's timeout when nothin
 # Typed errors the step runner raises and the state machine catches (exception class names).
 ERROR_LOOP_LIMIT = "LoopLimitReached"
 ERROR_WEBHOOK = "WebhookFailed"
+# Hosts or networks (comma/space separated) a call_webhook step may reach beyond public https (shared/webhooks.py).
+ENV_WEBHOOK_ALLOW = "STEPWISE_WEBHOOK_ALLOW"
+# The step runner's own timeout: a webhook timeout must end before it (infra/constructs/step_runner.py).
+STEP_RUNNER_TIMEOUT_SECONDS = 60
 TYPED_ERRORS = ("ContactNotFound", "InvalidStep", ERROR_WEBHOOK)
 # A send outside its window or over the frequency cap: the message is the UTC time to try again (ISO, Z). The
 # machine catches it on the Task into DEFERRED_SUFFIX (a Pass parsing the cause) and HELD_SUFFIX (a Wait), then

@@ -17,6 +17,7 @@ from shared import constants as C
 from shared.enrollment import Enroller
 from shared.history import EntryPlan, load_entry_plans
 from shared.store.contacts import ContactStore
+from shared.webhooks import WebhookPolicy
 
 logger = Logger(service=C.SERVICE_NAME)
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the asset's root in AWS (/var/task), the repository here
@@ -32,6 +33,7 @@ class Settings(BaseModel):
     namespace: str = C.METRICS_NAMESPACE
     metrics_enabled: bool = True
     entry_plans: str = ""  # a path, relative to CODE_ROOT unless absolute; "" = none
+    webhook_allow: str = ""  # hosts / networks a call_webhook may reach beyond public https (shared/webhooks.py)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,6 +46,7 @@ class Settings(BaseModel):
             namespace=os.environ.get(C.ENV_METRICS_NAMESPACE, C.METRICS_NAMESPACE),
             metrics_enabled=os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() != "true",
             entry_plans=os.environ.get(C.ENV_ENTRY_PLANS, ""),
+            webhook_allow=os.environ.get(C.ENV_WEBHOOK_ALLOW, ""),
         )
 
     def plans(self) -> dict[str, EntryPlan]:
@@ -86,8 +89,21 @@ def deps() -> Deps:
             enroller=Enroller(store, sfn, settings.state_machine_arn_template, metrics, settings.plans()),
             sfn=sfn,
             metrics=metrics,
+            webhook_policy=WebhookPolicy.from_allowlist(settings.webhook_allow),
+            secret_for=webhook_secret,
         )
     return _deps
+
+
+SECRET_MAX_AGE_SECONDS = 300  # a rotated signing secret is used within 5 minutes; one GetParameter per 5 minutes
+
+
+def webhook_secret(name: str) -> bytes:
+    """A call_webhook step's `secret:`, an SSM parameter name (SecureString), through Powertools parameters (cached).
+    The role needs ssm:GetParameter on it (and kms:Decrypt for a customer-managed key)."""
+    from aws_lambda_powertools.utilities.parameters import get_parameter
+
+    return str(get_parameter(name, decrypt=True, max_age=SECRET_MAX_AGE_SECONDS)).encode()
 
 
 def reset() -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared import clock
+from shared import clock, webhooks
 from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
@@ -103,7 +102,7 @@ class Deps:
     enroller: Enroller
     sfn: Any
     metrics: Any = None  # callable(name, workflow, step, extra_dims) or None
-    http_open: Any = urllib.request.urlopen
+    webhook_policy: webhooks.WebhookPolicy = field(default_factory=webhooks.WebhookPolicy)  # https, public only
     secret_for: Any = None  # callable(name) -> bytes; reads SSM in AWS
 
 
@@ -540,6 +539,9 @@ def _membership(ctx: Ctx, r: Any, sid: str, writes: list[Any], after: list[Any],
 
 def _call_webhook(ctx: Ctx, r: CallWebhookStep, sid: str) -> None:
     w = r.call_webhook
+    # A retried Task (a later step of it failed) finds this step committed: the receiver already has it.
+    if ctx.deps.store.get_item(contact_pk(ctx.req.contact_id), f"HIST#{ctx.key(sid)}") is not None:
+        return
     body = json.dumps(
         {
             "workflow": ctx.req.workflow,
@@ -556,13 +558,15 @@ def _call_webhook(ctx: Ctx, r: CallWebhookStep, sid: str) -> None:
             raise WebhookFailed(f"step {sid}: secret {w.secret!r} given but no secret store configured")
         sig = hmac.new(ctx.deps.secret_for(w.secret), body, hashlib.sha256).hexdigest()
         headers["X-Stepwise-Signature"] = f"sha256={sig}"
-    request = urllib.request.Request(w.url, data=body, method=w.method, headers=headers)
     try:
-        with ctx.deps.http_open(request, timeout=w.timeout) as resp:
-            if resp.status >= 300:
-                raise WebhookFailed(f"step {sid}: webhook answered HTTP {resp.status}")
-    except OSError as err:
+        status = webhooks.send(ctx.deps.webhook_policy, w.url, w.method, body, headers, w.timeout)
+    except webhooks.WebhookRefused as err:
+        # The same answer on every try: the run fails at once, naming why (never retried).
+        raise InvalidStep(f"step {sid}: webhook refused: {err}") from None
+    except webhooks.WebhookUnreachable as err:
         raise WebhookFailed(f"step {sid}: webhook unreachable: {err}") from None
+    if status >= 300:
+        raise WebhookFailed(f"step {sid}: webhook answered HTTP {status}")
 
 
 # ---- decisions -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from shared.workflow.durations import format_duration
 from shared.workflow.model import (
     ONE_YEAR,
     BranchStep,
+    CallWebhookStep,
     EndStep,
     GoalStep,
     GotoStep,
@@ -470,6 +471,22 @@ def reserved_key(wf: Workflow) -> Iterator[Finding]:
             dumped["wait_until"].pop("on_timeout", None)
         for path in _path_keys(dumped, ""):
             yield node.id, path, "keys ending in '.$' are reserved by Step Functions (read as a path); rename it"
+
+
+@check("webhook-timeout")
+def webhook_timeout(wf: Workflow) -> Iterator[Finding]:
+    """A webhook's timeout must end before the step runner's own (the Lambda would be killed mid-call)."""
+    from shared.constants import STEP_RUNNER_TIMEOUT_SECONDS as LIMIT
+
+    for step, _ in wf.walk():
+        r = step.root
+        if isinstance(r, CallWebhookStep) and r.call_webhook.timeout >= LIMIT:
+            yield (
+                step.id,
+                "call_webhook.timeout",
+                f"{format_duration(r.call_webhook.timeout)} is not less than the step runner's own timeout of "
+                f"{LIMIT}s; use at most {LIMIT - 10}s (the receiver can answer 202 and work afterwards)",
+            )
 
 
 # Step Functions refuses a definition longer than this many characters (CreateStateMachine `definition`).

@@ -17,6 +17,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
+from shared import constants as C
 from stepwise.local.clock import VirtualClock
 from stepwise.local.patches import install
 
@@ -71,6 +72,9 @@ class LocalStack:
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             **dict.fromkeys(_CLEARED_ENV),
+            # Locally a workflow's webhook may call a receiver on this machine (http://127.0.0.1:PORT); in AWS only
+            # public https addresses, unless the deployment allows more (shared/webhooks.py).
+            C.ENV_WEBHOOK_ALLOW: os.environ.get(C.ENV_WEBHOOK_ALLOW) or "localhost 127.0.0.0/8 ::1",
         }
         self._saved_env = {name: os.environ.get(name) for name in overrides}
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})

@@ -36,6 +36,7 @@ def test_registry_holds_every_check_in_order() -> None:
         "unknown-event-field",
         "empty-branch-decision",
         "reserved-key",
+        "webhook-timeout",
         "definition-too-large",
     ]
 

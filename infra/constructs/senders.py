@@ -24,6 +24,7 @@ from infra.config import StackConfig
 from infra.constructs.function import ARCHITECTURE, RUNTIME, StepwiseFunction, powertools_layer
 from infra.constructs.trigger_router import STREAM_RETRIES, stream_filter
 from shared import constants as C
+from shared.messaging.template_lint import templates_folder
 from shared.workflow.model import Workflow
 
 CODE_PARTS = ("functions/__init__.py", "functions/senders", "shared")
@@ -115,9 +116,10 @@ def check_channels(config: StackConfig, workflows: Sequence[Workflow]) -> None:
 
 
 def templates(folder: Path) -> dict[str, bytes]:
-    """The message templates beside the workflows (C.TEMPLATES_FOLDER), as files of the sender's asset."""
-    root = folder / C.TEMPLATES_FOLDER
-    if not root.is_dir():
+    """The message templates of the workflows folder, found where `stepwise validate` finds them (templates/ in
+    the folder, else beside it: template_lint.templates_folder), as files of the sender's asset."""
+    root = templates_folder(folder / "any.yaml")
+    if root is None:
         return {}
     return {
         f"{C.TEMPLATES_FOLDER}/{p.relative_to(root).as_posix()}": p.read_bytes()

@@ -120,6 +120,48 @@ def events() -> Response:
     return _enqueue(accepted, delivery)
 
 
+@app.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> Response:
+    return _unsubscribe(token, "GET")
+
+
+@app.post("/unsubscribe/<token>")
+def unsubscribe_one_click(token: str) -> Response:
+    """RFC 8058 one-click: the mailbox provider POSTs List-Unsubscribe=One-Click; consent is withdrawn at once and
+    email.unsubscribed goes to the router like any accepted event (workflows may trigger on it)."""
+    return _unsubscribe(token, "POST")
+
+
+def _unsubscribe(token: str, method: str) -> Response:
+    import os
+
+    from aws_lambda_powertools.utilities import parameters
+
+    from shared.messaging import unsubscribe
+    from shared.store.contacts import ContactStore
+
+    name = os.environ.get(C.ENV_UNSUBSCRIBE_KEY_PARAMETER)
+    if not name:
+        raise RuntimeError(f"intake misconfigured: environment variable {C.ENV_UNSUBSCRIBE_KEY_PARAMETER} not set")
+    key = str(parameters.get_parameter(name, decrypt=True, max_age=300)).encode()
+    d = deps()
+    now = clock.now()
+    result = unsubscribe.handle(ContactStore(d.settings.table_name, boto3.client("dynamodb")), key, token, method, now)
+    if result.event is not None:
+        mid = result.event.data["message_id"]
+        body = f"unsubscribe {mid}".encode()  # the archive keeps what happened, never the token
+        accepted = Accepted(
+            provider="unsubscribe",
+            delivery_id=mid,
+            dedupe_key=f"unsubscribe::{mid}",
+            verified=True,
+            test=False,
+            events=[result.event],
+        )
+        _enqueue(accepted, Delivery(provider="unsubscribe", headers={}, body=body, received_at=now))
+    return Response(status_code=result.status, content_type=content_types.TEXT_HTML, body=result.body)
+
+
 @app.exception_handler(IntakeError)
 def refused(err: IntakeError) -> Response:
     provider = _route_provider()

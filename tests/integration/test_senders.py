@@ -522,3 +522,39 @@ def test_coupon_used_is_matched_once_and_unknown_or_expired_codes_are_marked(lam
     assert [used("CART-AB12", "1"), used("CART-AB12", "1"), used("CART-AB12", "2")] == ["used", "used", "already_used"]
     assert used("NOPE", "3") == "unknown" and used("OLD-1", "4") == "expired"
     assert store.get_item("COUPON#CART-AB12", "COUPON")["used_order"] == "1"
+
+
+def test_the_intake_serves_one_click_unsubscribe_and_enqueues_email_unsubscribed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from functions.trigger_router import intake
+    from tests.integration.intake_support import TABLE, Context, create_resources, http_event, intake_env
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        res = create_resources()
+        for k, v in intake_env(res["queue_url"]).items():
+            monkeypatch.setenv(k, v)
+        res["ssm"].put_parameter(Name="/stepwise/test/unsubscribe", Value="u" * 32, Type="SecureString")
+        monkeypatch.setenv(C.ENV_UNSUBSCRIBE_KEY_PARAMETER, "/stepwise/test/unsubscribe")
+        intake.reset()
+        store = ContactStore(TABLE, res["dynamodb"])
+        cid = store.upsert(event("e", "x.y", {}, email="jo@example.com").contact)
+        token = unsubscribe.make_token(b"u" * 32, cid, "m9")
+
+        page = intake.handler(http_event("GET", f"/unsubscribe/{token}"), Context())  # type: ignore[arg-type]
+        assert page["statusCode"] == 200 and "<form" in page["body"] and store.get(cid).consent == {}
+        body = "List-Unsubscribe=One-Click"
+        headers = {"content-type": "application/x-www-form-urlencoded"}
+        for _ in range(2):  # the provider may retry: consent stays withdrawn, one event enqueued
+            done = intake.handler(http_event("POST", f"/unsubscribe/{token}", body, headers), Context())  # type: ignore[arg-type]
+            assert done["statusCode"] == 200
+        assert store.get(cid).consent == {"email": False}
+        got = res["sqs"].receive_message(QueueUrl=res["queue_url"], MaxNumberOfMessages=10)["Messages"]
+        (msg,) = [json.loads(m["Body"]) for m in got]
+        assert token not in json.dumps(msg)
+        bad = intake.handler(http_event("POST", f"/unsubscribe/{token[:-2]}xx", body, headers), Context())  # type: ignore[arg-type]
+        assert bad["statusCode"] == 400
+        intake.reset()

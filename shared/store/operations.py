@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -198,7 +198,10 @@ class OperationsStore:
         per-contact index of the archive: every object under the two prefixes is read (30-day lifecycle)."""
         if self.s3 is None or not self.bucket or not needles:
             return
-        lowered = [n.lower() for n in needles if n]
+        # As whole JSON strings ("ann@example.com" with its quotes), so joann@example.com is not a match; also as
+        # they appear inside a raw body kept as a string (\"ann@example.com\").
+        quoted = [json.dumps(n.lower(), ensure_ascii=False) for n in needles if n]
+        lowered = quoted + [json.dumps(q, ensure_ascii=False)[1:-1] for q in quoted]
         for prefix in (DELIVERIES_PREFIX, DEAD_LETTERS_PREFIX):
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
@@ -249,7 +252,9 @@ class MetricsReader:
         self, workflow: str, since: datetime, until: datetime | None = None
     ) -> list[tuple[str, dict[str, str], float]]:
         """(metric name, dimensions, sum since `since`) of every metric of `workflow` CloudWatch has."""
-        until = until or clock.now()
+        # CloudWatch keeps wall-clock timestamps, whatever clock runs the domain; a minute's margin takes in the
+        # datapoints of this very second (EndTime is exclusive and whole seconds).
+        until = until or datetime.now(UTC) + timedelta(minutes=1)
         metrics: list[dict[str, Any]] = []
         for page in self.cw.get_paginator("list_metrics").paginate(
             Namespace=self.namespace, Dimensions=[{"Name": "workflow", "Value": workflow}]

@@ -45,9 +45,10 @@ def clients(*names: str) -> list[Any]:
 
 def add_parsers(sub: Any) -> None:
     """Register the operating commands on the `stepwise` parser."""
-    from stepwise.ops import capacity, diff, history, stats
+    from stepwise.ops import capacity, diff, erase, history, stats
 
     history.add_parser(sub)
     capacity.add_parser(sub)
     diff.add_parser(sub)
     stats.add_parser(sub)
+    erase.add_parser(sub)

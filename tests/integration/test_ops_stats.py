@@ -68,7 +68,7 @@ def test_table_funnel_matches_what_the_runner_counted() -> None:
 @mock_aws
 def test_cloudwatch_funnel_reads_the_step_runner_metrics() -> None:
     cw = boto3.client("cloudwatch", region_name="us-east-1")
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) - timedelta(minutes=5)  # metrics of the last few minutes
 
     def put(name: str, step: str, value: float, **extra: str) -> None:
         dims = [{"Name": "workflow", "Value": "promo"}, {"Name": "step", "Value": step}]

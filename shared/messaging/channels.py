@@ -193,3 +193,14 @@ class RecordingSmsChannel(SmsChannel):
         provider_id = f"local-sms-{len(self.sent) + 1:06d}"
         self.sent.append(RecordedSms(provider_id, self.request(out)))
         return provider_id
+
+
+class SnsAlert:
+    """The team's alert on an SNS topic (the reputation guard's pause): subscribers get it by email or chat."""
+
+    def __init__(self, client: Any, topic_arn: str) -> None:
+        self.client = client
+        self.topic_arn = topic_arn
+
+    def __call__(self, subject: str, text: str) -> None:
+        self.client.publish(TopicArn=self.topic_arn, Subject=subject[:100], Message=text)

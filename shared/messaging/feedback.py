@@ -199,3 +199,9 @@ def coupon_used(messages: MessageStore, event: ContactEvent, now: datetime) -> C
         event.occurred_at or now,
     )
     return event.model_copy(update={"data": {**event.data, "coupon_status": status}})
+
+
+def handle(event: dict[str, Any], messages: MessageStore, now: datetime, guard: Any = None) -> list[ContactEvent]:
+    """The feedback Lambda's whole domain step (HANDLER_FEEDBACK, EventBridge: SES events and SMS receipts): the
+    events to hand Router.handle, after suppression, the guard's counts and a Send event's confirmation."""
+    return absorb(messages, to_events(event), now, guard)

@@ -77,3 +77,21 @@ class ReputationGuard:
         for msg in self.messages.held(self.configuration_set):
             count += self.messages.requeue(str(msg["pk"]).removeprefix("CONTACT#"), msg["message_id"])
         return count
+
+
+def emf_metric(namespace: str) -> Callable[[str, float, str], None]:
+    """BounceRate / ComplaintRate as EMF in the feedback Lambda's logs, by configuration set (no contact id), for
+    the dashboards and alarms."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    def emit(name: str, value: float, configuration_set: str) -> None:
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Percent,
+            value=round(value * 100, 4),
+            namespace=namespace,
+            default_dimensions={"configuration_set": configuration_set},
+        ):
+            pass
+
+    return emit

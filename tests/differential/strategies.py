@@ -126,11 +126,11 @@ class _Builder:
 
     def steps(self, depth: int, min_size: int = 1) -> list[dict[str, Any]]:
         draw = self.draw
-        count = draw(st.integers(min_size, 4 if depth == 0 else 2))
+        count = draw(st.integers(max(min_size, 2) if depth == 0 else min_size, 5 if depth == 0 else 2))
         out: list[dict[str, Any]] = []
         for _ in range(count):
             out.append(self.step(depth))
-        tail = draw(st.sampled_from(["none", "none", "goto", "end", "end-named"]))
+        tail = draw(st.sampled_from(["none", "goto", "goto", "end", "end-named"] if depth else ["none", "goto"]))
         if tail == "goto" and out and any(k in out[-1] for k in ACTIONS):
             g = {"goto": "?"}
             self.gotos.append(g)
@@ -143,9 +143,9 @@ class _Builder:
 
     def step(self, depth: int) -> dict[str, Any]:
         draw = self.draw
-        kinds = ["action", "action", "action", "wait", "wait_until"]
+        kinds = ["action", "action", "action", "wait", "wait_until", "wait_until"]
         if depth < 2:
-            kinds += ["if", "branch", "split"]
+            kinds += ["if", "if", "branch", "split"]
         if self.goals < 2:
             kinds.append("goal")
         kind = draw(st.sampled_from(kinds))
@@ -238,7 +238,7 @@ def _events(draw: st.DrawFn) -> list[tuple[int, str, dict[str, Any]]]:
         [WAIT_EVENT, WAIT_EVENT, MARK, GOAL_EVENT, WIN, "email.opened", "tag.added", "field.changed"]
     )
     out = []
-    hours = draw(st.lists(st.integers(0, 30), max_size=6))
+    hours = draw(st.lists(st.integers(0, 14), min_size=1, max_size=8))
     for i, h in enumerate(sorted(hours)):
         etype = draw(kinds)
         data: dict[str, Any]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.runtime.index import activity_windows
 from shared.store.contacts import ACTIVITY_DAYS, Contact, ContactStore
-from shared.workflow.conditions import Facts
+from shared.workflow.conditions import Condition, Facts
 
 
 def facts_for(
@@ -37,3 +38,9 @@ def facts_from(contact: Contact, items: list[dict[str, Any]], trigger: dict[str,
         trigger=trigger.get("data", trigger),
         now=now,
     )
+
+
+def conditions_window(conditions: list[Condition | None]) -> timedelta | None:
+    """How far back `conditions` read activity: the longest `within` they name, the ceiling (as long as activity
+    is kept) for a leaf that names none, None when none reads activity (then none is read)."""
+    return max((w for c in conditions if c is not None for w in activity_windows(c)), default=None)

@@ -15,7 +15,7 @@ from shared import clock, webhooks
 from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
-from shared.facts import facts_for
+from shared.facts import conditions_window, facts_for
 from shared.history import Run, execution_name, passive_metric, passive_records, stage_entered, visit_key
 from shared.messaging.caps import FrequencyCap, at_limit, cap_day, counter_write, next_day
 from shared.messaging.windows import SendWindow, iso_z
@@ -577,7 +577,9 @@ def _decide(ctx: Ctx) -> dict[str, Any]:
     r, sid = step.root, step.id or "?"
     trail: list[Evaluation] = []
     needs_facts = not isinstance(r, SplitStep)
-    facts = facts_for(ctx.deps.store, ctx.contact, ctx.req.event, ctx.now) if needs_facts else None
+    read = [r.if_] if isinstance(r, IfStep) else [c.when for c in r.branch] if isinstance(r, BranchStep) else []
+    window = conditions_window(read)  # activity as far back as the decision's conditions look, no further
+    facts = facts_for(ctx.deps.store, ctx.contact, ctx.req.event, ctx.now, window=window) if needs_facts else None
     if isinstance(r, IfStep):
         assert facts is not None
         held = evaluate(r.if_, facts, trail)
@@ -672,7 +674,7 @@ def _wait(ctx: Ctx) -> dict[str, Any]:
             [store.update_if(record[C.PK], record[C.SK], {"token": ctx.req.task_token}, "attribute_exists(#pk)")]
         )
     if wu.condition is not None:
-        facts = facts_for(store, ctx.contact, ctx.req.event, ctx.now)
+        facts = facts_for(store, ctx.contact, ctx.req.event, ctx.now, window=conditions_window([wu.condition]))
         trail: list[Evaluation] = []
         if evaluate(wu.condition, facts, trail):
             resume_wait(store, ctx.deps.sfn, record, "condition already held", ctx.now)
@@ -701,7 +703,8 @@ def _goal(ctx: Ctx) -> dict[str, Any]:
         met, why = True, "jumped here when the goal was met"
     elif g.condition is not None:
         trail: list[Evaluation] = []
-        met = evaluate(g.condition, facts_for(ctx.deps.store, ctx.contact, ctx.req.event, ctx.now), trail)
+        facts = facts_for(ctx.deps.store, ctx.contact, ctx.req.event, ctx.now, window=conditions_window([g.condition]))
+        met = evaluate(g.condition, facts, trail)
         why = f"{g.condition.describe()} is {'true' if met else 'false'}"
     else:
         spec = g.event_spec()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import json
 import os
+from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 from typing import Any, TextIO
@@ -147,7 +149,7 @@ def print_outbox(rows: list[dict[str, Any]], out: TextIO, as_json: bool = False)
     print(f"Outbox: {len(rows)} message(s)", file=out)
     for r in rows:
         to = ", ".join(r["to"]) if isinstance(r["to"], list) else r["to"]
-        print(f"── {r['at']}  {r['channel']:<5} {r['status']:<11} to {to}  [{r['template']}]", file=out)
+        print(f"  • {r['at']}  {r['channel']:<5} {r['status']:<11} to {to}  [{r['template']}]", file=out)
         if r["reason"]:
             print(f"   why: {r['reason']}", file=out)
         if r["subject"]:
@@ -158,20 +160,29 @@ def print_outbox(rows: list[dict[str, Any]], out: TextIO, as_json: bool = False)
             print(f"   | {line}", file=out)
 
 
-def use_templates(near: Path, explicit: str | None = None) -> Path | None:
-    """Turn local delivery on for a command run: the explicit folder, else STEPWISE_TEMPLATES, else a `templates`
-    folder beside the workflows (or their folder's parent), else ./templates. None: no folder, no delivery."""
+@contextlib.contextmanager
+def use_templates(near: Path, explicit: str | None = None) -> Iterator[Path | None]:
+    """Local delivery on for one command's simulation: the explicit folder, else STEPWISE_TEMPLATES, else a
+    `templates` folder beside the workflows (or their folder's parent), else ./templates; None: no folder, no
+    delivery. The variable is restored afterwards (tests run many commands in one process)."""
+    before = os.environ.get(C.ENV_TEMPLATES_DIR)
     if explicit:
         found: Path | None = Path(explicit)
-    elif os.environ.get(C.ENV_TEMPLATES_DIR):
-        found = Path(os.environ[C.ENV_TEMPLATES_DIR])
+    elif before:
+        found = Path(before)
     else:
         base = near if near.is_dir() else near.parent
         candidates = [base / C.TEMPLATES_FOLDER, base.parent / C.TEMPLATES_FOLDER, Path(C.TEMPLATES_FOLDER)]
         found = next((c for c in candidates if c.is_dir()), None)
     if found is not None:
         os.environ[C.ENV_TEMPLATES_DIR] = str(found)
-    return found
+    try:
+        yield found
+    finally:
+        if before is None:
+            os.environ.pop(C.ENV_TEMPLATES_DIR, None)
+        else:
+            os.environ[C.ENV_TEMPLATES_DIR] = before
 
 
 def outbox_rows(sim: Any) -> list[dict[str, Any]]:

@@ -638,9 +638,11 @@ def simulate_command(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"{args.events}: cannot read: {err.strerror or err}", file=sys.stderr)
         return 1
-    if getattr(args, "outbox", False) or getattr(args, "templates", None):  # deliver: render and send, locally
-        use_templates(Path(args.path), getattr(args, "templates", None))
-    with Simulation(workflows, start, activated_at=activated_at) as sim:
+    deliver = bool(getattr(args, "outbox", False) or getattr(args, "templates", None))  # render and send, locally
+    with (
+        use_templates(Path(args.path), getattr(args, "templates", None)) if deliver else contextlib.nullcontext(),
+        Simulation(workflows, start, activated_at=activated_at) as sim,
+    ):
         feeder = Feeder(sim)
         feeder.run(items)
         if not getattr(args, "outbox_only", False):
@@ -672,8 +674,7 @@ def demo_command(args: argparse.Namespace) -> int:
         f"Stepwise demo: {len(workflows)} workflows, {deliveries} provider deliveries and "
         f"{len(items) - deliveries} other events from {samples}/, virtual start {DEFAULT_START:%Y-%m-%d %H:%M} UTC\n"
     )
-    use_templates(folder)
-    with Simulation(workflows, DEFAULT_START) as sim:
+    with use_templates(folder), Simulation(workflows, DEFAULT_START) as sim:
         feeder = Feeder(sim)
         feeder.run(items)
         for row in feeder.rows:

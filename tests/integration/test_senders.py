@@ -558,3 +558,34 @@ def test_the_intake_serves_one_click_unsubscribe_and_enqueues_email_unsubscribed
         bad = intake.handler(http_event("POST", f"/unsubscribe/{token[:-2]}xx", body, headers), Context())  # type: ignore[arg-type]
         assert bad["statusCode"] == 400
         intake.reset()
+
+
+def test_stepwise_outbox_lists_what_the_run_sent_and_leaves_no_setting_behind(
+    templates: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from stepwise.cli import main
+
+    monkeypatch.delenv(C.ENV_TEMPLATES_DIR)
+    events = tmp_path / "events.jsonl"
+    line = {
+        "at": "+0s",
+        "event": {
+            "id": "co-9",
+            "type": "checkout.abandoned",
+            "data": CART,
+            "contact": {"email": "kit@example.com", "first_name": "Kit"},
+        },
+    }
+    events.write_text(json.dumps(line) + "\n")
+    wf = str(ROOT / "workflows" / "abandoned-checkout.yaml")
+    assert main(["outbox", wf, "--events", str(events), "--templates", str(templates), "--json"]) == 0
+    row, second = [json.loads(x) for x in capsys.readouterr().out.splitlines()]  # the reminder, a day later the next
+    assert (row["template"], second["template"]) == ("cart-reminder", "cart-reminder-2")
+    assert row["to"] == "kit@example.com" and row["status"] == "sent" and row["subject"] == "Your cart is waiting, Kit"
+    assert row["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "Hi Kit, your cart is waiting." in row["body"]
+    import os
+
+    assert C.ENV_TEMPLATES_DIR not in os.environ

@@ -1,5 +1,5 @@
-"""Figures of the CDK app: synth time, template size per workflow, the step runner's asset size and its import
-(cold-start) time against a bare `import boto3`. Run: .venv/bin/python bench/infra.py [--cli]"""
+"""Figures of the CDK app: synth time, template size and resources per workflow and shared, each function's asset
+size and its import (cold-start) time against a bare `import boto3`. Run: .venv/bin/python bench/infra.py [--cli]"""
 
 from __future__ import annotations
 
@@ -21,8 +21,12 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from infra.assets import build_layer, folder_size, stage_code  # noqa: E402
+from infra.constructs import senders, trigger_router  # noqa: E402
 from infra.constructs.step_runner import CODE_PARTS, REQUIREMENTS  # noqa: E402
+from shared import constants as C  # noqa: E402
 
+# The examples send email and SMS: a synth needs a sending identity (placeholders; nothing is deployed here).
+SENDING = {"email_from": "news@example.com", "sms_origination": "pool-0123456789abcdef0123456789abcdef"}
 IMPORT_PROBE = (
     "import sys, time; repo, asset, module = sys.argv[1:4];"
     "sys.path[:] = [asset] + [p for p in sys.path if p not in ('', repo)];"
@@ -58,7 +62,7 @@ def synth_in_process() -> tuple[float, Any, dict[str, Any]]:
     """Seconds for one synth from cdk.json's context (the build of the step runner's folders included)."""
     from infra.app import build_app
 
-    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    context = {**json.loads((REPO / "cdk.json").read_text())["context"], **SENDING}
     with tempfile.TemporaryDirectory(prefix="bench-cdk-") as out:
         t = time.perf_counter()
         app, stack = build_app(context=context, outdir=out)
@@ -73,7 +77,13 @@ def synth_cli() -> float:
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
         subprocess.run(
-            [str(REPO / "node_modules/.bin/cdk"), "synth", "--quiet", "-o", out],
+            [
+                str(REPO / "node_modules/.bin/cdk"),
+                "synth",
+                "--quiet",
+                *(arg for key, value in SENDING.items() for arg in ("-c", f"{key}={value}")),
+                *("-o", out),
+            ],
             cwd=REPO,
             env=env,
             check=True,
@@ -124,6 +134,8 @@ def main() -> None:
         )
     shared = len(template["Resources"]) - sum(r["resources"] for r in rows.values())
     print(f"  {'(shared)':22} {shared:3} resources")
+    each = max(r["resources"] for r in rows.values())
+    print(f"workflows per stack: {(500 - shared) // each} ({each} resources each, {shared} shared, limit 500)")
 
     asset = stage_code(CODE_PARTS, "step-runner")
     layer = build_layer(REQUIREMENTS, "step-runner-deps")
@@ -132,12 +144,22 @@ def main() -> None:
     )
     print(f"dependency layer (PyYAML): {folder_size(layer) / 1024:.0f} KiB, {zipped(layer) / 1024:.0f} KiB zipped")
     boto = import_ms(asset, "boto3", args.runs)
-    handler = import_ms(asset, "functions.step_runner.handler", args.runs)
-    print(
-        f"import time, median of {args.runs} fresh interpreters (Python {sys.version.split()[0]} here):\n"
-        f"  import boto3                          {boto:6.0f} ms\n"
-        f"  import functions.step_runner.handler  {handler:6.0f} ms (boto3 included; +{handler - boto:.0f} ms)"
-    )
+    print(f"import time, median of {args.runs} fresh interpreters (Python {sys.version.split()[0]} here):")
+    print(f"  {'import boto3':44} {boto:6.0f} ms")
+    router_asset = stage_code(trigger_router.CODE_PARTS, "trigger-router")
+    sender_asset = stage_code(senders.CODE_PARTS, "senders")
+    for module, code in (
+        ("functions.step_runner.handler", asset),
+        (C.HANDLER_INTAKE.rsplit(".", 1)[0], router_asset),
+        (C.HANDLER_ROUTER_QUEUE.rsplit(".", 1)[0], router_asset),
+        (C.HANDLER_SENDER.rsplit(".", 1)[0], sender_asset),
+    ):
+        ms = import_ms(code, module, args.runs)
+        print(f"  import {module:37} {ms:6.0f} ms ({ms / boto:.1f}x boto3; +{ms - boto:.0f} ms)")
+    for name, code in (("trigger router", router_asset), ("senders", sender_asset)):
+        print(f"{name} asset: {folder_size(code) / 1024:.0f} KiB, {zipped(code) / 1024:.0f} KiB zipped")
+    sender_layer = build_layer(senders.REQUIREMENTS, "senders-deps")
+    print(f"sender layer (Jinja2, MarkupSafe, PyYAML): {zipped(sender_layer) / 1024:.0f} KiB zipped")
 
 
 if __name__ == "__main__":

@@ -82,8 +82,8 @@ def schedules_arn_pattern(prefix: str) -> str:
 
 
 def parameter_arn(name: str) -> str:
-    """An SSM parameter's ARN from its name (which starts with '/')."""
-    return f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter{name}"
+    """An SSM parameter's ARN from its name, with or without the leading slash."""
+    return f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter/{name.lstrip('/')}"
 
 
 def sms_origination_arn(origination: str) -> str:

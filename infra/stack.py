@@ -41,6 +41,13 @@ class StepwiseStack(Stack):
             workflows=self.workflows,
             step_runner=self.step_runner.function,
         )
+        self.observability = Observability(
+            self,
+            "Observability",
+            config=config,
+            machines=list(self.state_machines.machines.values()),
+            step_runner=self.step_runner.function,
+        )
         models = [w.workflow for w in self.workflows]
         self.trigger_router = TriggerRouter(
             self,
@@ -59,16 +66,9 @@ class StepwiseStack(Stack):
             failed_events=self.trigger_router.failed_events,
             feedback=self.trigger_router.feedback_target(),
             unsubscribe_url=f"{self.trigger_router.url}/unsubscribe/",
+            alert_topic=self.observability.topic,
         )
-        self.observability = Observability(
-            self,
-            "Observability",
-            config=config,
-            machines=list(self.state_machines.machines.values()),
-            step_runner=self.step_runner.function,
-            trigger_router=self.trigger_router,
-            senders=self.senders,
-        )
+        self.observability.watch_ways_in_and_out(self.trigger_router, self.senders)
 
         CfnOutput(self, "TableName", value=self.storage.table.table_name)
         CfnOutput(self, "StepRunnerName", value=self.step_runner.function.function_name)

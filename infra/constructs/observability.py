@@ -158,8 +158,6 @@ class Observability(Construct):
         config: StackConfig,
         machines: Sequence[Machine],
         step_runner: lambda_.Function,
-        trigger_router: TriggerRouter,
-        senders: Senders,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
@@ -198,12 +196,12 @@ class Observability(Construct):
             description="The step runner was throttled: the account's Lambda concurrency is exhausted",
         )
         self.dashboards: dict[str, cw.Dashboard] = {}
-        self._ways_in_and_out(trigger_router, senders)
         for machine in machines:
             self._workflow(machine)
 
-    def _ways_in_and_out(self, router: TriggerRouter, senders: Senders) -> None:
-        """Alarms on everything that can lose or stall a delivery, and one dashboard for the ways in and out."""
+    def watch_ways_in_and_out(self, router: TriggerRouter, senders: Senders) -> None:
+        """Alarms on everything that can lose or stall a delivery, and one dashboard for the ways in and out.
+        Called once both are built (the sender publishes to this construct's topic, so it comes first)."""
         for cid, queue, what in (
             ("IntakeDeadLetters", router.dead_letters, "accepted deliveries failed 5 receives by the router"),
             ("FailedEvents", router.failed_events, "stream records or EventBridge events failed every retry"),

@@ -15,6 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_ses as ses
 from aws_cdk import aws_smsvoice as smsvoice
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -23,6 +24,7 @@ from infra.assets import REPO, build_layer, stage_code
 from infra.config import StackConfig
 from infra.constructs.function import ARCHITECTURE, RUNTIME, StepwiseFunction, powertools_layer
 from infra.constructs.trigger_router import STREAM_RETRIES, stream_filter
+from infra.nag import acknowledge
 from shared import constants as C
 from shared.messaging.template_lint import templates_folder
 from shared.workflow.model import Workflow
@@ -140,6 +142,7 @@ class Senders(Construct):
         failed_events: sqs.IQueue,
         feedback: targets.LambdaFunction,
         unsubscribe_url: str,
+        alert_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
         check_channels(config, workflows)
@@ -194,6 +197,7 @@ class Senders(Construct):
                 C.ENV_UNSUBSCRIBE_URL: unsubscribe_url,
                 C.ENV_UNSUBSCRIBE_KEY_PARAMETER: self.unsubscribe_key_parameter,
                 C.ENV_TEMPLATES_DIR: C.TEMPLATES_FOLDER,
+                C.ENV_ALERT_TOPIC_ARN: alert_topic.topic_arn,
                 C.ENV_METRICS_NAMESPACE: C.METRICS_NAMESPACE,
                 C.ENV_STAGE: config.stage,
             },
@@ -220,6 +224,14 @@ class Senders(Construct):
                 ],
             )
         self.sender.allow_parameters([self.unsubscribe_key_parameter])
+        # The reputation guard's alert (SnsAlert): the alarm topic, encrypted with its key.
+        alert_topic.grant_publish(self.sender.role)
+        acknowledge(
+            self.sender.role,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "kms:GenerateDataKey* (CDK's grant for publishing to an encrypted topic) on the alarm topic's own key "
+            "only: SNS asks for a data key of the key's choosing per message.",
+        )
         self.sender.function.add_event_source(
             sources.DynamoEventSource(
                 table,

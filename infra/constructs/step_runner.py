@@ -15,6 +15,7 @@ from infra import names
 from infra.assets import REPO, build_layer, stage_code
 from infra.config import StackConfig
 from infra.nag import acknowledge
+from infra.names import parameter_arn
 from shared import constants as C
 from shared.history import dump_entry_plans
 from shared.workflow.compiler import entry_plans
@@ -121,10 +122,30 @@ class StepRunner(Construct):
             log_group=self.log_group,
             memory_size=512,
             # The longest call is a webhook (its own timeout, 10 s by default) plus a few DynamoDB round trips.
-            timeout=Duration.seconds(60),
+            timeout=Duration.seconds(C.STEP_RUNNER_TIMEOUT_SECONDS),
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment(config, table),
         )
+        secrets = webhook_secrets(workflows)
+        if secrets:
+            # call_webhook's `secret:` names a SecureString the step runner reads (handler.webhook_secret): those
+            # parameters only, decrypted through SSM only.
+            self.role.add_to_policy(
+                iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[parameter_arn(n) for n in secrets])
+            )
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[f"arn:{Aws.PARTITION}:kms:{Aws.REGION}:{Aws.ACCOUNT_ID}:key/*"],
+                    conditions={"StringEquals": {"kms:ViaService": f"ssm.{Aws.REGION}.amazonaws.com"}},
+                )
+            )
+            acknowledge(
+                self.role,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:<AWS::Region>:<AWS::AccountId>:key/*]",
+                "kms:Decrypt only through SSM (kms:ViaService) for the webhook signing secrets the workflows name: "
+                "the key is the operator's choice (aws/ssm by default), unknown at deploy time.",
+            )
         acknowledge(
             self.role,
             "AwsSolutions-IAM5[Resource::*]",
@@ -149,6 +170,26 @@ class StepRunner(Construct):
             "Pinned to python3.12: the Powertools layer variant (python312) and the pip-built dependency layer "
             "target it; move RUNTIME, POWERTOOLS_LAYER and assets.LAMBDA_PYTHON together.",
         )
+
+
+def webhook_secrets(workflows: Sequence[Workflow]) -> list[str]:
+    """The SSM parameter names the workflows' call_webhook steps sign with (their `secret:`), sorted, once each."""
+    found: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            hook = value.get("call_webhook")
+            if isinstance(hook, dict) and hook.get("secret"):
+                found.add(str(hook["secret"]))
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for wf in workflows:
+        walk(wf.model_dump(mode="json", by_alias=True, exclude_none=True).get("steps", []))
+    return sorted(found)
 
 
 def _nag_arn(arn: str) -> str:

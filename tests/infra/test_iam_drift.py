@@ -85,6 +85,9 @@ def test_every_call_the_step_runner_can_make_is_granted_and_nothing_more() -> No
         needed.add("dynamodb:ConditionCheckItem")
     granted = set(TABLE_ACTIONS) | set(MACHINE_ACTIONS) | set(EXECUTION_ACTIONS)
     assert needed == granted
+    # call_webhook's signing secret: Powertools get_parameter, granted per secret the workflows name
+    # (test_stack.py test_step_runner_may_read_exactly_the_webhook_secrets_the_workflows_name).
+    assert any(marker in p.read_text() for p in files for marker in SSM_USE)
 
 
 # ---- the ways in and out: every function's policy in the synthesized template against its code ----------------
@@ -104,9 +107,11 @@ ACTIONS: dict[str, set[str]] = {
     "delete_schedule": {"scheduler:DeleteSchedule"},
     "send_email": {"ses:SendEmail"},  # SES v2 SendEmail, Raw content included
     "send_text_message": {"sms-voice:SendTextMessage"},
+    # SnsAlert: the alarm topic, encrypted with the stack's key (publishing needs the key's data keys).
+    "publish": {"sns:Publish", "kms:Decrypt", "kms:GenerateDataKey*"},
 }
 # Powertools parameters (SSMProvider, parameters.get_parameter) call ssm:GetParameter, decrypted through KMS.
-SSM_USE = ("SSMProvider(", "parameters.get_parameter(")
+SSM_USE = ("SSMProvider(", "get_parameter(")
 SSM_ACTIONS = {"ssm:GetParameter", "kms:Decrypt"}
 # Calls in these modules that no deployed function makes, and who does.
 NOT_IN_AWS = {

@@ -273,13 +273,45 @@ def test_cdk_app_prints_the_problems_without_a_traceback_and_fails(tmp_path: Pat
 
 
 def test_cdk_json_runs_the_app_with_the_documented_context() -> None:
-    from infra.config import CTX_ALARM_EMAIL, CTX_POWERTOOLS_LAYER_VERSION, CTX_STAGE, CTX_WORKFLOWS
+    from infra.config import (
+        CTX_ALARM_EMAIL,
+        CTX_API_THROTTLE_BURST,
+        CTX_API_THROTTLE_RATE,
+        CTX_EMAIL_FROM,
+        CTX_POWERTOOLS_LAYER_VERSION,
+        CTX_SMS_ORIGINATION,
+        CTX_STAGE,
+        CTX_WORKFLOWS,
+    )
 
     cdk = json.loads((REPO / "cdk.json").read_text())
     interpreter, script = cdk["app"].split()
     assert (REPO / script).is_file() and interpreter.startswith(".venv/")
-    assert cdk["context"] == {CTX_STAGE: "dev", CTX_WORKFLOWS: "workflows", CTX_ALARM_EMAIL: ""}
+    assert cdk["context"] == {
+        CTX_STAGE: "dev",
+        CTX_WORKFLOWS: "workflows",
+        CTX_ALARM_EMAIL: "",
+        CTX_EMAIL_FROM: "",  # the operator's: required (and checked) when workflows send
+        CTX_SMS_ORIGINATION: "",
+        CTX_API_THROTTLE_RATE: 50,
+        CTX_API_THROTTLE_BURST: 100,
+    }
     readme = (REPO / "README.md").read_text()
     for key in (CTX_STAGE, CTX_WORKFLOWS, CTX_ALARM_EMAIL, CTX_POWERTOOLS_LAYER_VERSION):
         assert f"| `{key}` |" in readme, key
     assert StackConfig.model_validate(cdk["context"]) == StackConfig()
+
+
+def test_cdk_app_refuses_workflows_that_send_without_a_sending_identity_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "welcome.yaml").write_text(WELCOME)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "hello.html").write_text("---\nsubject: Hello\n---\n<p>Hello</p>\n")
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"workflows": str(tmp_path)}), "CDK_OUTDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "infra/app.py"], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "Refused to synthesize: context value email_from is required: workflow(s) welcome send messages; deploy "
+        "with -c email_from=ADDRESS, an address whose domain (or the address itself) is a verified SES identity"
+    )

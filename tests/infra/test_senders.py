@@ -30,6 +30,8 @@ def test_sender_policy_is_exact_to_the_identity_the_configuration_sets_and_the_p
     table = synth.logical_id(synth.stack.storage.table)
     failed = synth.logical_id(synth.stack.trigger_router.failed_events)
     logs = synth.logical_id(fn.log_group)
+    topic = synth.logical_id(synth.stack.observability.topic)
+    topic_key = synth.logical_id(synth.stack.observability.node.find_child("AlarmTopicKey"))
     assert _statements(synth, fn.role) == [
         {"Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Effect": "Allow", "Resource": f"<{logs}.Arn>"},
         XRAY,
@@ -63,6 +65,8 @@ def test_sender_policy_is_exact_to_the_identity_the_configuration_sets_and_the_p
             "Effect": "Allow",
             "Resource": ARN.format("kms", "key/*"),
         },
+        {"Action": "sns:Publish", "Effect": "Allow", "Resource": f"<{topic}>"},
+        {"Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Effect": "Allow", "Resource": f"<{topic_key}.Arn>"},
         {
             "Action": ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
             "Effect": "Allow",
@@ -87,6 +91,7 @@ def test_sender_environment_is_what_its_settings_read(synth: Synth, monkeypatch:
     assert settings.unsubscribe_url == f"<{api}.ApiEndpoint>/unsubscribe/"
     assert settings.unsubscribe_key_parameter == "/stepwise/dev/unsubscribe-key"
     assert settings.templates_dir == C.TEMPLATES_FOLDER
+    assert env[C.ENV_ALERT_TOPIC_ARN] == f"<{synth.logical_id(synth.stack.observability.topic)}>"
     assert C.ENV_POWERTOOLS_SERVICE not in env
 
 

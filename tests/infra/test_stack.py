@@ -371,3 +371,38 @@ def test_cdk_nag_has_no_unacknowledged_finding_and_no_stale_acknowledgement(synt
     for rule, path, reason in given:
         assert (rule, path) in used, f"{rule} at {path} acknowledges nothing any more"
         assert len(reason) >= 40
+
+
+def test_step_runner_may_read_exactly_the_webhook_secrets_the_workflows_name(tmp_path: Any) -> None:
+    from tests.infra.conftest import synthesize
+
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "hook.yaml").write_text(
+        "name: hook\ntriggers: [{event: order.placed}]\nsteps:\n"
+        "  - id: crm\n    call_webhook: {url: 'https://crm.example.com/hook', secret: /stepwise/dev/crm-signing}\n"
+        "  - id: erp\n    call_webhook: {url: 'https://erp.example.com/hook', secret: erp-signing}\n"
+        "  - id: plain\n    call_webhook: {url: 'https://erp.example.com/plain'}\n"
+    )
+    synth = synthesize(tmp_path / "out", workflows=str(folder))
+    (policy,) = _policies_of(synth, synth.logical_id(synth.stack.step_runner.role))
+    statements = synth.resolve(policy["PolicyDocument"]["Statement"])
+    assert {
+        "Action": "ssm:GetParameter",
+        "Effect": "Allow",
+        "Resource": [
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/stepwise/dev/crm-signing",
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/erp-signing",
+        ],
+    } in statements
+    assert {
+        "Action": "kms:Decrypt",
+        "Condition": {"StringEquals": {"kms:ViaService": "ssm.eu-west-1.amazonaws.com"}},
+        "Effect": "Allow",
+        "Resource": "arn:aws:kms:eu-west-1:123456789012:key/*",
+    } in statements
+
+
+def test_step_runner_reads_no_parameter_when_no_workflow_signs(synth: Synth) -> None:
+    (policy,) = _policies_of(synth, synth.logical_id(synth.stack.step_runner.role))
+    assert "ssm:" not in json.dumps(policy)  # the examples' webhooks are unsigned

@@ -99,6 +99,12 @@ class StackConfig(BaseModel):
         """SSM path of this stage's secrets (created by the operator): {prefix}/webhooks/{provider}, the API key."""
         return f"/stepwise/{self.stage}"
 
+    @property
+    def unsubscribe_key_parameter(self) -> str:
+        """SSM SecureString (created by the operator) of the key that signs one-click unsubscribe links: the sender
+        signs with it, the intake verifies."""
+        return f"{self.parameters_prefix}/unsubscribe-key"
+
     @classmethod
     def from_context(cls, node: Node) -> StackConfig:
         raw = {key: node.try_get_context(key) for key in CONTEXT_KEYS}

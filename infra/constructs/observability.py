@@ -21,6 +21,7 @@ from infra.constructs.senders import Senders
 from infra.constructs.state_machines import Machine
 from infra.constructs.trigger_router import TriggerRouter
 from shared import constants as C
+from shared.messaging.reputation import BOUNCE_LIMIT, COMPLAINT_LIMIT, METRIC_BOUNCE_RATE, METRIC_COMPLAINT_RATE
 from shared.workflow.compiler import build_graph
 from shared.workflow.model import (
     ACTION_KINDS,
@@ -321,6 +322,39 @@ class Observability(Construct):
                 ),
             ],
         ]
+        rates = [
+            cw.Metric(
+                namespace=C.METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"configuration_set": senders.configuration_set_name},
+                statistic=cw.Stats.MAXIMUM,
+                period=Duration.hours(1),
+                label=f"{name} (%, 7 days)",
+            )
+            for name in (METRIC_BOUNCE_RATE, METRIC_COMPLAINT_RATE)
+        ]
+        rows.append(
+            [
+                cw.GraphWidget(
+                    title="Sender reputation: bounce and complaint rates",
+                    left=rates,
+                    # The thresholds the guard pauses marketing at (shared/messaging/reputation.py).
+                    left_annotations=[
+                        cw.HorizontalAnnotation(value=BOUNCE_LIMIT * 100, label="bounces: pause"),
+                        cw.HorizontalAnnotation(value=COMPLAINT_LIMIT * 100, label="complaints: pause"),
+                    ],
+                    width=12,
+                ),
+                cw.GraphWidget(
+                    title="Sender: invocations and errors",
+                    left=[
+                        senders.sender.function.metric_invocations(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM),
+                        senders.sender.function.metric_errors(period=ACTIVITY_PERIOD, statistic=cw.Stats.SUM),
+                    ],
+                    width=12,
+                ),
+            ]
+        )
         self.ways_dashboard = cw.Dashboard(
             self,
             "WaysInAndOut",

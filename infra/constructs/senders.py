@@ -148,7 +148,7 @@ class Senders(Construct):
         check_channels(config, workflows)
         prefix = config.prefix
         self.configuration_set_name = prefix
-        self.unsubscribe_key_parameter = f"{config.parameters_prefix}/unsubscribe-key"
+        self.unsubscribe_key_parameter = config.unsubscribe_key_parameter
 
         # ---- SES ------------------------------------------------------------------------------------------------
         self.configuration_set = ses.ConfigurationSet(

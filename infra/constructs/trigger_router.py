@@ -67,7 +67,12 @@ ROUTER_INDEX_ACTIONS = ("dynamodb:Query",)  # GSI1: a list's members (broadcasts
 ROUTER_ARCHIVE_READ = ("s3:GetObject",)  # deliveries too large for SQS; a broadcast's snapshot (HeadObject too)
 ROUTER_ARCHIVE_WRITE = ("s3:PutObject",)  # dead letters; broadcast list snapshots
 SCHEDULE_ACTIONS = ("scheduler:CreateSchedule", "scheduler:DeleteSchedule")
-INTAKE_TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")  # the dedupe claim, then "enqueued"
+INTAKE_TABLE_ACTIONS = (
+    "dynamodb:GetItem",  # /unsubscribe: the contact the token names (ContactStore.get)
+    "dynamodb:PutItem",  # the dedupe claim; apply_event's writes for email.unsubscribed
+    "dynamodb:UpdateItem",  # the claim marked "enqueued"; the contact's consent
+    "dynamodb:DeleteItem",  # apply_event: a membership the unsubscribe ends
+)
 INTAKE_ARCHIVE_ACTIONS = ("s3:PutObject",)  # the raw delivery; an unresolved one's dead letter
 INTAKE_QUEUE_ACTIONS = ("sqs:SendMessage",)
 
@@ -240,6 +245,7 @@ class TriggerRouter(Construct):
                 C.ENV_INTAKE_QUEUE_URL: self.queue.queue_url,
                 C.ENV_SECRETS_PREFIX: self.secrets_prefix,
                 C.ENV_API_KEY_PARAMETER: self.api_key_parameter,
+                C.ENV_UNSUBSCRIBE_KEY_PARAMETER: config.unsubscribe_key_parameter,
                 C.ENV_METRICS_NAMESPACE: C.METRICS_NAMESPACE,
                 C.ENV_STAGE: config.stage,
             },
@@ -257,7 +263,7 @@ class TriggerRouter(Construct):
         )
         self.intake.allow(INTAKE_QUEUE_ACTIONS, [self.queue.queue_arn])
         self.intake.allow_parameters(
-            [self.webhook_parameters, self.api_key_parameter],
+            [self.webhook_parameters, self.api_key_parameter, config.unsubscribe_key_parameter],
             wildcard_reason="The webhook secrets of this stage, one SecureString per provider under one path, created "
             "by the operator for the providers in use: the provider list is not known at deploy time.",
         )

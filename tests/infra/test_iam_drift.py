@@ -154,11 +154,11 @@ ROUTER_REACHES = {
     "shared/waits.py": "SendTaskSuccess of a resumed wait",
 }
 INTAKE_REACHES = {
+    "shared/store/contacts.py": "ContactStore for /unsubscribe/{token} only: get and apply_event",
     "shared/store/archive.py": "Archive (boto3.client('s3')): the raw delivery and an unresolved one's dead letter",
     "shared/store/deliveries.py": "Deliveries (client('dynamodb'), client('sqs')): the claim, the enqueue",
 }
 INTAKE_UNREACHED = {
-    "shared/store/contacts.py": "the intake builds no ContactStore: it archives, claims and enqueues only",
     "shared/store/checkouts.py": "no ContactStore, so no CheckoutStore",
     "shared/store/messages.py": "no MessageStore: messages are the sender's and the router's",
     "shared/store/broadcasts.py": "broadcasts are the router's schedule handler's",
@@ -169,7 +169,12 @@ INTAKE_UNREACHED = {
     "shared/waits.py": "the intake never resumes a wait",
 }
 # Methods of reached modules the intake never calls.
-INTAKE_NEVER = {"get_object": "Archive.get_json: the router (large deliveries) and replay read; the intake writes"}
+INTAKE_NEVER = {
+    "get_object": "Archive.get_json: the router (large deliveries) and replay read; the intake writes",
+    "batch_get_item": "ContactStore.batch_get: identity lookups of routing; unsubscribe reads one profile",
+    "query": "ContactStore queries (activity, waits, lists): routing's; unsubscribe reads one profile",
+    "transact_write_items": "ContactStore transactions (upsert, commit_step): routing's, not apply_event's",
+}
 SENDER_REACHES = {
     "shared/store/messages.py": "MessageStore (boto3.client('dynamodb')): claim, mark, caps, suppression",
     "shared/messaging/channels.py": "SesEmailChannel / SesAlertChannel (sesv2), SmsChannel (pinpoint-sms-voice-v2)",

@@ -82,7 +82,7 @@ def test_intake_policy_is_exact(synth: Synth) -> None:
     assert _statements(synth, fn.role) == [
         {"Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Effect": "Allow", "Resource": f"<{logs}.Arn>"},
         XRAY,
-        {"Action": ["dynamodb:PutItem", "dynamodb:UpdateItem"], "Effect": "Allow", "Resource": f"<{i['table']}.Arn>"},
+        {"Action": list(tr.INTAKE_TABLE_ACTIONS), "Effect": "Allow", "Resource": f"<{i['table']}.Arn>"},
         {
             "Action": "s3:PutObject",
             "Effect": "Allow",
@@ -95,6 +95,7 @@ def test_intake_policy_is_exact(synth: Synth) -> None:
             "Resource": [
                 ARN.format("ssm", "parameter/stepwise/dev/webhooks/*"),
                 ARN.format("ssm", "parameter/stepwise/dev/api-key"),
+                ARN.format("ssm", "parameter/stepwise/dev/unsubscribe-key"),
             ],
         },
         _kms_via_ssm(),
@@ -226,6 +227,7 @@ def test_intake_environment_is_what_its_settings_read(synth: Synth, monkeypatch:
     )
     assert (settings.secrets_prefix, settings.api_key_parameter) == ("/stepwise/dev", "/stepwise/dev/api-key")
     assert settings.namespace == C.METRICS_NAMESPACE
+    assert env[C.ENV_UNSUBSCRIBE_KEY_PARAMETER] == "/stepwise/dev/unsubscribe-key"  # read by intake._unsubscribe
     assert C.ENV_POWERTOOLS_SERVICE not in env  # the metrics' dimensions are exactly the dashboards'
 
 
@@ -448,12 +450,16 @@ def test_dashboard_shows_deliveries_queue_flow_dead_letters_and_intake_p99(synth
         "Dead letters (depth)",
         "Invocations by function",
         "Errors by function",
+        "Sender reputation: bounce and complaint rates",
+        "Sender: invocations and errors",
     ]
     text = json.dumps(body)
     for metric in ("NumberOfMessagesSent", "NumberOfMessagesDeleted", "ApproximateNumberOfMessagesVisible"):
         assert metric in text
     assert '"stat":"p99"' in text.replace(" ", "")
     assert C.METRIC_DELIVERY_ACCEPTED in text and C.METRIC_DEAD_LETTER in text
+    assert '"BounceRate","configuration_set","stepwise-dev"' in text.replace(" ", "")
+    assert '"ComplaintRate","configuration_set","stepwise-dev"' in text.replace(" ", "")
 
 
 def test_outputs_name_the_urls_the_bucket_and_the_dead_letter_queue(synth: Synth) -> None:

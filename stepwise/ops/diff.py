@@ -147,9 +147,9 @@ def waiting_by_step(ops: OperationsStore, workflow: str) -> tuple[Counter[str], 
     running enrolments were read: the run index gives the contacts, one Query of each partition the rest."""
     waiting: Counter[str] = Counter()
     read = 0
-    for run in ops.runs(workflow, status="running"):
+    contacts = [r.contact_id for r in ops.runs(workflow, status="running")]
+    for part in ops.partitions(contacts, workflow=workflow):
         read += 1
-        part = ops.partition(run.contact_id, workflow=workflow)
         enrol = next((i for i in part.of(f"ENROLL#{workflow}")), None)
         if enrol is None or enrol.get("status") != "running":
             continue

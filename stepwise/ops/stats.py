@@ -78,9 +78,9 @@ class TableSource:
         goals: Counter[str] = Counter()
         msg: Counter[str] = Counter()
         queries = pages = 0
-        for run in self.ops.runs(workflow, since=since):
-            f.entered += 1
-            part = self.ops.partition(run.contact_id, workflow=workflow)
+        runs = list(self.ops.runs(workflow, since=since))
+        f.entered = len(runs)
+        for run, part in zip(runs, self.ops.partitions((r.contact_id for r in runs), workflow=workflow), strict=True):
             queries += 1
             pages += part.pages
             for h in part.of("HIST#"):

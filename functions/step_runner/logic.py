@@ -261,6 +261,9 @@ def _message(ctx: Ctx, step_id: str, channel: str, **body: Any) -> dict[str, Any
             "at": ctx.now.isoformat(),
             "entered": ctx.run.order_stamp(),
             C.TTL_ATTRIBUTE: epoch(ctx.now + timedelta(days=ctx.req.history_days)),
+            # What the template may read of the triggering event (the abandoned cart's items and URL): the sender
+            # renders at send time from the message alone, without the execution's input.
+            "event": ctx.req.event.get("data") or {},
             **body,
         }
     )

@@ -589,3 +589,26 @@ def test_stepwise_outbox_lists_what_the_run_sent_and_leaves_no_setting_behind(
     import os
 
     assert C.ENV_TEMPLATES_DIR not in os.environ
+
+
+def test_the_example_cart_reminder_lists_the_abandoned_carts_items_and_links_its_checkout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The triggering event travels on the message, so the sender renders the cart the contact left."""
+    monkeypatch.setenv(C.ENV_TEMPLATES_DIR, str(ROOT / "templates"))
+    cart = {
+        **CART,
+        "currency": "EUR",
+        "products": [
+            {"product_id": "p1", "name": "Linen shirt", "quantity": 2, "price": 35},
+            {"product_id": "p2", "name": "Straw hat", "quantity": 1, "price": 10},
+        ],
+    }
+    wf = load_workflow(ROOT / "workflows" / "abandoned-checkout.yaml")
+    with Simulation([wf]) as sim:
+        sim.send(event("co-7", "checkout.abandoned", cart, email="ana@example.com", first_name="Ana"))
+        (sent,) = ses_sent()
+        html = body_of(mime(sent), "text/html")
+        assert "You left 2 item(s)" in html
+        assert "2 x Linen shirt" in html and "1 x Straw hat" in html
+        assert 'href="https://shop.example/cart/k1"' in html

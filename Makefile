@@ -11,7 +11,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: demo test lint bench install synth clean
+.PHONY: demo test lint bench install synth clean differential
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: $(STAMP) $(NODE_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The differential run, larger than CI's: generated workflows on the local stack against the reference interpreter.
+differential: $(STAMP)
+	DIFF_EXAMPLES=$${DIFF_EXAMPLES:-150} DIFF_SEED=$${DIFF_SEED:-20261130} DIFF_SHRINK=1 \
+		$(BIN)/pytest -p no:xdist -q tests/differential
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

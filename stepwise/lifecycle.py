@@ -10,8 +10,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared import clock
+from shared import constants as C
 from shared.lifecycle import Status, read_status, write_status
 from shared.store.contacts import ContactStore, contact_pk
+from shared.store.operations import run_index_pk, run_index_sk
 
 DEACTIVATED = "Deactivated"  # the error name a cancelled execution stops with
 
@@ -53,7 +55,16 @@ class Lifecycle:
         contact_id = json.loads(desc.get("input") or "{}").get("contact_id")
         record = self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}") if contact_id else None
         if record is not None and record.get("execution_arn") == execution_arn:
-            self.store.put_item({**record, "status": "stopped", "stopped_because": "workflow deactivated"})
+            # The run index (GSI1) says stopped too, or `stats` and `diff` would count the run as running.
+            self.store.put_item(
+                {
+                    **record,
+                    "status": "stopped",
+                    "stopped_because": "workflow deactivated",
+                    C.GSI1_PK: run_index_pk(workflow),
+                    C.GSI1_SK: run_index_sk("stopped", str(record["entered_at"]), contact_id),
+                }
+            )
         return 1
 
     def _put(self, workflow: str, *, active: bool, cancelled: int, since: datetime | None = None) -> Status:

@@ -112,3 +112,20 @@ def test_status_of_a_workflow_never_switched(capsys: pytest.CaptureFixture[str])
     with Simulation([workflow(DRIP)]) as sim:
         assert main(["status", "drip", "--table", TABLE, "--machine-arn-template", sim.arn_template]) == 0
         assert capsys.readouterr().out == "drip: active (never switched: active since deployed)\n"
+
+
+def test_a_cancelling_deactivation_moves_the_runs_to_stopped_in_the_run_index() -> None:
+    from shared.store.operations import OperationsStore
+
+    with Simulation([workflow(DRIP)]) as sim:
+        sim.send(joined("e1", "ann@example.com"))
+        sim.send(joined("e2", "eve@example.com"))
+        ops = OperationsStore(sim.store)
+        assert {r.status for r in ops.runs("drip")} == {"running"}
+        assert sim.lifecycle.deactivate("drip", cancel=True).cancelled == 2
+        # What `stats` and `diff` read: no run still indexed as running, both as stopped, entered_at kept.
+        assert list(ops.runs("drip", status="running")) == []
+        stopped = sorted(ops.runs("drip", status="stopped"), key=lambda r: r.contact_id)
+        ids = sorted(contact(sim, email=e)["id"] for e in ("ann@example.com", "eve@example.com"))
+        assert [r.contact_id for r in stopped] == ids
+        assert {r.entered_at for r in stopped} == {DEFAULT_START.isoformat()}

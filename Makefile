@@ -46,8 +46,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 # The CloudFormation template `cdk deploy` would deploy, in cdk.out/ (offline: no AWS account needed).
+# The examples send email and SMS, so the stack needs a From address and an SMS origination (cdk.json leaves both
+# empty: a deploy must name real ones). These example values only make the template; override them for a deploy
+# preview: make synth EMAIL_FROM=news@your-domain SMS_ORIGINATION=pool-<32 hex> (or an ARN).
+EMAIL_FROM ?= marketing@example.com
+SMS_ORIGINATION ?= pool-0123456789abcdef0123456789abcdef
 synth: $(STAMP) $(NODE_STAMP)
-	$(CDK) synth --quiet
+	$(CDK) synth --quiet -c email_from=$(EMAIL_FROM) -c sms_origination=$(SMS_ORIGINATION)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules cdk.out build

@@ -4,7 +4,8 @@ queue_handler     SQS, the intake's accepted deliveries (each delivery's events 
 stream_handler    the table's stream: INSERTs of the step runner's outbox items (EVENT#, status pending)
 status_handler    EventBridge "Step Functions Execution Status Change" (campaign completion)
 schedule_handler  EventBridge Scheduler payloads {"kind": ...} (shared/runtime/schedules.py)
-feedback_handler  EventBridge SES events and SMS receipts (shared/messaging/feedback.py)
+feedback_handler  EventBridge SES events and SMS receipts (shared/messaging/feedback.py handle: suppression, the
+                  reputation guard's counts, a Send event's confirmation; then each event routed)
 
 Batches (SQS, streams) report partial failures; a record failing on its last SQS receive, or any failing stream
 or direct EventBridge record, is also written to the dead-letter store (S3) for `stepwise replay`."""
@@ -15,6 +16,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -31,12 +33,16 @@ from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.history import load_entry_plans
+from shared.messaging import feedback
+from shared.messaging.channels import SnsAlert
+from shared.messaging.reputation import ReputationGuard, emf_metric
 from shared.routing import Router
-from shared.runtime import broadcast, inbound, schedules
+from shared.runtime import broadcast, engagement, inbound, schedules
 from shared.runtime.workflows_file import load_workflows
 from shared.store.archive import Archive
 from shared.store.broadcasts import BroadcastStore
-from shared.store.contacts import ContactStore
+from shared.store.contacts import ContactStore, epoch
+from shared.store.messages import MessageStore
 from shared.store.schedules import ScheduleStore
 
 logger = Logger(service=C.SERVICE_NAME)
@@ -47,6 +53,9 @@ class RouterDeps:
     settings: RouterSettings
     router: Router
     archive: Archive
+    messages: MessageStore
+    # The reputation guard, where the function is given the SES configuration set (the feedback handler).
+    guard: ReputationGuard | None = None
 
 
 _deps: RouterDeps | None = None
@@ -89,10 +98,27 @@ def deps() -> RouterDeps:
         enroller = Enroller(store, sfn, settings.state_machine_arn_template, metrics, plans)
         router = Router(workflows, store, enroller, sfn)
         archive = Archive(settings.archive_bucket, client("s3"))
+        messages = MessageStore(settings.table_name, ddb)
         _bind_schedules()
         _bind_broadcaster(router, settings.archive_bucket, sfn)
-        _deps = RouterDeps(settings=settings, router=router, archive=archive)
+        guard = _guard(messages, settings)
+        _deps = RouterDeps(settings=settings, router=router, archive=archive, messages=messages, guard=guard)
     return _deps
+
+
+def _guard(messages: MessageStore, settings: RouterSettings) -> ReputationGuard | None:
+    """The sender reputation guard over the stage's SES configuration set, where the function is given one; the
+    team's alert on the alarm topic where it is given that too."""
+    configuration_set = os.environ.get(C.ENV_SES_CONFIGURATION_SET)
+    if not configuration_set:
+        return None
+    topic = os.environ.get(C.ENV_ALERT_TOPIC_ARN)
+    return ReputationGuard(
+        messages,
+        configuration_set,
+        alert=SnsAlert(client("sns"), topic) if topic else None,
+        metric=emf_metric(settings.namespace) if settings.metrics_enabled else None,
+    )
 
 
 _SCHEDULER_KEYS = (C.ENV_SCHEDULE_GROUP, C.ENV_SCHEDULE_TARGET_ARN, C.ENV_SCHEDULER_ROLE_ARN)
@@ -232,16 +258,28 @@ def _eventbridge(
             try:
                 run(payload)
             except Exception as err:
-                _on_last_receive(source, record, keep(payload), err)
+                _on_last_receive(source, record, _kept(payload, err, keep), err)
                 raise
 
         return process_partial_response(event, record_handler, _batch_processor(EventType.SQS), context)
     try:
         run(event)
+    except engagement.ChecksNotRouted as err:
+        # The checks were taken: the letter is the events themselves (a replay routes them), one per failed set.
+        kept = _kept(event, err, keep)
+        _dead_letter(source, stable_hash(json.dumps(kept, sort_keys=True, default=str)), kept, err)
+        raise
     except Exception as err:
         _dead_letter(source, letter_id(event), keep(event), err)
         raise
     return {}
+
+
+def _kept(payload: dict[str, Any], err: Exception, keep: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """What a dead letter keeps: the payload, or for engagement checks taken but not routed, their events."""
+    if isinstance(err, engagement.ChecksNotRouted):
+        return {"payload": err.payload}
+    return keep(payload)
 
 
 def _event_id(event: dict[str, Any]) -> str:
@@ -272,11 +310,45 @@ def schedule_handler(event: dict[str, Any], context: LambdaContext) -> dict[str,
     )
 
 
+FEEDBACK_KEEP_DAYS = 2  # the guard's once-per-event markers outlive EventBridge's retries (24 h)
+
+
+class _CountOnce:
+    """The reputation guard as `absorb` sees it, counting each bounce or complaint of one feedback event once:
+    a marker item per count is claimed before counting, so EventBridge's retries of an event whose routing
+    failed do not count it again (a crash between the claim and the count loses that one count instead)."""
+
+    def __init__(self, guard: ReputationGuard, store: ContactStore, event_id: str) -> None:
+        self.guard = guard
+        self.store = store
+        self.event_id = event_id
+        self.calls = 0
+
+    def record(self, what: str, at: Any) -> Any:
+        self.calls += 1
+        marker = {
+            C.PK: f"FEEDBACK#{stable_hash(self.event_id)}",
+            C.SK: f"COUNTED#{self.calls}",
+            "what": what,
+            C.TTL_ATTRIBUTE: epoch(clock.now() + timedelta(days=FEEDBACK_KEEP_DAYS)),
+        }
+        if self.store.put_item(marker, only_new=True):
+            return self.guard.record(what, at)
+        return None
+
+
 def _feedback(event: dict[str, Any]) -> None:
+    """One SES event or SMS receipt: suppression, the guard's counts and a Send event's confirmation first
+    (feedback.handle), then every resulting contact event routed (waits resumed, triggers, goals)."""
+    d = deps()
+    guard = _CountOnce(d.guard, d.router.store, _event_id(event)) if d.guard is not None else None
     try:
-        inbound.route_feedback(deps().router, event)
-    except inbound.NoFeedbackMapping as err:
+        events = feedback.handle(event, d.messages, clock.now(), guard)
+    except feedback.FeedbackError as err:
         _dead_letter("feedback", _event_id(event), {"event": event}, err)  # kept; retrying cannot help
+        return
+    for contact_event in events:
+        d.router.handle(contact_event)
 
 
 @logger.inject_lambda_context(clear_state=True)

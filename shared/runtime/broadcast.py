@@ -52,17 +52,36 @@ def entry_key(workflow: str, at: datetime) -> str:
     return f"schedule:{workflow}:{at.isoformat()}"
 
 
-def schedule_all(workflows: list[Workflow], schedules: sched.Schedules) -> int:
-    """One Scheduler schedule per fixed-date trigger (at deploy / first load); existing ones are kept. Returns how
-    many were created."""
-    created = 0
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """The one-time schedule of one fixed-date trigger: what the local stack creates (schedule_all) and what the
+    CDK app declares (AWS::Scheduler::Schedule), from this one definition."""
+
+    workflow: str
+    list_name: str
+    at: datetime
+    key: str
+    name: str  # the deterministic Scheduler name (schedules.schedule_name of kind + key)
+    payload: dict[str, Any]  # what the schedule handler receives, kind included
+
+
+def schedule_specs(workflows: list[Workflow]) -> list[ScheduleSpec]:
+    """One schedule per fixed-date trigger of the workflows, in their order."""
+    out = []
     for wf in workflows:
         for entry in wf.triggers:
             t = entry.root
             if isinstance(t, ScheduleTrigger):
-                payload = {"workflow": wf.name, "at": t.at.isoformat(), "list": t.list}
-                created += schedules.at(KIND_FIRE, f"{wf.name}:{t.at.isoformat()}", t.at, payload)
-    return created
+                key = f"{wf.name}:{t.at.isoformat()}"
+                payload = {"workflow": wf.name, "at": t.at.isoformat(), "list": t.list, "kind": KIND_FIRE}
+                out.append(ScheduleSpec(wf.name, t.list, t.at, key, sched.schedule_name(KIND_FIRE, key), payload))
+    return out
+
+
+def schedule_all(workflows: list[Workflow], schedules: sched.Schedules) -> int:
+    """One Scheduler schedule per fixed-date trigger (at deploy / first load); existing ones are kept. Returns how
+    many were created."""
+    return sum(schedules.at(KIND_FIRE, s.key, s.at, s.payload) for s in schedule_specs(workflows))
 
 
 @dataclass(frozen=True)

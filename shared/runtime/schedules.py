@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 _NAME_LIMIT = 64
 _HASH_LENGTH = 40
 # Modules whose import registers the kinds the router's schedule handler serves.
-_KIND_MODULES = ("shared.runtime.abandonment", "shared.runtime.broadcast")
+_KIND_MODULES = ("shared.runtime.abandonment", "shared.runtime.broadcast", "shared.runtime.engagement")
 
 
 class UnknownScheduleKind(Exception):

@@ -3,9 +3,11 @@ the dead-letter store with replay. Built on Simulation (table, machines, step ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from tests.integration.intake_support import (
     intake_env,
     shopify_delivery,
 )
-from tests.integration.support import workflow
+from tests.integration.support import event, workflow
 
 MAX_RECEIVES = 3
 BUYERS = workflow(
@@ -70,7 +72,13 @@ steps:
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulation]:
-    workflows = [BUYERS, THANKS, SIGN_UP, COURSE]
+    with router_sim([BUYERS, THANKS, SIGN_UP, COURSE], monkeypatch) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def router_sim(workflows: list[Any], monkeypatch: pytest.MonkeyPatch, **extra_env: str) -> Iterator[Simulation]:
+    """A Simulation (table, machines, step runner, local sender) and the router Lambda's environment over it."""
     with Simulation(workflows) as s, tempfile.TemporaryDirectory() as tmp:
         resources = create_resources(table=None)
         s.resources = resources  # type: ignore[attr-defined]
@@ -83,6 +91,7 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulation]:
             C.ENV_WORKFLOWS_FILE: str(wf_file),
             C.ENV_ENTRY_PLANS: str(plans_file),
             C.ENV_MAX_RECEIVE_COUNT: str(MAX_RECEIVES),
+            **extra_env,
         }
         for k, v in env.items():
             monkeypatch.setenv(k, v)
@@ -225,8 +234,6 @@ def test_a_replay_that_fails_again_keeps_the_letter_with_its_new_error(sim: Simu
 
 def test_the_status_handler_completes_a_campaign(sim: Simulation) -> None:
     d = router.deps()
-    from tests.integration.support import event
-
     d.router.handle(event("f1", "form.submitted", {"form": "join"}, email="cy@example.com"))
     sim.stack.settle()
     router.stream_handler(sim.stream(), Context())  # type: ignore[arg-type]
@@ -261,17 +268,6 @@ def test_the_status_handler_completes_a_campaign(sim: Simulation) -> None:
     assert "course" not in sim.store.get(cid).campaigns
     router.status_handler(status_change, Context())  # type: ignore[arg-type]  # a repeat changes nothing
     assert "course" not in sim.store.get(cid).campaigns
-
-
-def test_feedback_without_a_mapping_is_kept_as_a_dead_letter(sim: Simulation) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("shared.messaging.feedback") is not None:
-        pytest.skip("the senders' feedback mapping exists: its own tests cover it")
-    ses = {"id": "fb-1", "detail-type": "Email Bounced", "source": "aws.ses", "detail": {}}
-    router.feedback_handler(ses, Context())  # type: ignore[arg-type]
-    (letter,) = list_dead_letters(router.deps().archive)
-    assert letter.source == "feedback" and "no feedback mapping" in letter.error
 
 
 def test_the_schedule_handler_dispatches_by_kind_and_keeps_what_fails(
@@ -313,3 +309,201 @@ def test_the_router_binds_the_broadcaster_where_it_is_given_the_broadcast_machin
     router.deps()
     assert broadcast.required().store.machine_arn == machine
     assert broadcast.required().router is router.deps().router
+
+
+# ---- feedback and engagement checks through the deployed entry points --------------------------------------
+
+BOUNCED = workflow(
+    """
+name: bounced
+triggers: [{event: email.bounced}]
+steps:
+  - id: mark
+    add_tag: bounced
+"""
+)
+UNOPENED = workflow(
+    """
+name: unopened
+triggers: [{event: email.not_opened}]
+steps:
+  - id: mark
+    add_tag: unopened
+"""
+)
+UNCLICKED = workflow(
+    """
+name: unclicked
+triggers: [{event: email.not_clicked}]
+steps:
+  - id: mark
+    add_tag: unclicked
+"""
+)
+CONFIGURATION_SET = "stepwise-test"
+SCHEDULER_ENV = {  # what the deployed schedule handler is given (infra/constructs/trigger_router.py)
+    C.ENV_SCHEDULE_GROUP: "stepwise-test",
+    C.ENV_SCHEDULE_TARGET_ARN: "arn:aws:lambda:us-east-1:123456789012:function:router-schedule",
+    C.ENV_SCHEDULER_ROLE_ARN: "arn:aws:iam::123456789012:role/scheduler",
+}
+
+
+@pytest.fixture
+def templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from tests.integration.test_senders import TEMPLATES
+
+    for name, text in TEMPLATES.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setenv(C.ENV_TEMPLATES_DIR, str(tmp_path))  # the Simulation's sender renders from here
+    return tmp_path
+
+
+def eventbridge(detail_type: str, source: str, detail: dict[str, Any], event_id: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": detail_type,
+        "source": source,
+        "account": "123456789012",
+        "time": "2026-11-30T09:05:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }
+
+
+def ses(kind: str, message: dict[str, Any], event_id: str, **body: Any) -> dict[str, Any]:
+    from tests.integration.test_senders import ses_event
+
+    shape = ses_event(kind, message, **body)
+    return eventbridge(shape["detail-type"], "aws.ses", shape["detail"], event_id)
+
+
+def only_message(sim: Simulation, email: str) -> dict[str, Any]:
+    (m,) = sim.store.messages(contact_id(sim, email))
+    assert m["status"] == "sent"
+    return m
+
+
+def bounces_counted(sim: Simulation) -> int:
+    from shared.store.messages import MessageStore
+
+    return (
+        MessageStore(TABLE, sim.stack.dynamodb).window(CONFIGURATION_SET, sim.now - timedelta(days=1)).get("bounces", 0)
+    )
+
+
+def test_an_ses_hard_bounce_suppresses_the_address_counts_once_and_routes_email_bounced(
+    templates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.test_senders import SEND_ONE
+
+    env = {C.ENV_SES_CONFIGURATION_SET: CONFIGURATION_SET}
+    with router_sim([workflow(SEND_ONE), BOUNCED], monkeypatch, **env) as sim:
+        sim.send(event("s1", "list.subscribed", {"list": "a"}, email="bo@example.com"))
+        m = only_message(sim, "bo@example.com")
+        bounce = ses("Bounce", m, "eb-bounce-1")
+        assert router.feedback_handler(bounce, Context()) == {}  # type: ignore[arg-type]
+        sim.settle()
+        cid = contact_id(sim, "bo@example.com")
+        suppressed = sim.store.get_item("SUPPRESS#email#bo@example.com", "SUPPRESS")
+        assert suppressed is not None and (suppressed["reason"], suppressed["message_id"]) == (
+            "bounce",
+            m["message_id"],
+        )
+        assert "bounced" in sim.store.get(cid).tags  # email.bounced entered the workflow listening to it
+        assert bounces_counted(sim) == 1
+        # EventBridge delivers it again (a retry after a timeout): counted once, one run.
+        router.feedback_handler(bounce, Context())  # type: ignore[arg-type]
+        sim.settle()
+        assert bounces_counted(sim) == 1
+        assert len(runs(sim, "bounced")) == 1
+        # The next email to that address is not sent, and the history says why.
+        sim.send(event("s2", "list.subscribed", {"list": "b"}, email="bo@example.com"))
+        assert [x["status"] for x in sim.store.messages(cid)] == ["sent", "skipped"]
+
+
+def test_an_ses_click_through_the_feedback_handler_resumes_the_run_waiting_for_it(
+    templates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.test_senders import WAIT_FOR_CLICK
+
+    with router_sim([workflow(WAIT_FOR_CLICK)], monkeypatch) as sim:
+        sim.send(event("s", "list.subscribed", {"list": "a"}, email="dee@example.com"))
+        cid = contact_id(sim, "dee@example.com")
+        m = only_message(sim, "dee@example.com")
+        (run,) = runs(sim, "click-wait")
+        assert run["status"] == "RUNNING" and "Clicked" not in sim.store.get(cid).tags
+        router.feedback_handler(ses("Click", m, "eb-click-1", link="https://shop.example/x"), Context())  # type: ignore[arg-type]
+        sim.settle()
+        assert "Clicked" in sim.store.get(cid).tags
+        assert runs(sim, "click-wait")[0]["status"] == "SUCCEEDED"
+        assert sim.store.get_item(f"CONTACT#{cid}", f"MSG#{m['message_id']}")["clicked_at"]
+
+
+def test_an_sms_failure_receipt_through_the_feedback_handler_starts_sms_not_delivered(
+    templates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.workflow.model import load_workflow
+    from tests.integration.test_senders import SMS_CAMPAIGN
+
+    root = Path(__file__).resolve().parents[2]
+    flows = [workflow(SMS_CAMPAIGN), load_workflow(root / "workflows" / "sms-not-delivered.yaml")]
+    with router_sim(flows, monkeypatch) as sim:
+        sim.send(event("s", "list.subscribed", {"list": "a"}, phone="+393471234567", email="eva@example.com"))
+        assert sim.delivery is not None
+        (sms,) = sim.delivery.sms.sent
+        receipt = {
+            "eventType": "TEXT_CARRIER_UNREACHABLE",
+            "eventTimestamp": 1796029500000,
+            "messageId": sms.provider_id,
+            "messageStatus": "CARRIER_UNREACHABLE",
+            "context": sms.request["Context"],
+        }
+        shape = eventbridge("Text Message Delivery Status Updated", "aws.sms-voice", receipt, "eb-sms-1")
+        router.feedback_handler(shape, Context())  # type: ignore[arg-type]
+        sim.settle()
+        (run,) = runs(sim, "sms-not-delivered")
+        assert run["contact_id"] == contact_id(sim, "eva@example.com")
+        templates_sent = [(x["channel"], x["template"], x["status"]) for x in sim.store.messages(run["contact_id"])]
+        assert templates_sent == [("sms", "welcome-sms", "sent"), ("email", "spring-sale-offer", "sent")]
+
+
+def test_a_feedback_event_that_cannot_be_read_is_kept_and_not_retried(sim: Simulation) -> None:
+    bad = eventbridge("Email Bounced", "aws.ses", "not an object", "eb-bad-1")  # type: ignore[arg-type]
+    assert router.feedback_handler(bad, Context()) == {}  # type: ignore[arg-type]
+    (letter,) = list_dead_letters(router.deps().archive)
+    assert letter.source == "feedback" and letter.error.startswith("FeedbackError: detail")
+
+
+def test_the_engagement_checks_kind_fires_not_opened_and_not_clicked_once_when_their_window_passed(
+    templates: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.test_senders import SEND_ONE
+
+    with router_sim([workflow(SEND_ONE), UNOPENED, UNCLICKED], monkeypatch, **SCHEDULER_ENV) as sim:
+        for name in ("unopened", "unclicked"):  # active from the deployment on (else from their first entry)
+            sim.lifecycle.activate(name)
+        for who in ("ivy", "jon"):
+            sim.send(event(f"s-{who}", "list.subscribed", {"list": "a"}, email=f"{who}@example.com"))
+        ivy, jon = contact_id(sim, "ivy@example.com"), contact_id(sim, "jon@example.com")
+        # Jon clicks (the router notes clicked_at on the message); Ivy does nothing.
+        m = only_message(sim, "jon@example.com")
+        router.feedback_handler(ses("Click", m, "eb-click-j", link="https://shop.example/x"), Context())  # type: ignore[arg-type]
+        sim.settle()
+        kind = {"kind": "engagement_checks"}
+        router.schedule_handler(kind, Context())  # type: ignore[arg-type]  # not due yet: nothing fires
+        sim.settle()
+        assert runs(sim, "unopened") == [] and runs(sim, "unclicked") == []
+        assert len(sim.store.query_prefix(f"CONTACT#{ivy}", "CHECK#")) == 2
+
+        # Three days on (the checks' window), without the local settle that would take them itself.
+        sim.stack.clock.advance_to(sim.now + timedelta(days=3, minutes=1))
+        router.schedule_handler(kind, Context())  # type: ignore[arg-type]
+        sim.stack.settle()
+        assert sim.store.get(ivy).tags >= {"unopened", "unclicked"}
+        assert "unopened" in sim.store.get(jon).tags and "unclicked" not in sim.store.get(jon).tags
+        assert sim.store.query_prefix(f"CONTACT#{ivy}", "CHECK#") == []  # taken
+        router.schedule_handler(kind, Context())  # type: ignore[arg-type]  # the next run: nothing again
+        sim.stack.settle()
+        assert len(runs(sim, "unopened")) == 2 and len(runs(sim, "unclicked")) == 1

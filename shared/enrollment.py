@@ -120,11 +120,24 @@ class Enroller:
         # records. A workflow without one records nothing at enrolment.
         self.plans: Mapping[str, EntryPlan] = plans or {}
         # When this deployment's workflows became active (the build's deployed_at; locally the simulation's
-        # start): recorded, once, for a workflow with no status yet. None: the time of its first entry.
+        # start): recorded, once, for a workflow with no status yet. None: its state machine's creation (deployed_at).
         self.activated_at = activated_at
 
     def machine_arn(self, workflow: str) -> str:
         return self.arn_template.replace("{workflow}", workflow)
+
+    def deployed_at(self, workflow: str) -> datetime:
+        """When the workflow was first deployed: its state machine's creation (a redeploy publishes versions of
+        the same machine, so the date stays). Recording the first entry's time instead would refuse that very
+        entry, whose event happened a moment before it was delivered. A clock behind the machine's date (the local
+        runtime's virtual clock) or a machine that cannot be described: now."""
+        now = clock.now()
+        parts = self.machine_arn(workflow).split(":")
+        try:
+            created: datetime = self.sfn.describe_state_machine(stateMachineArn=":".join(parts[:7]))["creationDate"]
+        except ClientError:
+            return now
+        return created if created <= now else now
 
     def current(self, contact_id: str, workflow: str) -> dict[str, Any] | None:
         """The contact's latest confirmed run of the workflow (a claim not yet confirmed is not one)."""
@@ -269,7 +282,7 @@ class Enroller:
             workflow = claim.start.workflow
             item = self.store.get_item(*_status_key(workflow))
             if item is None:
-                ensure_activated(self.store, workflow, self.activated_at or clock.now())
+                ensure_activated(self.store, workflow, self.activated_at or self.deployed_at(workflow))
                 return None
             status = read_status(self.store, workflow)
             reason = status.refuses(claim.occurred_at)

@@ -45,6 +45,7 @@ TABLE_ACTIONS = (
 MACHINE_ACTIONS = (
     "states:StartExecution",  # Enroller.enrol (start_workflow steps, campaign subscriptions), through the alias
     "states:SendTaskSuccess",  # resume_wait, when a wait_until condition already holds
+    "states:DescribeStateMachine",  # Enroller.deployed_at: a workflow's activation is its machine's creation
 )
 EXECUTION_ACTIONS = (
     "states:DescribeExecution",  # Enroller.is_running

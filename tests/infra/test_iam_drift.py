@@ -27,6 +27,7 @@ STATES = {
     "start_execution": {"states:StartExecution"},
     "send_task_success": {"states:SendTaskSuccess"},
     "describe_execution": {"states:DescribeExecution"},
+    "describe_state_machine": {"states:DescribeStateMachine"},
     "stop_execution": {"states:StopExecution"},
 }
 # Calls in the step runner's modules that the step runner itself never makes, and who does.

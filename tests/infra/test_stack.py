@@ -92,7 +92,7 @@ def test_step_runner_policy_is_exactly_what_its_code_calls(synth: Synth) -> None
             "Resource": f"<{table}.Arn>",  # the table only: the step runner never reads the GSI
         },
         {
-            "Action": ["states:StartExecution", "states:SendTaskSuccess"],
+            "Action": ["states:StartExecution", "states:SendTaskSuccess", "states:DescribeStateMachine"],
             "Effect": "Allow",
             "Resource": "arn:aws:states:eu-west-1:123456789012:stateMachine:stepwise-dev-*",
         },

@@ -110,7 +110,7 @@ def _router_statements(i: dict[str, str], logs: str) -> list[dict[str, Any]]:
         {"Action": list(tr.ROUTER_TABLE_ACTIONS), "Effect": "Allow", "Resource": f"<{i['table']}.Arn>"},
         {"Action": "dynamodb:Query", "Effect": "Allow", "Resource": f"<{i['table']}.Arn>/index/{C.GSI1}"},
         {
-            "Action": ["states:StartExecution", "states:SendTaskSuccess"],
+            "Action": ["states:StartExecution", "states:SendTaskSuccess", "states:DescribeStateMachine"],
             "Effect": "Allow",
             "Resource": ARN.format("states", "stateMachine:stepwise-dev-*"),
         },

@@ -231,7 +231,8 @@ def _enqueue(accepted: Accepted, delivery: Delivery) -> Response:
         test=accepted.test,
         events=accepted.events,
     )
-    d.deliveries.enqueue(_message_json(message, events), {})
+    if n:  # a topic that means no contact event (orders/create beside orders/paid, a ping): kept, not routed
+        d.deliveries.enqueue(_message_json(message, events), {})
     d.deliveries.enqueued(accepted.dedupe_key)
     logger.info(
         "delivery accepted",

@@ -68,6 +68,7 @@ class StepwiseStack(Stack):
             unsubscribe_url=f"{self.trigger_router.url}/unsubscribe/",
             alert_topic=self.observability.topic,
         )
+        self.trigger_router.guard_reputation(self.senders.configuration_set_name, self.observability.topic)
         self.observability.watch_ways_in_and_out(self.trigger_router, self.senders)
 
         CfnOutput(self, "TableName", value=self.storage.table.table_name)

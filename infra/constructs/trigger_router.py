@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_dynamodb as dynamodb
@@ -19,6 +20,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -32,8 +34,12 @@ from infra.nag import acknowledge
 from shared import constants as C
 from shared.history import dump_entry_plans
 from shared.runtime.broadcast import SNAPSHOT_PREFIX as BROADCASTS_PREFIX
+from shared.runtime.broadcast import ScheduleSpec, schedule_specs
+from shared.runtime.engagement import EVERY as ENGAGEMENT_EVERY
+from shared.runtime.engagement import KIND_ENGAGEMENT
 from shared.runtime.workflows_file import dump_workflows
 from shared.store.archive import DEAD_LETTERS_PREFIX, DELIVERIES_PREFIX
+from shared.store.schedules import at_expression
 from shared.workflow.broadcast import broadcast_definition
 from shared.workflow.compiler import entry_plans
 from shared.workflow.model import Workflow
@@ -77,6 +83,7 @@ INTAKE_ARCHIVE_ACTIONS = ("s3:PutObject",)  # the raw delivery; an unresolved on
 INTAKE_QUEUE_ACTIONS = ("sqs:SendMessage",)
 
 STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+ENGAGEMENT_SCHEDULE = "engagement-checks"  # the recurring poll's name in the stage's schedule group
 
 # The access log of the API: no path (tokens travel in it: /webhooks/jotform/<token>, /unsubscribe/<token>) and
 # no query string; the route key names the template of the path only (POST /webhooks/{provider}/{token}).
@@ -113,6 +120,20 @@ def generated(workflows: Sequence[Workflow]) -> dict[str, bytes]:
     }
 
 
+def schedule_input(payload: dict[str, object]) -> str:
+    """A schedule's Input as shared/store/schedules.py writes it at run time (sorted keys)."""
+    return json.dumps(payload, sort_keys=True, default=str)
+
+
+def deployable_broadcasts(
+    workflows: Sequence[Workflow], now: datetime
+) -> tuple[list[ScheduleSpec], list[ScheduleSpec]]:
+    """The fixed-date schedules to declare (date still ahead) and those skipped (date passed: it fired after an
+    earlier deploy, or was missed; leaving it out deletes a fired schedule with the stack's next update)."""
+    specs = schedule_specs(list(workflows))
+    return [s for s in specs if s.at > now], [s for s in specs if s.at <= now]
+
+
 def stream_filter(attribute: str, prefix: str) -> dict[str, object]:
     """A Lambda event filter: only INSERTs of items whose `attribute` (pk or sk) starts with `prefix`. Filtered
     records are never delivered (nor billed), so the step runner's other writes cost the consumers nothing."""
@@ -134,6 +155,7 @@ class TriggerRouter(Construct):
         table: dynamodb.ITable,
         workflows: Sequence[Workflow],
         deps_layer: lambda_.ILayerVersion,
+        now: datetime | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
@@ -333,6 +355,7 @@ class TriggerRouter(Construct):
             targets=[self._target(self.routers["status"])],
         )
         self._broadcast_machine(config)
+        self._schedules(workflows, now or datetime.now(UTC))
         self._archive_acknowledgements(self.intake, (DELIVERIES_PREFIX, DEAD_LETTERS_PREFIX))
         for fn in self.routers.values():
             self._archive_acknowledgements(fn, (DELIVERIES_PREFIX, DEAD_LETTERS_PREFIX, BROADCASTS_PREFIX))
@@ -439,6 +462,67 @@ class TriggerRouter(Construct):
             ),
         ):
             acknowledge(self.broadcast_role, f"AwsSolutions-IAM5[{finding}]", reason)
+
+    def _schedules(self, workflows: Sequence[Workflow], now: datetime) -> None:
+        """What EventBridge Scheduler fires in the stage's group at deploy: the engagement checks' poll every five
+        minutes, and one one-time schedule per fixed-date trigger whose date is ahead (named and shaped exactly as
+        broadcast.schedule_all creates them locally: shared/runtime/broadcast.schedule_specs)."""
+        target = self.routers["schedule"].function.function_arn
+        scope = Construct(self, "Schedules")
+        self.engagement_schedule = scheduler.CfnSchedule(
+            scope,
+            "EngagementChecks",
+            name=ENGAGEMENT_SCHEDULE,
+            group_name=self.schedule_group.name,
+            description="email.not_opened / email.not_clicked whose window passed (shared/runtime/engagement.py)",
+            schedule_expression=f"rate({int(ENGAGEMENT_EVERY.total_seconds() // 60)} minutes)",
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=target, role_arn=self.scheduler_role.role_arn, input=schedule_input({"kind": KIND_ENGAGEMENT})
+            ),
+        )
+        self.engagement_schedule.add_dependency(self.schedule_group)
+        ahead, passed = deployable_broadcasts(workflows, now)
+        self.broadcast_schedules: dict[str, scheduler.CfnSchedule] = {}
+        for spec in ahead:
+            schedule = scheduler.CfnSchedule(
+                scope,
+                f"Broadcast-{spec.name}",
+                name=spec.name,
+                group_name=self.schedule_group.name,
+                description=f"{spec.workflow}: list {spec.list_name} at {spec.at.isoformat()}"[:512],
+                schedule_expression=at_expression(spec.at),  # UTC, the expression's default time zone
+                flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+                # No ActionAfterCompletion: AWS::Scheduler::Schedule has no such property (the API's DELETE is not
+                # in CloudFormation), and the stack owns this schedule: the first deploy after its date leaves it
+                # out (deployable_broadcasts), so CloudFormation deletes it then.
+                target=scheduler.CfnSchedule.TargetProperty(
+                    arn=target, role_arn=self.scheduler_role.role_arn, input=schedule_input(spec.payload)
+                ),
+            )
+            schedule.add_dependency(self.schedule_group)
+            self.broadcast_schedules[spec.workflow + "@" + spec.at.isoformat()] = schedule
+        for spec in passed:
+            Annotations.of(self).add_warning_v2(
+                f"stepwise:broadcast-date-passed:{spec.name}",
+                f"workflow {spec.workflow}: fixed-date trigger at {spec.at.isoformat()} (list {spec.list_name}) "
+                "is in the past: no schedule is deployed for it (it fired at an earlier deploy, or was missed)",
+            )
+        self.skipped_broadcasts = passed
+
+    def guard_reputation(self, configuration_set: str, alert_topic: sns.ITopic) -> None:
+        """The feedback handler's reputation guard: the SES configuration set it counts bounces and complaints
+        for, and the alarm topic it alerts the team on when it pauses marketing email."""
+        fn = self.routers["feedback"]
+        fn.function.add_environment(C.ENV_SES_CONFIGURATION_SET, configuration_set)
+        fn.function.add_environment(C.ENV_ALERT_TOPIC_ARN, alert_topic.topic_arn)
+        alert_topic.grant_publish(fn.role)
+        acknowledge(
+            fn.role,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "kms:GenerateDataKey* (CDK's grant for publishing to an encrypted topic) on the alarm topic's own key "
+            "only: SNS asks for a data key of the key's choosing per message.",
+        )
 
     # ---- helpers ----------------------------------------------------------------------------------------------
 

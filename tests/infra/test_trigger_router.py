@@ -11,10 +11,13 @@ import pytest
 from functions.trigger_router.settings import IntakeSettings, RouterSettings
 from infra.constructs import trigger_router as tr
 from shared import constants as C
+from shared.runtime import schedules
+from shared.runtime.broadcast import KIND_FIRE, schedule_all, schedule_specs
+from shared.runtime.engagement import KIND_ENGAGEMENT
 from shared.runtime.workflows_file import load_workflows
 from shared.workflow.broadcast import broadcast_definition
 from shared.workflow.model import load_workflow, workflow_files
-from tests.infra.conftest import REPO, Synth
+from tests.infra.conftest import REPO, Synth, synthesize
 
 ARN = "arn:aws:{}:eu-west-1:123456789012:{}"
 XRAY = {"Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "Effect": "Allow", "Resource": "*"}
@@ -185,6 +188,14 @@ def test_router_policies_are_exact_with_only_their_own_event_source_on_top(synth
             {"Action": "dynamodb:ListStreams", "Effect": "Allow", "Resource": "*"},
             {**STREAM_PLUMBING, "Resource": f"<{i['table']}.StreamArn>"},
         ]
+    elif key == "feedback":
+        # The reputation guard's alert (SnsAlert) on the alarm topic, encrypted with its key; nothing to read.
+        topic = synth.logical_id(synth.stack.observability.topic)
+        topic_key = synth.logical_id(synth.stack.observability.node.find_child("AlarmTopicKey"))
+        assert source == [
+            {"Action": "sns:Publish", "Effect": "Allow", "Resource": f"<{topic}>"},
+            {"Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Effect": "Allow", "Resource": f"<{topic_key}.Arn>"},
+        ]
     else:
         assert source == []  # invoked by EventBridge or Scheduler: nothing to read
 
@@ -244,6 +255,12 @@ def test_router_environment_is_what_its_settings_read(synth: Synth, monkeypatch:
     assert env[C.ENV_SCHEDULE_TARGET_ARN] == ARN.format("lambda", "function:stepwise-dev-router-schedule")
     assert env[C.ENV_SCHEDULER_ROLE_ARN] == f"<{i['scheduler_role']}.Arn>"
     assert env[C.ENV_BROADCAST_MACHINE_ARN] == ARN.format("states", "stateMachine:stepwise-dev_broadcast")
+    if key == "feedback":  # the reputation guard: the sender's configuration set, the alarm topic
+        topic = synth.logical_id(synth.stack.observability.topic)
+        assert env[C.ENV_SES_CONFIGURATION_SET] == synth.stack.senders.configuration_set_name == "stepwise-dev"
+        assert env[C.ENV_ALERT_TOPIC_ARN] == f"<{topic}>"
+    else:
+        assert C.ENV_SES_CONFIGURATION_SET not in env and C.ENV_ALERT_TOPIC_ARN not in env
 
 
 def test_router_asset_carries_the_deployed_workflows_and_the_settings_find_them(synth: Synth) -> None:
@@ -407,6 +424,105 @@ def test_broadcast_machine_is_the_distributed_map_invoking_the_schedule_handler(
     ]
     rest = {a for s in statements[4:] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert all(a.startswith(("logs:", "xray:")) for a in rest), rest
+
+
+# ---- schedules declared at deploy ----------------------------------------------------------------------
+
+
+def _schedules(synth: Synth) -> list[dict[str, Any]]:
+    return [synth.resolve(r["Properties"]) for r in synth.of_type("AWS::Scheduler::Schedule").values()]
+
+
+def _one_time(synth: Synth) -> list[dict[str, Any]]:
+    return [s for s in _schedules(synth) if s["ScheduleExpression"].startswith("at(")]
+
+
+def test_engagement_checks_are_polled_every_five_minutes_by_the_schedule_handler(synth: Synth) -> None:
+    i = _ids(synth)
+    schedule_fn = synth.logical_id(synth.stack.trigger_router.routers["schedule"].function)
+    (poll,) = [s for s in _schedules(synth) if s["Name"] == tr.ENGAGEMENT_SCHEDULE]
+    assert poll["ScheduleExpression"] == "rate(5 minutes)"
+    assert poll["GroupName"] == "stepwise-dev" and poll["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert "ActionAfterCompletion" not in poll  # recurring: kept
+    assert (poll["Target"]["Arn"], poll["Target"]["RoleArn"]) == (
+        f"<{schedule_fn}.Arn>",
+        f"<{i['scheduler_role']}.Arn>",
+    )
+    assert json.loads(poll["Target"]["Input"]) == {"kind": KIND_ENGAGEMENT}
+    assert KIND_ENGAGEMENT in schedules.kinds()  # the handler serves what the schedule sends
+    (resource,) = [r for r in synth.of_type("AWS::Scheduler::Schedule").values() if "rate(" in str(r)]
+    group = synth.stack.get_logical_id(synth.stack.trigger_router.schedule_group)
+    assert group in resource["DependsOn"]
+    # The role the schedule assumes may invoke exactly that function (test_scheduler_role_only_invokes_...).
+    assert synth.resources[schedule_fn]["Properties"]["FunctionName"] == "stepwise-dev-router-schedule"
+
+
+CAMPAIGN = """
+name: {name}
+triggers:
+  - at: 2031-03-01T09:00:00+01:00
+    list: customers
+  - at: 2020-01-01T09:00:00Z
+    list: customers
+steps:
+  - id: hi
+    add_tag: winter
+"""
+
+
+def test_fixed_date_triggers_deploy_as_the_one_time_schedules_the_local_runtime_creates(tmp_path: Path) -> None:
+    from aws_cdk.assertions import Annotations, Match
+    from moto import mock_aws
+
+    from shared.store.schedules import ScheduleStore
+
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "winter.yaml").write_text(CAMPAIGN.format(name="winter"))
+    synth = synthesize(tmp_path / "out", workflows=str(folder))
+    i = _ids(synth)
+    schedule_fn = synth.logical_id(synth.stack.trigger_router.routers["schedule"].function)
+    (deployed,) = _one_time(synth)
+    assert deployed["ScheduleExpression"] == "at(2031-03-01T08:00:00)"  # UTC
+    # CloudFormation has no ActionAfterCompletion: the stack deletes it (the first deploy after its date).
+    assert "ActionAfterCompletion" not in deployed
+    assert deployed["GroupName"] == "stepwise-dev"
+    assert deployed["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert (deployed["Target"]["Arn"], deployed["Target"]["RoleArn"]) == (
+        f"<{schedule_fn}.Arn>",
+        f"<{i['scheduler_role']}.Arn>",
+    )
+    payload = json.loads(deployed["Target"]["Input"])
+    assert payload == {"kind": KIND_FIRE, "workflow": "winter", "at": "2031-03-01T09:00:00+01:00", "list": "customers"}
+
+    # What the local runtime creates for the same workflow (broadcast.schedule_all on moto's Scheduler): the same
+    # name, expression and input, so the deployed schedule and a local one are the same schedule.
+    with mock_aws():
+        import boto3
+
+        client = boto3.client("scheduler", region_name="us-east-1")
+        store = ScheduleStore(client, "g", "arn:aws:lambda:us-east-1:123456789012:function:f", "arn:aws:iam::1:role/r")
+        store.create_group()
+        schedule_all([w.workflow for w in synth.stack.workflows], schedules.Schedules(store))
+        local = client.get_schedule(Name=deployed["Name"], GroupName="g")
+    assert local["ScheduleExpression"] == deployed["ScheduleExpression"]
+    assert json.loads(local["Target"]["Input"]) == payload
+    assert local["FlexibleTimeWindow"] == {"Mode": "OFF"}
+
+    # The trigger whose date has passed: no schedule, and the synth says so, naming the workflow and trigger.
+    assert [s.workflow for s in synth.stack.trigger_router.skipped_broadcasts] == ["winter"]
+    Annotations.from_stack(synth.stack).has_warning(
+        "*", Match.string_like_regexp(r"workflow winter: fixed-date trigger at 2020-01-01T09:00:00\+00:00")
+    )
+
+
+def test_every_fixed_date_trigger_of_the_examples_is_scheduled_or_skipped_never_refused(synth: Synth) -> None:
+    # holiday-series (1 December 2026, 09:00 Rome): a deploy after its date still synthesizes, without it.
+    specs = {s.name for s in schedule_specs([w.workflow for w in synth.stack.workflows])}
+    assert specs
+    deployed = {s["Name"] for s in _one_time(synth)}
+    skipped = {s.name for s in synth.stack.trigger_router.skipped_broadcasts}
+    assert deployed | skipped == specs and not deployed & skipped
 
 
 # ---- alarms, dashboard, outputs ---------------------------------------------------------------------------

@@ -343,12 +343,9 @@ def _feedback(event: dict[str, Any]) -> None:
     d = deps()
     guard = _CountOnce(d.guard, d.router.store, _event_id(event)) if d.guard is not None else None
     try:
-        events = feedback.handle(event, d.messages, clock.now(), guard)
+        inbound.route_feedback(d.router, event, d.messages, guard)
     except feedback.FeedbackError as err:
         _dead_letter("feedback", _event_id(event), {"event": event}, err)  # kept; retrying cannot help
-        return
-    for contact_event in events:
-        d.router.handle(contact_event)
 
 
 @logger.inject_lambda_context(clear_state=True)

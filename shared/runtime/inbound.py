@@ -123,8 +123,17 @@ def feedback_events(event: dict[str, Any]) -> list[ContactEvent]:
     return list(feedback.to_events(event))
 
 
-def route_feedback(router: Router, event: dict[str, Any]) -> list[Routed]:
+def route_feedback(router: Router, event: dict[str, Any], messages: Any = None, guard: Any = None) -> list[Routed]:
+    """With `messages` (a MessageStore), what the feedback Lambda does: feedback.handle first (suppression, the
+    reputation guard's counts, a Send event's confirmation), then each event routed; without, the mapping only."""
+    if messages is not None:
+        from shared import clock
+        from shared.messaging import feedback
+
+        events = feedback.handle(event, messages, clock.now(), guard)
+    else:
+        events = feedback_events(event)
     out: list[Routed] = []
-    for e in feedback_events(event):
+    for e in events:
         out += router.handle(e)
     return out

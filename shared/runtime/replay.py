@@ -70,7 +70,10 @@ def run_letter(letter: DeadLetter, router: Router, archive: Archive) -> Any:
         context = schedules.ScheduleContext(router=router, schedules=schedules.required())
         return schedules.dispatch(record["payload"], context)
     if letter.source == "feedback":
-        return inbound.route_feedback(router, record["event"])
+        # Suppression and confirmation again (both idempotent); the reputation guard's counts are not repeated.
+        from shared.store.messages import MessageStore
+
+        return inbound.route_feedback(router, record["event"], MessageStore(router.store.table, router.store.client))
     if letter.source == "unresolved":
         return _replay_unresolved(router, archive, record)
     raise ValueError(f"dead letter {letter.key}: unknown source {letter.source!r}")

@@ -33,7 +33,7 @@ def test_engagement_events_that_fail_to_route_are_kept_whole_and_replay_routes_t
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with router_sim([workflow(SEND_ONE), UNOPENED], monkeypatch, **SCHEDULER_ENV) as sim:
-        sim.lifecycle.activate("unopened")
+        sim.lifecycle.activate("unopened")  # from the start, as its machine's creation date does in AWS
         sim.send(event("s", "list.subscribed", {"list": "a"}, email="kim@example.com"))
         cid = contact_id(sim, "kim@example.com")
         # The contact's profile is briefly unreadable (here: gone) when the poll runs: routing refuses the event.

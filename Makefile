@@ -11,13 +11,19 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: demo test lint bench install synth clean differential
+.PHONY: demo test lint bench install synth clean differential constraints
 
-$(STAMP): pyproject.toml
+# Exactly the versions in constraints.txt (what the tests last passed with); `make constraints` rewrites it.
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,infra]'
+	$(BIN)/pip install -q -c constraints.txt pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,infra]'
 	touch $(STAMP)
+
+# After changing pyproject's dependencies, from a venv holding only them (`make clean install` first).
+constraints: $(STAMP)
+	{ sed -n '/^# /p' constraints.txt; $(BIN)/pip freeze --all --exclude-editable | grep -iv '^setuptools=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 # The CDK command-line tool, at the version package-lock.json pins.
 $(NODE_STAMP): package.json package-lock.json

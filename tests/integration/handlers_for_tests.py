@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import threading
 from typing import Any
@@ -62,15 +65,19 @@ def _powertools_handler() -> Any:
     from aws_lambda_powertools import Logger, Metrics
     from aws_lambda_powertools.metrics import MetricUnit
 
-    logger = Logger(service="stepwise-tests")
+    # The log lines go to a buffer the handler hands back, so the test reads exactly what Powertools wrote.
+    stream = io.StringIO()
+    logger = Logger(service="stepwise-tests", logger_handler=logging.StreamHandler(stream))
     metrics = Metrics(namespace="StepwiseTests", service="stepwise-tests")
 
     @logger.inject_lambda_context
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        stream.seek(0)
+        stream.truncate()
         logger.info("handled", extra={"contact_id": event.get("contact_id")})
         metrics.add_metric(name="Handled", unit=MetricUnit.Count, value=1)
-        return {"request_id": context.aws_request_id}
+        return {"request_id": context.aws_request_id, "log": json.loads(stream.getvalue().splitlines()[-1])}
 
     return handler
 

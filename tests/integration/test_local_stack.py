@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -516,13 +517,25 @@ def test_exit_stops_executions_left_blocked() -> None:
     assert threading.active_count() <= threads_before
 
 
-def test_powertools_logger_and_metrics_accept_the_context(stack: LocalStack) -> None:
+def test_powertools_logger_and_metrics_accept_the_context(stack: LocalStack, capsys: pytest.CaptureFixture) -> None:
     fn = stack.create_function("powertools", f"{HANDLERS}.powertools", {})
     machine = stack.create_state_machine("powertools", {"StartAt": "P", "States": {"P": lambda_task(fn)}})
-    execution = start(stack, machine, {"contact_id": "c-7"})
+    executions = [start(stack, machine, {"contact_id": f"c-{i}"}) for i in (7, 8)]
     stack.run_all()
-    assert describe(stack, execution)["status"] == "SUCCEEDED"
-    assert len(output_of(stack, execution)["request_id"]) == 36
+    assert [describe(stack, e)["status"] for e in executions] == ["SUCCEEDED"] * 2
+    outputs = [output_of(stack, e) for e in executions]
+    # Each invocation has its own request id, and the logger's record carries it with the function's context.
+    ids = [o["request_id"] for o in outputs]
+    assert len(set(ids)) == 2 and all(str(uuid.UUID(i)) == i for i in ids)
+    for i, out in zip((7, 8), outputs, strict=True):
+        log = out["log"]
+        assert log["function_request_id"] == out["request_id"]
+        assert (log["function_name"], log["function_arn"], log["function_memory_size"]) == ("powertools", fn, 256)
+        assert (log["message"], log["service"], log["contact_id"]) == ("handled", "stepwise-tests", f"c-{i}")
+    # Metrics flush one EMF document per invocation, with the metric the handler added.
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    flushed = [(d["_aws"]["CloudWatchMetrics"][0]["Namespace"], d["Handled"]) for d in emf]
+    assert flushed == [("StepwiseTests", [1.0])] * 2
 
 
 def record_task(function_arn: str, label: str) -> dict[str, Any]:

@@ -59,20 +59,30 @@ def test_winner_by_goal_takes_every_later_contact() -> None:
         stats = SplitTests(sim.store).stats("subject-test", "subject")
         assert (stats["n_short"], stats["n_long"]) == (n["short"], n["long"])
         assert (stats["c_short"], stats["c_long"]) == (1, n["long"])  # the redelivered order counted once
-        assert "winner" not in stats
 
-        sim.advance(DEFAULT_START + timedelta(days=2))
+        # Both paths have min_contacts and conversions, but `after` (1d) has not passed since the first contact:
+        # contacts reaching the split now still go by their hash, and no winner is written.
         for i in range(40, 50):
             sim.send(ev(f"s{i}", "list.subscribed", f"c{i}@example.com", {"list": "news"}))
-        later = {e: p for e, p in paths_by_email(sim).items() if e not in first}
+        early = {e: p for e, p in paths_by_email(sim).items() if e not in first}
+        assert len(early) == 10 and set(early.values()) == {"long", "short"}
+        assert "winner" not in SplitTests(sim.store).stats("subject-test", "subject")
+        bought = {"short": 1, "long": n["long"]}
+        for p in ("short", "long"):
+            n[p] += sum(1 for v in early.values() if v == p)
+
+        sim.advance(DEFAULT_START + timedelta(days=2))
+        for i in range(50, 60):
+            sim.send(ev(f"s{i}", "list.subscribed", f"c{i}@example.com", {"list": "news"}))
+        later = {e: p for e, p in paths_by_email(sim).items() if e not in first and e not in early}
         assert set(later.values()) == {"long"} and len(later) == 10
         stats = SplitTests(sim.store).stats("subject-test", "subject")
         assert stats["winner"] == "long"
         assert (
-            stats["basis"]
-            == f"by goal: short 1/{n['short']} = {100 / n['short']:.1f}%, long {n['long']}/{n['long']} = 100.0%"
+            stats["basis"] == f"by goal: short 1/{n['short']} = {100 / n['short']:.1f}%, "
+            f"long {bought['long']}/{n['long']} = {100 * bought['long'] / n['long']:.1f}%"
         )
-        c45 = next(c["id"] for c in sim.summary()["contacts"] if c["email"] == "c45@example.com")
+        c45 = next(c["id"] for c in sim.summary()["contacts"] if c["email"] == "c55@example.com")
         why = next(r["why"] for r in sim.timeline() if r["step"] == "subject" and r["contact"] == c45)
         assert why.startswith("winner long chosen ")
 
@@ -95,7 +105,10 @@ def test_winner_by_email_opened_counts_opens_of_the_paths_own_message() -> None:
         stats = SplitTests(sim.store).stats("subject-test", "subject")
         n_short = sum(1 for p in first.values() if p == "short")
         assert stats.get("c_short") == n_short and "c_long" not in stats
-        # The default `after` (1d) has not passed: no winner yet, contacts still split by their hash.
+        # The default `after` (1d) has not passed: contacts reaching the split now still go by their hash.
+        for i in range(10):
+            sim.send(ev(f"early{i}", "list.subscribed", f"early{i}@example.com", {"list": "news"}))
+        assert {p for e, p in paths_by_email(sim).items() if e.startswith("early")} == {"long", "short"}
         assert "winner" not in SplitTests(sim.store).stats("subject-test", "subject")
         sim.advance(DEFAULT_START + timedelta(days=1, minutes=1))
         for i in range(5):

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bench.run import generated_workflow
-from shared.workflow.lint import CHECKS, Violation, check, lint, lint_file
+from shared.workflow.compiler import compile_workflow
+from shared.workflow.lint import (
+    CHECKS,
+    DEFINITION_LIMIT,
+    LONGEST_FUNCTION_ARN,
+    Violation,
+    check,
+    lint,
+    lint_file,
+)
 from shared.workflow.model import Workflow, WorkflowFileError, parse_workflow, workflow_files
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
@@ -365,13 +375,33 @@ def test_lint_file_returns_load_errors(tmp_path: Path) -> None:
     assert line.startswith(f"{path}: step a, field wait:")
 
 
-def test_definition_too_large() -> None:
-    # 1,300 generated steps compile past Step Functions' 1 MiB definition limit; 1,000 (the benchmark's) fit.
-    big = parse_workflow(generated_workflow(1300), "big.yaml")
-    assert [str(v) for v in lint(big) if v.check == "definition-too-large"] == [
-        "field steps: the compiled state machine is 1,085,832 characters, over Step Functions' limit of 1,048,576; "
-        "move part of it into another workflow (start_workflow)"
+def _definition_findings(wf: Workflow) -> list[str]:
+    return [str(v) for v in lint(wf) if v.check == "definition-too-large"]
+
+
+def _padded(k: int) -> Workflow:
+    """A small workflow whose compiled definition grows by exactly one character per unit of `k`."""
+    steps = [{"id": "note", "set_field": {"field": "note", "value": "x" * k}}, {"id": "pause", "wait": "1d"}]
+    return parse_workflow({"name": "big", "steps": steps}, "big.yaml")
+
+
+def _deployed_size(wf: Workflow) -> int:
+    return len(json.dumps(compile_workflow(wf, LONGEST_FUNCTION_ARN), separators=(",", ":")))
+
+
+def test_definition_too_large_at_step_functions_limit() -> None:
+    # CreateStateMachine refuses a definition over 1,048,576 characters; the check measures the machine as deployed
+    # (compact JSON, the longest function ARN a deploy can put in it) and refuses one character past the limit.
+    assert DEFINITION_LIMIT == 1_048_576
+    k = DEFINITION_LIMIT - _deployed_size(_padded(0))
+    at_limit = _padded(k)
+    assert _deployed_size(at_limit) == DEFINITION_LIMIT
+    assert _definition_findings(at_limit) == []
+    assert _definition_findings(_padded(k + 1)) == [
+        f"field steps: the compiled state machine is {DEFINITION_LIMIT + 1:,} characters, over Step Functions' "
+        f"limit of {DEFINITION_LIMIT:,}; move part of it into another workflow (start_workflow)"
     ]
-    assert [
-        v for v in lint(parse_workflow(generated_workflow(1000), "fits.yaml")) if v.check == "definition-too-large"
-    ] == []
+
+
+def test_the_benchmarks_thousand_steps_fit_the_definition_limit() -> None:
+    assert _definition_findings(parse_workflow(generated_workflow(1000), "fits.yaml")) == []

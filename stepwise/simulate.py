@@ -212,6 +212,15 @@ class Simulation:
         step_runner.reset()  # its clients belong to the previous mock
         step_runner.local_metrics = self._count_metric  # what it would emit as EMF in AWS, counted here
         self.stack = LocalStack(start=self.start).__enter__()
+        try:
+            self._build()
+        except BaseException:
+            # A definition moto refuses, say: the stack's patches are process-wide and must not outlive this.
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def _build(self) -> None:
         create_table(self.stack.dynamodb, TABLE)
         self._outbox_position = self._stream_start()
         template = f"arn:aws:states:{self.stack.region}:{self.stack.account_id}:stateMachine:stepwise-{{workflow}}"
@@ -245,7 +254,6 @@ class Simulation:
         self.lifecycle = Lifecycle(self.store, self.stack.sfn, template)
         self.timers: list[tuple[datetime, Callable[[], None]]] = []
         self._start_schedules()
-        return self
 
     # ---- schedules: EventBridge Scheduler on moto stores them, the virtual clock fires them ----------------
 
@@ -308,7 +316,8 @@ class Simulation:
         finally:
             step_runner.local_metrics = None
             step_runner.reset()
-            self._plans_dir.cleanup()
+            if hasattr(self, "_plans_dir"):
+                self._plans_dir.cleanup()
             _unbind_schedules()
 
     def _count_metric(self, name: str, workflow: str, step: str, dims: dict[str, str]) -> None:

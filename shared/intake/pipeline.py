@@ -10,8 +10,8 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import replace
 
+from shared import intake as registry
 from shared.constants import ENV_LOCAL_SECRET_PREFIX
-from shared.intake import PROVIDERS
 from shared.intake.base import (
     MAX_BODY_BYTES,
     Accepted,
@@ -29,9 +29,9 @@ def accept(provider: str, delivery: Delivery, secret_for: SecretSource, *, allow
 
     `allow_unverified` (stepwise simulate only): a provider with no configured secret is accepted unverified;
     a configured secret is always checked."""
-    impl = PROVIDERS.get(provider)
+    impl = registry.provider(provider)
     if impl is None:
-        known = ", ".join(sorted(PROVIDERS))
+        known = ", ".join(registry.NAMES)
         raise UnknownProvider(f"unknown provider {provider[:40]!r} (known: {known})", field="provider")
     if len(delivery.body) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"body is {len(delivery.body)} bytes, over the {MAX_BODY_BYTES} limit", field="body")

@@ -16,7 +16,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2 import Template as JinjaTemplate
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
@@ -78,6 +77,8 @@ def split_front_matter(raw: str, where: str) -> tuple[dict[str, Any], str]:
     m = _FRONT.match(raw)
     if not m:
         return {}, raw
+    import yaml  # only for a front-matter block: the sender's import stays free of PyYAML
+
     try:
         meta = yaml.safe_load(m.group(1)) or {}
     except yaml.YAMLError as err:

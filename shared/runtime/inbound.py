@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared import constants as C
 from shared.events import ContactEvent
-from shared.store.contacts import deserialise
+from shared.store.codec import deserialise
 
 if TYPE_CHECKING:  # the intake writes messages without loading the routing engine (its cold start)
     from shared.routing import Routed, Router

@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from shared import clock
 from shared import constants as C
 from shared.events import ContactRef, stable_hash
-
-_ser = TypeSerializer()
-_de = TypeDeserializer()
+from shared.store.codec import deserialise, epoch, serialise  # the store's other modules import them here
 
 
 class ConditionFailed(Exception):
@@ -44,10 +40,6 @@ class IdentityRace(Exception):
 
 def contact_pk(contact_id: str) -> str:
     return f"CONTACT#{contact_id}"
-
-
-def epoch(dt: datetime) -> int:
-    return int(dt.timestamp())
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
@@ -81,41 +73,6 @@ def create_table(client: Any, table_name: str) -> None:
     client.update_time_to_live(
         TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": C.TTL_ATTRIBUTE}
     )
-
-
-def _to_ddb(value: Any) -> Any:
-    # DynamoDB wants Decimal, never float; string sets stay sets (tags, lists), everything else plain JSON.
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, set | frozenset):
-        return {str(v) for v in value}
-    if isinstance(value, dict):
-        return {str(k): _to_ddb(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_to_ddb(v) for v in value]
-    if isinstance(value, str | int | bool | Decimal) or value is None:
-        return value
-    return json.loads(json.dumps(value, default=str))
-
-
-def serialise(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(_to_ddb(v)) for k, v in item.items() if v is not None}
-
-
-def deserialise(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return int(v) if v == v.to_integral_value() else float(v)
-    if isinstance(v, set):
-        return sorted(_plain(x) for x in v)
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
 
 
 @dataclass

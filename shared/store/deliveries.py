@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared import constants as C
-from shared.store.contacts import epoch, serialise
+from shared.store.codec import epoch, serialise
 
 DEDUPE_DAYS = 30  # longer than any provider retries (Stripe: 3 days) and the archive's own lifecycle
 # A claim not marked enqueued after this long is taken to belong to an attempt that died between the claim and

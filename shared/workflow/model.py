@@ -22,7 +22,6 @@ from shared.messaging.caps import FrequencyCap
 from shared.messaging.windows import SendWindow
 from shared.workflow.conditions import Condition, EventSpec, Where
 from shared.workflow.durations import Duration
-from shared.workflow.loader import YamlFileError, load_file
 
 STEP_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # Deployment-wide settings beside the workflow files: every workflow of the folder gets them (not a workflow).
@@ -622,6 +621,8 @@ class DeploymentSettings(Strict):
 
 def load_deployment_settings(folder: Path) -> dict[str, Any]:
     """The settings of the folder's stepwise.yaml (none when there is no such file)."""
+    from shared.workflow.loader import YamlFileError, load_file  # PyYAML: compile time only, not the Lambdas'
+
     p = folder / DEPLOYMENT_FILE
     if not p.is_file():
         return {}
@@ -635,6 +636,8 @@ def load_deployment_settings(folder: Path) -> dict[str, Any]:
 
 
 def load_workflow(path: str | Path) -> Workflow:
+    from shared.workflow.loader import YamlFileError, load_file  # PyYAML: compile time only, not the Lambdas'
+
     p = Path(path)
     try:
         # Bounded size, depth and alias expansion; UTF-8 only; yes/no stay strings (shared/workflow/loader.py).

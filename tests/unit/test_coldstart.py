@@ -1,0 +1,57 @@
+"""Each Lambda handler's import (its cold start) loads none of what only compile time needs.
+
+A fresh interpreter per handler: what an import drags in shows in sys.modules only before anything else loaded it.
+Lint, the compiler and PyYAML belong to `stepwise validate` and `cdk synth`; Jinja2 only to the sender, which
+renders templates; the webhook providers load one by one, as a delivery names them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPILE_TIME = ("yaml", "shared.workflow.lint", "shared.workflow.compiler", "shared.workflow.loader", "jinja2")
+HANDLERS = {
+    "functions.trigger_router.intake": COMPILE_TIME,
+    "functions.trigger_router.router": COMPILE_TIME,
+    "functions.step_runner.handler": COMPILE_TIME,
+    "functions.senders.handler": tuple(m for m in COMPILE_TIME if m != "jinja2"),
+}
+PROVIDER_MODULES = ("shopify", "woocommerce", "stripe", "typeform", "tally", "calendly", "webflow", "jotform")
+
+
+def loaded_after(statement: str) -> set[str]:
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("handler", sorted(HANDLERS))
+def test_handler_import_loads_no_compile_time_module(handler: str) -> None:
+    loaded = loaded_after(f"import {handler}")
+    assert handler in loaded
+    dragged = sorted(m for m in HANDLERS[handler] if m in loaded)
+    assert dragged == [], f"import {handler} loads {dragged}: compile-time only"
+    assert not any(m == "moto" or m.startswith("moto.") for m in loaded), f"import {handler} loads moto"
+    providers = sorted(p for p in PROVIDER_MODULES if f"shared.intake.{p}" in loaded)
+    assert providers == [], f"import {handler} loads provider module(s) {providers}"
+
+
+def test_a_provider_is_loaded_alone_when_first_asked_for() -> None:
+    loaded = loaded_after("from shared import intake\nassert intake.provider('stripe').name == 'stripe'")
+    assert {p for p in PROVIDER_MODULES if f"shared.intake.{p}" in loaded} == {"stripe"}
+
+
+def test_every_provider_listed_is_the_class_its_module_names() -> None:
+    from shared import intake
+
+    assert intake.provider("nosuch") is None
+    assert set(intake.NAMES) == set(PROVIDER_MODULES)
+    assert {name: p.name for name, p in intake.PROVIDERS.items()} == {n: n for n in PROVIDER_MODULES}

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from shared import clock
 from shared import constants as C
 from shared.events import stable_hash
-from shared.history import EntryPlan, Run, passive_metric, passive_records, stage_entered, visit_key
+from shared.history import EntryPlan, Run, drop_unreached, passive_metric, passive_records, stage_entered, visit_key
 from shared.lifecycle import STATUS_SK, ensure_activated, entry_check, read_status, status_pk, write_status
 from shared.store.contacts import ContactStore, contact_pk
 from shared.workflow.model import Reentry
@@ -405,6 +405,8 @@ class Enroller:
             return False
         assert record is not None
         self.sfn.stop_execution(executionArn=record["execution_arn"], error="Stopped", cause=reason[:200])
+        # Before the status: a retry that finds the run still marked running deletes what is left.
+        drop_unreached(self.store, contact_id, record["execution_arn"], clock.now())
         self.store.put_item(
             {
                 **record,

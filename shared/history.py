@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from shared import constants as C
-from shared.store.contacts import ContactStore, epoch
+from shared.store.contacts import ContactStore, contact_pk, epoch
 from shared.workflow.model import Reentry
 
 
@@ -83,6 +83,18 @@ def passive_records(
         out.append(rec)
         at = until
     return out
+
+
+def drop_unreached(store: ContactStore, contact_id: str, execution_arn: str, now: datetime) -> int:
+    """Delete the records of run `execution_arn` dated after `now`, and say how many: the passive steps a Task
+    wrote ahead (a wait after a wait, an end or a go-to's loop limit after a wait) that a run stopped now, by a
+    goal's jump or an unsubscribe, never reaches. One Query of the run's records; they share the partition."""
+    pk = contact_pk(contact_id)
+    records = store.query_prefix(pk, f"HIST#{execution_name(execution_arn)}#", live_only=False)
+    unreached = [r[C.SK] for r in records if datetime.fromisoformat(str(r["at"])) > now]
+    for i in range(0, len(unreached), 100):  # TransactWriteItems takes at most 100 writes
+        store.transact([store.delete(pk, sk) for sk in unreached[i : i + 100]])
+    return len(unreached)
 
 
 def passive_metric(record: dict[str, Any]) -> tuple[str, dict[str, str]]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -20,6 +22,10 @@ IGNORED_SUFFIXES = (".pyc", ".pyo")
 # The Lambda platform the layer's wheels must match (Runtime PYTHON_3_12 on x86_64 in step_runner.py).
 LAMBDA_PYTHON = "3.12"
 LAMBDA_PLATFORM = "manylinux2014_x86_64"
+# The Python that runs this build, as LAMBDA_PYTHON spells it. Bytecode carries the magic number of the interpreter
+# that compiled it (py_compile and compileall have no target-version option), and a .pyc of another version is
+# ignored at import, so an asset ships bytecode only when the build runs the Lambda's own Python.
+BUILD_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 class AssetBuildError(Exception):
@@ -69,13 +75,19 @@ def stage_code(
     generated: Mapping[str, bytes] | None = None,
     root: Path = REPO,
     out: Path = BUILD / "assets",
+    bytecode_for: str = LAMBDA_PYTHON,
 ) -> Path:
     """A folder holding `parts` (paths relative to the repo) with their relative paths kept, so the handler's
     imports (`functions.step_runner...`, `shared...`) are the same in AWS as in the tests, plus `generated`
     files (relative path -> content) made at synth, such as the workflows' entry plans.
 
     The folder's name carries a hash of its content: rebuilding unchanged code is free, and concurrent builds
-    (pytest workers, a synth beside a test run) never write into one folder at once."""
+    (pytest workers, a synth beside a test run) never write into one folder at once.
+
+    Lambda's code folder is read-only, so without bytecode in the asset every cold start compiles every module it
+    imports. When this build runs the Python the Lambda runs (`bytecode_for`), the asset carries __pycache__/ with
+    unchecked-hash .pyc files: valid whatever the files' timestamps become in the zip, and never re-checked against
+    the source (the asset is immutable). Another build Python ships none (see BUILD_PYTHON)."""
     contents: dict[str, Path | bytes] = {dest: src for part in parts for src, dest in _files(root, part)}
     for dest, data in (generated or {}).items():
         if dest in contents:
@@ -85,6 +97,8 @@ def stage_code(
     digest = hashlib.sha256()
     for dest, src in files:
         digest.update(dest.encode() + b"\0" + (src if isinstance(src, bytes) else src.read_bytes()) + b"\0")
+    bytecode = bytecode_for == BUILD_PYTHON
+    digest.update(f"bytecode:{BUILD_PYTHON if bytecode else 'none'}".encode())
     final = out / f"{name}-{digest.hexdigest()[:16]}"
     if final.is_dir():
         return final
@@ -97,6 +111,11 @@ def stage_code(
             target.write_bytes(src)
         else:
             shutil.copyfile(src, target)
+    if bytecode and not compileall.compile_dir(
+        tmp, quiet=1, workers=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+    ):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise AssetBuildError(f"asset {name}: a module does not compile (run `python -m compileall` on its parts)")
     return _publish(tmp, final, name)
 
 

@@ -46,6 +46,10 @@ STATE_LOOP_LIMIT = "LoopLimitReached"
 STATE_FAILED_PREFIX = "Failed-"
 CHOICE_SUFFIX = ".branch"
 TIMEOUT_SUFFIX = ".timed-out"  # the Task recording a wait's timeout when nothing else would
+# Where a wait's States.Timeout Catch puts the error in $.run: the Task it leads to records the timeout. The second
+# key says a go-to lies between the wait and that Task (on_timeout: [goto: x]): the Task counts the jump.
+RUN_TIMED_OUT = "timed_out"
+RUN_TIMED_OUT_GOTO = "timed_out_goto"
 
 # Typed errors the step runner raises and the state machine catches (exception class names).
 ERROR_LOOP_LIMIT = "LoopLimitReached"

@@ -67,10 +67,14 @@ def passive_records(
 ) -> list[dict[str, Any]]:
     """Records of the passive steps (waits, ends) a contact meets from `start` until the next step-runner call,
     each at the time the contact reaches it: a wait after a wait starts when the first one ends, an end after a
-    wait happens when the wait is over. `ahead` is what the compiler computed (Compiler.ahead)."""
+    wait happens when the wait is over. `ahead` is what the compiler computed (Compiler.ahead); a go-to in it
+    (kind "goto") has no record of its own, and the steps after it are the next visit's (`loops` + 1)."""
     out = []
     at = start
     for n, p in enumerate(ahead, first_seq):
+        if p["kind"] == "goto":
+            loops += 1
+            continue
         if p["kind"] == "wait":
             until = at + timedelta(seconds=p["seconds"])
             rec = run.record(loops, p["id"], "wait", "waiting", f"for {p['seconds']}s until {until.isoformat()}", at, n)
@@ -83,6 +87,17 @@ def passive_records(
         out.append(rec)
         at = until
     return out
+
+
+def passive_end(ahead: list[dict[str, Any]], start: datetime) -> datetime:
+    """When a contact leaving at `start` is past the passive steps `ahead`: the end of its waits."""
+    at = start
+    for p in ahead:
+        if p["kind"] == "wait":
+            at += timedelta(seconds=p["seconds"])
+        elif p["kind"] == "wait_until":
+            at = max(at, datetime.fromisoformat(p["at"]))
+    return at
 
 
 def drop_unreached(store: ContactStore, contact_id: str, execution_arn: str, now: datetime) -> int:

@@ -7,7 +7,7 @@ import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -16,7 +16,7 @@ from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.facts import conditions_window, facts_for
-from shared.history import Run, execution_name, passive_metric, passive_records, stage_entered, visit_key
+from shared.history import Run, execution_name, passive_end, passive_metric, passive_records, stage_entered, visit_key
 from shared.messaging.caps import FrequencyCap, at_limit, cap_day, counter_write, next_day
 from shared.messaging.windows import SendWindow, iso_z
 from shared.splits import SplitTests
@@ -155,8 +155,13 @@ def run(req: StepRequest, deps: Deps) -> dict[str, Any]:
     """Entry point of the domain: returns the next `$.run` value {loops, branch}."""
     contact = deps.store.get(req.contact_id)  # raises ContactNotFound, which the machine catches
     ctx = Ctx(req=req, deps=deps, contact=contact, loops=int(req.run.get("loops", 0)))
-    if "timed_out" in req.run:
+    if C.RUN_TIMED_OUT in req.run or C.RUN_TIMED_OUT_GOTO in req.run:
         _record_timeouts(ctx)
+    if C.RUN_TIMED_OUT_GOTO in req.run:
+        ctx.loops += 1  # on_timeout's go-to led straight here: this visit is the jump's, with keys of its own
+    if ctx.loops > req.max_loops:
+        # A go-to one too many, met at a timeout or after the waits an earlier Task passed it through.
+        _end_at_loop_limit(ctx)
     ops = {"actions": _actions, "decide": _decide, "wait": _wait, "goal": _goal}
     result = ops[req.op](ctx)
     if ctx.stage:  # after the commits, and again on a retry that found them done: a SET of the same value
@@ -174,30 +179,52 @@ def parse_step(spec: dict[str, Any] | None) -> Step:
         raise InvalidStep(f"step {spec.get('id')}: {err.errors()[0]['msg']}") from None
 
 
-def _advance(ctx: Ctx, goto: bool, branch: str = "") -> dict[str, Any]:
-    loops = ctx.loops
-    if goto:
-        loops += 1
-        if loops > ctx.req.max_loops:
-            hist = ctx.history(
-                "loop-limit", "end", "ended", f"go-to jumped {ctx.req.max_loops} times (settings.max_loops)"
-            )
-            ctx.deps.store.commit_step(ctx.req.contact_id, hist, [])
-            ctx.metric(C.METRIC_ENDED, "loop-limit", reason="loop_limit")
-            raise LoopLimitReached(f"more than {ctx.req.max_loops} go-to jumps")
-    return {"loops": loops, "branch": branch}
+def _loop_limit_record(ctx: Ctx, at: datetime) -> dict[str, Any]:
+    ctx.seq += 1
+    why = f"go-to jumped {ctx.req.max_loops} times (settings.max_loops)"
+    # Keyed to the last jump allowed, whichever Task writes it (ahead, then again as the run ends): written once.
+    return ctx.run.record(ctx.req.max_loops, "loop-limit", "end", "ended", why, at, ctx.seq)
 
 
-def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]], goto: bool) -> None:
-    """Record the passive steps this Task leads into (shared/history.py `passive_records`)."""
-    if goto and ctx.loops + 1 > ctx.req.max_loops:
-        return  # the jump ahead is one too many: the run ends now (see _advance), these steps never happen
-    records = passive_records(ctx.run, ctx.loops, ahead, ctx.now, ctx.seq + 1)
-    ctx.seq += len(records)
+def _end_at_loop_limit(ctx: Ctx) -> NoReturn:
+    """The run jumped one go-to too many: record it (unless a Task wrote it ahead) and end the execution."""
+    ctx.deps.store.commit_step(ctx.req.contact_id, _loop_limit_record(ctx, ctx.now), [])
+    ctx.metric(C.METRIC_ENDED, "loop-limit", reason="loop_limit")
+    raise LoopLimitReached(f"more than {ctx.req.max_loops} go-to jumps")
+
+
+def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]], goto: bool) -> int:
+    """Record the passive steps this Task leads into (shared/history.py `passive_records`) and count the go-tos
+    among them, each where the contact meets it; returns the loop count the run goes on with.
+
+    A jump one too many ends the run where it is met: now (LoopLimitReached) when no wait comes before it; after
+    the waits before it otherwise, so a goal met during them is still reached. Then its record is written ahead
+    at that time (a goal's jump before it drops it: drop_unreached), and the count returned is over the bound:
+    the machine goes through the waits, and the step-runner call after them ends the run (`run`). No state is
+    added: only a run that hits the bound pays for the waits and that one Task."""
+    if goto and not any(p["kind"] == "goto" for p in ahead):
+        ahead = [{"id": "", "kind": "goto"}, *ahead]  # a machine compiled before jumps were marked: counted first
+    loops, cut = ctx.loops, len(ahead)
+    for i, p in enumerate(ahead):
+        if p["kind"] == "goto":
+            loops += 1
+            if loops > ctx.req.max_loops:
+                cut = i
+                break
+    reached = ahead[:cut]
+    records = passive_records(ctx.run, ctx.loops, reached, ctx.now, ctx.seq + 1)
+    ctx.seq += len(reached)
     for rec in records:
         if ctx.commit(rec, []):
             name, dims = passive_metric(rec)
             ctx.metric(name, rec["step"], **dims)
+    if cut == len(ahead):
+        return loops
+    at = passive_end(reached, ctx.now)
+    if at <= ctx.now:
+        _end_at_loop_limit(ctx)
+    ctx.deps.store.commit_step(ctx.req.contact_id, _loop_limit_record(ctx, at), [])
+    return ctx.req.max_loops + 1
 
 
 def _record_timeouts(ctx: Ctx) -> None:
@@ -238,8 +265,8 @@ def _actions(ctx: Ctx) -> dict[str, Any]:
                 ctx.metric(C.METRIC_ENDED, step.id or "end", reason="end_step")
             continue
         _perform(ctx, step)
-    _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [], bool(ctx.req.goto))
-    return _advance(ctx, bool(ctx.req.goto))
+    loops = _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [], bool(ctx.req.goto))
+    return {"loops": loops, "branch": ""}
 
 
 def _event(ctx: Ctx, etype: str, data: dict[str, Any], step_id: str) -> dict[str, Any]:
@@ -624,8 +651,7 @@ def _decide(ctx: Ctx) -> dict[str, Any]:
         branch = first["branch"] if first else branch
     ahead = ctx.req.ahead if isinstance(ctx.req.ahead, dict) else {}
     goto = ctx.req.goto.get(branch, False) if isinstance(ctx.req.goto, dict) else bool(ctx.req.goto)
-    _record_ahead(ctx, ahead.get(branch, []), goto)
-    return _advance(ctx, goto, branch)
+    return {"loops": _record_ahead(ctx, ahead.get(branch, []), goto), "branch": branch}
 
 
 def _jsonable(v: Any) -> Any:
@@ -724,6 +750,7 @@ def _goal(ctx: Ctx) -> dict[str, Any]:
     if met:  # counted once per contact and split test however often this runs
         SplitTests(ctx.deps.store).convert(ctx.req.contact_id, "goal", ctx.now, workflow=ctx.req.workflow, goal=sid)
         _mark_goal_reached(ctx, sid)
+    loops = ctx.loops
     if met or g.otherwise == "continue":
-        _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [], bool(ctx.req.goto))
-    return _advance(ctx, bool(ctx.req.goto) and (met or g.otherwise == "continue"), "met" if met else "not_met")
+        loops = _record_ahead(ctx, ctx.req.ahead if isinstance(ctx.req.ahead, list) else [], bool(ctx.req.goto))
+    return {"loops": loops, "branch": "met" if met else "not_met"}

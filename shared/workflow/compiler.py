@@ -221,7 +221,9 @@ class Compiler:
         return False
 
     def ahead(self, sid: str) -> list[dict[str, Any]]:
-        """Passive steps (waits, ends) met from `sid` before the next step-runner call: the runner records them."""
+        """Passive steps (waits, ends) met from `sid` before the next step-runner call: the runner records them.
+        The go-tos on the way are in it too (kind "goto"), where they are met: the runner counts each jump when
+        the contact reaches it, after the waits before it (a jump one too many ends the run there)."""
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         while sid != END and sid not in seen:
@@ -229,6 +231,7 @@ class Compiler:
             node = self.graph.nodes[sid]
             r = node.step.root
             if isinstance(r, GotoStep):
+                out.append({"id": sid, "kind": "goto"})
                 sid = node.next
                 continue
             if isinstance(r, WaitStep):
@@ -407,14 +410,14 @@ class Compiler:
         if self._runs_step_runner(target):
             return target
         name = f"{sid}{C.TIMEOUT_SUFFIX}"
-        steps, nxt = [], head
+        steps, nxt, jumps = [], head, []
         while nxt != END and isinstance(self.graph.nodes[nxt].step.root, GotoStep):
+            jumps.append({"id": nxt, "kind": "goto"})  # met at the timeout, before what comes after
             nxt = self.graph.nodes[nxt].next
         if nxt != END and self.states_end_step(self.state_of[nxt]):
             steps, nxt = [step_spec(self.graph.nodes[nxt].step)], END
-        task = self._task(
-            "actions", {"steps": steps, "ahead": self.ahead(nxt) if nxt != END else [], "goto": self.passes_goto(head)}
-        )
+        ahead = [*jumps, *(self.ahead(nxt) if nxt != END else [])]
+        task = self._task("actions", {"steps": steps, "ahead": ahead, "goto": self.passes_goto(head)})
         self._then(task, nxt)
         self.states[name] = task
         return name
@@ -470,13 +473,13 @@ class Compiler:
                     callback=True,
                 )
                 task["TimeoutSeconds"] = wu.timeout
+                after_timeout = self._timeout_target(sid, timeout_head)
+                # Straight into a step-runner Task through a go-to: no Task of its own counts the jump, that one does.
+                jumped = after_timeout == self.resolve(timeout_head) and self.passes_goto(timeout_head)
+                key = C.RUN_TIMED_OUT_GOTO if jumped else C.RUN_TIMED_OUT
                 task["Catch"].insert(
                     0,
-                    {
-                        "ErrorEquals": ["States.Timeout"],
-                        "ResultPath": "$.run.timed_out",
-                        "Next": self._timeout_target(sid, timeout_head),
-                    },
+                    {"ErrorEquals": ["States.Timeout"], "ResultPath": f"$.run.{key}", "Next": after_timeout},
                 )
                 self._then(task, node.next)
                 self.states[sid] = task
@@ -611,7 +614,7 @@ def entry_plan(wf: Workflow) -> EntryPlan:
         step = sid or c.graph.first
         if step == END or c.states[c.resolve(step)]["Type"] == "Task":
             continue  # a Task performs the step, and records what lies ahead of it itself
-        found = c.ahead(step)
+        found = [p for p in c.ahead(step) if p["kind"] != "goto"]  # no Task before it to count a jump
         if found:
             ahead[sid] = found
     return EntryPlan(version=c.version, history_days=wf.settings.history_days, reentry=wf.reentry, ahead=ahead)

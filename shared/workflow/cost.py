@@ -112,6 +112,38 @@ def _reachable(asl: dict[str, Any]) -> list[str]:
     return seen
 
 
+def jump_waits(asl: dict[str, Any]) -> set[str]:
+    """The Wait states a go-to follows: in a Task's `ahead` (compiler), a wait before a jump."""
+    out: set[str] = set()
+    for st in asl["States"].values():
+        ahead = st.get("Parameters", {}).get("Payload", {}).get("ahead") or []
+        for plan in ahead.values() if isinstance(ahead, dict) else [ahead]:
+            wait = ""
+            for p in plan:
+                if p.get("kind") == "goto" and wait:
+                    out.add(wait)
+                elif p.get("kind") in ("wait", "wait_until"):
+                    wait = p["id"]
+    return {w for w in out if w in asl["States"]}
+
+
+def longest_to(asl: dict[str, Any], target: str) -> int:
+    """Transitions of the longest simple path from StartAt to `target`, both included (0: none reaches it)."""
+    best = 0
+
+    def walk(path: list[str]) -> None:
+        nonlocal best
+        if path[-1] == target:
+            best = max(best, len(path))
+            return
+        for nxt in successors(asl, path[-1]):
+            if nxt not in path:
+                walk([*path, nxt])
+
+    walk([asl["StartAt"]])
+    return best
+
+
 def price(transition_count: int, contacts: int) -> float:
     """USD for `contacts` contacts each taking `transition_count` transitions."""
     return transition_count * contacts * PRICE_PER_1000_TRANSITIONS / 1000
@@ -133,6 +165,10 @@ class CostReport:
     # deferral loop (Pass, Wait, the Task again): `deferral_extra` more transitions, none when it is not held.
     deferrable: list[str] = field(default_factory=list)
     deferral_extra: int = C.DEFERRAL_TRANSITIONS
+    # A go-to met after a wait (`wait: 1d` then `goto: x`) that is one too many ends the run after that wait: the
+    # run goes through it into the next Task, which ends it. The most transitions such a run takes before its
+    # loops: the longest way to that wait plus that Task and LoopLimitReached (0 when no go-to follows a wait).
+    bound_end: int = 0
 
     @property
     def webhook_retries(self) -> int:
@@ -147,10 +183,11 @@ class CostReport:
     @property
     def ceiling(self) -> int:
         """The most one contact can cost, loops included: the longest path plus max_loops turns of the longest
-        loop (and the start delay). A run stopped by the bound costs no more: its LoopLimitReached state stands
-        where the path's next state would have."""
+        loop (and the start delay). A run stopped by the bound at a go-to right after a Task costs no more: its
+        LoopLimitReached state stands where the path's next state would have; one stopped at a go-to after a
+        wait goes on through that wait and one Task (`bound_end`)."""
         turn = max((transitions(lp) for lp in self.loops), default=0)
-        return self.most + self.max_loops * turn + self.start_delay_extra
+        return max(self.most, self.bound_end) + self.max_loops * turn + self.start_delay_extra
 
     @property
     def fewest(self) -> int:
@@ -194,6 +231,8 @@ def analyse(asl: dict[str, Any], contacts: int = 1000, max_loops: int = 0) -> Co
         contacts=contacts,
         max_loops=max_loops,
         path_retries=per_path,
+        # The wait, then the Task after it (which ends the run) and LoopLimitReached.
+        bound_end=max((longest_to(asl, w) + 2 for w in jump_waits(asl)), default=0),
         deferrable=[
             sid
             for st in asl["States"].values()

@@ -1,5 +1,5 @@
 """Behaviours docs/workflows.md promises that no test pinned (issue 12, part 3), on the local stack as a user sees
-them, and the disagreements the differential run found in the compiled machine (xfail until fixed).
+them, and the disagreements the differential run found in the compiled machine, now fixed.
 
 Each test names the one-line change (mutation) it was checked to fail on."""
 
@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
-
-import pytest
 
 from shared import constants as C
 from stepwise.simulate import DEFAULT_START, Simulation
@@ -322,7 +320,7 @@ def test_remove_from_campaign_stops_the_run_and_its_later_steps() -> None:
         assert run["status"] == "ABORTED"
 
 
-# ---- what the differential run found: the compiled machine disagrees with the docs (xfail until fixed) ------
+# ---- what the differential run found (the compiled machine disagreed with the docs; fixed) --------------------
 
 LAST_WAIT = """
 name: last-wait
@@ -345,13 +343,10 @@ steps:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compiler/step runner: a go-to reached through a wait is counted by the Task before the wait "
-    "(Compiler.passes_goto), so when that jump is one too many the run ends in LoopLimitReached as the wait "
-    "begins, not when it is over: the last wait never happens and a goal met during it is lost",
-)
 def test_a_goal_met_during_the_last_wait_before_the_loop_bound_is_still_reached() -> None:
+    # Found by the differential run. Kills: functions/step_runner/logic.py _record_ahead, the over-the-bound
+    # return made `_end_at_loop_limit(ctx)` (the run would end at check's Task on day 1, the second pause never
+    # happening and the order on day 1.5 meeting no goal).
     with Simulation([wf(LAST_WAIT)]) as sim:
         sim.send(event("s1", "list.subscribed", {"list": "news"}, email=ANA))
         sim.advance(DEFAULT_START + timedelta(days=1, hours=12))
@@ -382,14 +377,10 @@ steps:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compiler: a go-to in on_timeout is not counted (the States.Timeout Catch leads straight to the "
-    "target's Task, no step runner adds the jump to $.run.loops), so the second visit reuses the first "
-    "visit's idempotency keys: no second reminder is sent, no new wait is recorded, and the run hangs instead "
-    "of ending by max_loops",
-)
 def test_a_goto_in_on_timeout_loops_and_counts_towards_max_loops() -> None:
+    # Found by the differential run. Kills: shared/workflow/compiler.py, the States.Timeout Catch's ResultPath
+    # always $.run.timed_out (the jump uncounted: the second visit of remind reuses the first's keys, no second
+    # reminder, and the run hangs instead of ending by max_loops).
     with Simulation([wf(TIMEOUT_LOOP)]) as sim:
         sim.send(event("s1", "list.subscribed", {"list": "news"}, email=ANA))
         sim.finish(timedelta(days=6))

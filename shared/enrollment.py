@@ -54,6 +54,7 @@ class _Start:
     start_delay: int
     restart: bool
     rev: int = 0  # the claim's revision of the ENROLL# item
+    version_arn: str = ""  # the version the run is pinned to (a restart keeps the version it entered with)
 
 
 @dataclass
@@ -139,6 +140,20 @@ class Enroller:
             return now
         return created if created <= now else now
 
+    def pinned_version(self, record: dict[str, Any] | None) -> str:
+        """The version ARN the contact's run executes: the one its record noted at a restart, else what
+        DescribeExecution says (stateMachineVersionArn: AWS gives it for a run started through an alias or a
+        version). "" for a run started through the unqualified machine (then there is no version to keep)."""
+        if not record:
+            return ""
+        if record.get("version_arn"):
+            return str(record["version_arn"])
+        try:
+            desc = self.sfn.describe_execution(executionArn=record["execution_arn"])
+        except ClientError:
+            return ""
+        return str(desc.get("stateMachineVersionArn") or "")
+
     def current(self, contact_id: str, workflow: str) -> dict[str, Any] | None:
         """The contact's latest confirmed run of the workflow (a claim not yet confirmed is not one)."""
         return confirmed(self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}"))
@@ -174,6 +189,7 @@ class Enroller:
         start_delay: int = 0,
         restart: bool = False,
         occurred_at: datetime | None = None,
+        version_arn: str = "",
     ) -> Enrolment:
         """Start `workflow` for the contact unless policy forbids it. `key` makes the execution name:
         the same key (a redelivered event, a retried step) can never start a second execution. Without a
@@ -191,6 +207,7 @@ class Enroller:
                 start_delay=start_delay,
                 restart=restart,
                 occurred_at=occurred_at,
+                version_arn=version_arn,
             )
             if isinstance(claim, Enrolment):
                 return claim
@@ -215,17 +232,20 @@ class Enroller:
         restart: bool = False,
         occurred_at: datetime | None = None,
         item: dict[str, Any] | None = _UNSET,
+        version_arn: str = "",
     ) -> Claim | Enrolment:
         """Decide an enrolment from the ENROLL# item (`item` as the caller read it, else read here): an
-        Enrolment when policy refuses it, else the Claim to write."""
+        Enrolment when policy refuses it, else the Claim to write. A restart (a goal's jump, `stepwise resume`)
+        starts the version the run entered with (`version_arn`, else the record's), never the alias's newest."""
         if reentry is None and workflow in self.plans:
             reentry = self.plans[workflow].reentry
         raw = self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}") if item is _UNSET else item
         record = confirmed(raw)
         now = clock.now()
         name = f"{workflow[:40]}-{stable_hash(contact_id, workflow, key, resume_at, length=24)}"
-        machine = self.machine_arn(workflow)
-        mine = execution_arn(machine, name)
+        pinned = version_arn or (self.pinned_version(record) if restart else "")
+        machine = pinned or self.machine_arn(workflow)
+        mine = execution_arn(machine, name)  # the same ARN through any qualifier: names are per machine
         pending = (raw or {}).get("claim")
         if (
             pending
@@ -261,7 +281,7 @@ class Enroller:
                     if now - last < timedelta(seconds=reentry.period):
                         return Enrolment(False, None, f"entered {record['entered_at']}, within once_per period")
         rev = int((raw or {}).get("rev", 0))
-        start = _Start(contact_id, workflow, record, resume_at, start_delay, restart, rev + 1)
+        start = _Start(contact_id, workflow, record, resume_at, start_delay, restart, rev + 1, pinned)
         writes = [] if restart else [entry_check(workflow, occurred_at)]
         writes.append(
             self.store.claim_write(
@@ -365,6 +385,7 @@ class Enroller:
                 "count": (record or {}).get("count", 0) + (0 if restart else 1),
                 "goals": (record or {}).get("goals", []) if restart else [],
                 "rev": start.rev,
+                **({"version_arn": start.version_arn} if start.version_arn else {}),
             }
         )
         if not restart and self.metrics is not None:

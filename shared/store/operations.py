@@ -230,6 +230,45 @@ class OperationsStore:
             self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
         return len(keys)
 
+    # ---- executions (stuck / resume) --------------------------------------------------------------
+
+    def ended_executions(
+        self, machine_arn: str, status: str, since: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The machine's executions that ended with `status` (FAILED, TIMED_OUT), newest first, started since
+        `since`: ListExecutions with its status filter, paginated, stopped at the first one older than `since`."""
+        machine = ":".join(machine_arn.split(":")[:7])  # every version's and alias's runs are the machine's
+        for page in self.sfn.get_paginator("list_executions").paginate(stateMachineArn=machine, statusFilter=status):
+            for e in page["executions"]:
+                if since is not None and e["startDate"] < since:
+                    return
+                yield e
+
+    def describe_execution(self, execution_arn: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.sfn.describe_execution(executionArn=execution_arn))
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("ExecutionDoesNotExist", "InvalidArn"):
+                return None
+            raise
+
+    def redrive(self, execution_arn: str) -> datetime:
+        """RedriveExecution: the failed run goes on from the state that failed. Raises RedriveUnavailable when
+        the endpoint does not implement it (moto) and NotRedrivable when Step Functions refuses this run."""
+        try:
+            got = self.sfn.redrive_execution(executionArn=execution_arn)
+        except NotImplementedError as err:  # moto in process: "The redrive_execution action has not been implemented"
+            raise RedriveUnavailable(str(err)) from None
+        except ClientError as err:
+            code = err.response["Error"]["Code"]
+            if code in ("ExecutionNotRedrivable", "ExecutionLimitExceeded", "ExecutionDoesNotExist"):
+                raise NotRedrivable(f"{code}: {err.response['Error'].get('Message', '')}") from None
+            if code in _NOT_IMPLEMENTED or err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 501:
+                raise RedriveUnavailable(f"{code}: {err.response['Error'].get('Message', '')}") from None
+            raise
+        redriven: datetime = got["redriveDate"]
+        return redriven
+
     # ---- workflows deployed -------------------------------------------------------------------
 
     def deployed_definition(self, machine_arn: str) -> dict[str, Any]:
@@ -243,6 +282,18 @@ class OperationsStore:
             target = routes[0]["stateMachineVersionArn"]
         got = self.sfn.describe_state_machine(stateMachineArn=target)
         return dict(json.loads(got["definition"]))
+
+
+# What an endpoint without RedriveExecution answers (a moto server: its unimplemented-action error).
+_NOT_IMPLEMENTED = ("NotImplemented", "NotImplementedError", "InvalidAction", "UnknownOperationException")
+
+
+class RedriveUnavailable(Exception):
+    """The endpoint has no RedriveExecution (moto does not implement it): only a restart can continue the run."""
+
+
+class NotRedrivable(Exception):
+    """Step Functions refuses to redrive this run (not failed, timed out or aborted; ended over 14 days ago; ...)."""
 
 
 def _searchable(body: bytes) -> str:

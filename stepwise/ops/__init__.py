@@ -1,4 +1,5 @@
-"""The operating commands of a live deployment: history, capacity, diff, stats and erase (each its own module)."""
+"""The operating commands of a live deployment: history, capacity, diff, stats, erase, stuck and resume (each its own
+module)."""
 
 from __future__ import annotations
 
@@ -45,10 +46,12 @@ def clients(*names: str) -> list[Any]:
 
 def add_parsers(sub: Any) -> None:
     """Register the operating commands on the `stepwise` parser."""
-    from stepwise.ops import capacity, diff, erase, history, stats
+    from stepwise.ops import capacity, diff, erase, history, resume, stats, stuck
 
     history.add_parser(sub)
     capacity.add_parser(sub)
     diff.add_parser(sub)
     stats.add_parser(sub)
     erase.add_parser(sub)
+    stuck.add_parser(sub)
+    resume.add_parser(sub)

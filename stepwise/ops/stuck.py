@@ -1,0 +1,187 @@
+"""`stepwise stuck WORKFLOW`: the contacts whose run failed, timed out, or waits past the time its step should have
+ended (a Wait's scheduled end, a wait_until's timeout, a held send's `until`, plus a margin). Reads the run index
+(running enrolments), ListExecutions with a status filter (failed and timed-out runs) and one Query per contact:
+never a Scan."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared import clock
+from shared import constants as C
+from shared.store.contacts import ContactStore
+from shared.store.operations import OperationsStore
+from shared.workflow.durations import parse_duration
+
+DEFAULT_MARGIN = timedelta(hours=1)  # a Wait fires on time; a step runner retrying for an hour is stuck
+ENDED_PROBLEMS = {"FAILED": "failed", "TIMED_OUT": "timed_out"}
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a step the contact waits at should have let it go: `seconds` after it began, or at a fixed time."""
+
+    seconds: int | None = None
+    at: datetime | None = None
+
+    def due(self, began: datetime) -> datetime:
+        if self.at is not None:
+            return max(began, self.at)
+        return began + timedelta(seconds=self.seconds or 0)
+
+
+def deadlines(asl: dict[str, Any]) -> dict[str, Deadline]:
+    """Each waiting step of a compiled machine (state name = step id) and how long it lasts: a Wait's Seconds or
+    Timestamp, a wait_until's TimeoutSeconds. Waits on a path (SecondsPath, TimestampPath: a start delay, a held
+    send) are left out: their length is in the run's data, and the held send's record carries its `until`."""
+    out: dict[str, Deadline] = {}
+    for name, st in asl.get("States", {}).items():
+        if st.get("Type") == "Wait":
+            if "Seconds" in st:
+                out[name] = Deadline(seconds=int(st["Seconds"]))
+            elif "Timestamp" in st:
+                out[name] = Deadline(at=datetime.fromisoformat(str(st["Timestamp"]).replace("Z", "+00:00")))
+        elif st.get("Type") == "Task" and "waitForTaskToken" in str(st.get("Resource", "")) and "TimeoutSeconds" in st:
+            out[name] = Deadline(seconds=int(st["TimeoutSeconds"]))
+    return out
+
+
+@dataclass
+class StuckRun:
+    contact_id: str
+    execution_arn: str
+    problem: str  # failed, timed_out, overdue
+    step: str  # the last step the run recorded
+    since: str  # when that step began (or the run stopped)
+    detail: str  # the error and cause, or when the wait was due
+
+
+@dataclass
+class StuckReport:
+    workflow: str
+    checked_at: str
+    running: int  # running enrolments read from the run index
+    ended_read: int  # failed and timed-out executions listed
+    stuck: list[StuckRun]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stuck": [asdict(s) for s in self.stuck]}
+
+
+def _last(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not records:
+        return None
+    return max(records, key=lambda h: (str(h["at"]), str(h.get("entered", "")), int(h.get("seq", 0))))
+
+
+def find_stuck(
+    ops: OperationsStore,
+    workflow: str,
+    machine_arn: str,
+    *,
+    now: datetime | None = None,
+    margin: timedelta = DEFAULT_MARGIN,
+    since: timedelta = timedelta(days=30),
+) -> StuckReport:
+    """The workflow's stuck runs. A failed run counts only while it is still the contact's current run (a contact
+    who entered again since has moved on); a running one is overdue when its latest record is a wait whose end,
+    plus `margin`, has passed."""
+    now = now or clock.now()
+    ended: dict[str, tuple[str, str, str]] = {}  # execution -> (problem, contact, detail)
+    for status, problem in ENDED_PROBLEMS.items():
+        for e in ops.ended_executions(machine_arn, status, now - since):
+            desc = ops.describe_execution(e["executionArn"]) or {}
+            contact = json.loads(desc.get("input") or "{}").get("contact_id")
+            if contact:
+                detail = ": ".join(str(x) for x in (desc.get("error"), desc.get("cause")) if x) or status
+                ended[e["executionArn"]] = (problem, str(contact), detail)
+    running = [r.contact_id for r in ops.runs(workflow, status="running")]
+    contacts = list(dict.fromkeys([*running, *(c for _, c, _ in ended.values())]))
+    definitions: dict[str, dict[str, Deadline]] = {}
+    out: list[StuckRun] = []
+    for part in ops.partitions(contacts, workflow=workflow):
+        enrol = next(iter(part.of(f"ENROLL#{workflow}")), None)
+        if enrol is None or "execution_arn" not in enrol:
+            continue
+        arn = str(enrol["execution_arn"])
+        last = _last([h for h in part.of("HIST#") if h.get("execution") == arn])
+        step, began = (str(last["step"]), str(last["at"])) if last else ("", str(enrol.get("entered_at", "")))
+        if arn in ended:
+            problem, _, detail = ended[arn]
+            out.append(StuckRun(part.contact_id, arn, problem, step, began, detail))
+            continue
+        if enrol.get("status") != "running" or last is None or str(last[C.SK]).endswith("#resumed"):
+            continue
+        due: datetime | None = None
+        if last.get("outcome") == "held" and last.get("until"):
+            due = datetime.fromisoformat(str(last["until"]).replace("Z", "+00:00"))
+        elif last.get("outcome") == "waiting":
+            # The version the run executes: noted on a pinned restart, else what the alias runs.
+            source = str(enrol.get("version_arn") or machine_arn)
+            if source not in definitions:
+                definitions[source] = deadlines(ops.deployed_definition(source))
+            deadline = definitions[source].get(step)
+            due = deadline.due(datetime.fromisoformat(began)) if deadline else None
+        if due is not None and now > due + margin:
+            late = now - due
+            out.append(StuckRun(part.contact_id, arn, "overdue", step, began, f"due {due.isoformat()}, {late} late"))
+    return StuckReport(workflow, now.isoformat(), len(running), len(ended), out)
+
+
+def print_stuck(r: StuckReport, out: Any) -> None:
+    print(
+        f"{r.workflow}: {len(r.stuck)} stuck of {r.running} running and {r.ended_read} failed or timed out"
+        f" (checked {r.checked_at})",
+        file=out,
+    )
+    for s in r.stuck:
+        print(
+            f"  {s.contact_id}  {s.problem:<9} at {s.step or '(no step recorded)'} since {s.since}: {s.detail}",
+            file=out,
+        )
+        print(
+            f"      resume: stepwise resume {s.contact_id} {r.workflow}" + (f" --at {s.step}" if s.step else ""),
+            file=out,
+        )
+
+
+def stuck_command(args: argparse.Namespace) -> int:
+    from stepwise.ops import clients, need
+
+    need(
+        args,
+        ("--table", args.table, C.ENV_TABLE_NAME),
+        ("--machine-arn-template", args.arn_template, C.ENV_STATE_MACHINE_ARN_TEMPLATE),
+    )
+    ddb, sfn = clients("dynamodb", "stepfunctions")
+    ops = OperationsStore(ContactStore(args.table, ddb), sfn=sfn)
+    machine = args.arn_template.replace("{workflow}", args.workflow)
+    report = find_stuck(
+        ops,
+        args.workflow,
+        machine,
+        margin=timedelta(seconds=parse_duration(args.margin)),
+        since=timedelta(seconds=parse_duration(args.since)),
+    )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        print_stuck(report, sys.stdout)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    from stepwise.ops import add_stack_options
+
+    p = sub.add_parser("stuck", help="contacts whose run failed, timed out, or waits past its step's expected time")
+    p.add_argument("workflow", metavar="WORKFLOW")
+    p.add_argument("--margin", default="1h", help="how late a wait may be before it counts as stuck (default 1h)")
+    p.add_argument("--since", default="30d", help="failed and timed-out runs started within (default 30d)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_stack_options(p, machines=True)
+    p.set_defaults(func=stuck_command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,7 +41,7 @@ def facts_from(contact: Contact, items: list[dict[str, Any]], trigger: dict[str,
     )
 
 
-def conditions_window(conditions: list[Condition | None]) -> timedelta | None:
+def conditions_window(conditions: Sequence[Condition | None]) -> timedelta | None:
     """How far back `conditions` read activity: the longest `within` they name, the ceiling (as long as activity
     is kept) for a leaf that names none, None when none reads activity (then none is read)."""
     return max((w for c in conditions if c is not None for w in activity_windows(c)), default=None)

@@ -276,7 +276,7 @@ class Router:
                     out.append(Routed(contact_id, wf.name, "not entered", "filter failed: " + "; ".join(failed)))
                     continue
                 goal, why = self._goal_met_on_entry(snap, wf, event, now)
-                args = {
+                args: dict[str, Any] = {
                     "key": event.digest(),
                     "reentry": wf.reentry,
                     "start_delay": 0 if goal else t.delay or 0,

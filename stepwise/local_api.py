@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shared import constants as C
 from shared.history import dump_entry_plans
@@ -34,6 +34,9 @@ from shared.runtime.workflows_file import dump_workflows
 from shared.workflow.compiler import entry_plans
 from shared.workflow.durations import parse_duration
 from shared.workflow.model import Workflow, workflow_files
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 HOST = "127.0.0.1"  # loopback only: the local API has no authentication of its own
 DEFAULT_PORT = 8787
@@ -69,6 +72,11 @@ class _Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
+
+
+def _context(function_name: str) -> LambdaContext:
+    # Duck-typed: Powertools reads only the attributes above of the context Lambda passes.
+    return cast("LambdaContext", _Context(function_name, uuid.uuid4().hex))
 
 
 def http_api_event(method: str, target: str, headers: dict[str, str], body: bytes, now: datetime) -> dict[str, Any]:
@@ -277,7 +285,7 @@ class LocalApi:
 
         with self.lock:
             event = http_api_event(method, target, headers, body, self.sim.now)
-            response: dict[str, Any] = intake.handler(event, _Context("stepwise-intake", uuid.uuid4().hex))
+            response: dict[str, Any] = intake.handler(event, _context("stepwise-intake"))
             self.drain()
             return response
 
@@ -298,7 +306,7 @@ class LocalApi:
                 ).get("Messages", [])
                 if not got:
                     break
-                result = router.queue_handler(self._sqs_event(got), _Context("stepwise-router", uuid.uuid4().hex))
+                result = router.queue_handler(self._sqs_event(got), _context("stepwise-router"))
                 failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
                 for message in got:
                     if message["MessageId"] not in failed:

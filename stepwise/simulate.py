@@ -473,8 +473,8 @@ class Simulation:
         rows.extend(self._failures())
         # Within one contact: time, then routing before steps, then the order states were entered.
         rows.sort(key=lambda r: (r["at"], r["contact"], r["_seq"]))
-        for r in rows:
-            del r["_seq"]
+        for item in rows:
+            del item["_seq"]
         return rows
 
     def _failures(self) -> list[dict[str, Any]]:
@@ -519,7 +519,7 @@ class Simulation:
         return {"contacts": contacts, "messages_sent": sum(len(c["messages"]) for c in contacts)}
 
     def execution_arns(self, workflow: str) -> list[str]:
-        arns = []
+        arns: list[str] = []
         for page in self.stack.sfn.get_paginator("list_executions").paginate(stateMachineArn=self.machines[workflow]):
             arns.extend(e["executionArn"] for e in page["executions"])
         return arns

@@ -23,6 +23,7 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -207,7 +208,7 @@ def _queue_record(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def queue_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def queue_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     deps()  # a misconfiguration fails the invocation, not each record
     return process_partial_response(event, _queue_record, _batch_processor(EventType.SQS), context)
 
@@ -232,7 +233,7 @@ def _stream_record(record: DynamoDBRecord) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def stream_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     deps()
     return process_partial_response(event, _stream_record, _batch_processor(EventType.DynamoDBStreams), context)
 
@@ -247,7 +248,7 @@ def _eventbridge(
     run: Callable[[dict[str, Any]], Any],
     keep: Callable[[dict[str, Any]], dict[str, Any]],
     letter_id: Callable[[dict[str, Any]], str],
-) -> dict[str, Any]:
+) -> PartialItemFailureResponse | dict[str, Any]:
     """Run one EventBridge / Scheduler payload, delivered either directly (async invoke: Lambda's own retries,
     then its on-failure destination) or through an SQS queue (a batch, partial failures)."""
     deps()
@@ -287,7 +288,7 @@ def _event_id(event: dict[str, Any]) -> str:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def status_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def status_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
     return _eventbridge(
         "status",
         event,
@@ -299,7 +300,7 @@ def status_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 @logger.inject_lambda_context(clear_state=True)
-def schedule_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def schedule_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
     return _eventbridge(
         "schedule",
         event,
@@ -349,5 +350,5 @@ def _feedback(event: dict[str, Any]) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def feedback_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def feedback_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
     return _eventbridge("feedback", event, context, _feedback, lambda e: {"event": e}, _event_id)

@@ -5,8 +5,9 @@ and the role EventBridge Scheduler assumes, and the fixed-date broadcast machine
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from aws_cdk import Annotations, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
@@ -134,7 +135,7 @@ def deployable_broadcasts(
     return [s for s in specs if s.at > now], [s for s in specs if s.at <= now]
 
 
-def stream_filter(attribute: str, prefix: str) -> dict[str, object]:
+def stream_filter(attribute: str, prefix: str) -> Mapping[str, Any]:
     """A Lambda event filter: only INSERTs of items whose `attribute` (pk or sk) starts with `prefix`. Filtered
     records are never delivered (nor billed), so the step runner's other writes cost the consumers nothing."""
     return lambda_.FilterCriteria.filter(

@@ -159,7 +159,7 @@ class Sender:
         html, headers = rendered.html or "", {}
         if marketing and self.links:
             headers = self.links.headers(contact_id, msg["message_id"])
-            if html and unsubscribe_url not in html:  # the body always carries the link too
+            if html and unsubscribe_url and unsubscribe_url not in html:  # the body always carries the link too
                 html += f'\n<p style="font-size:12px"><a href="{unsubscribe_url}">Unsubscribe</a></p>'
         tags = {k: str(msg[k]) for k in ("workflow", "step", "campaign", "template") if msg.get(k)}
         return Outgoing(

@@ -121,6 +121,7 @@ def _bare_uses(tree: nodes.Template) -> list[tuple[str, str | None]]:
         return None
 
     def visit(node: nodes.Node, guarded: bool, safe: frozenset[tuple[str, str | None]]) -> None:
+        child: nodes.Node
         guard = (isinstance(node, nodes.Filter) and node.name in GUARD_FILTERS) or (
             isinstance(node, nodes.Test) and node.name in GUARD_TESTS
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -93,10 +93,10 @@ class SendWindow(BaseModel):
         return f"{self.between} contact-local (fallback {self.timezone})"
 
 
-def open_at(day: object, at: time, tz: ZoneInfo) -> datetime:
+def open_at(day: date, at: time, tz: ZoneInfo) -> datetime:
     """`at` on local `day` in `tz`, as UTC. A wall time a spring-forward gap skips (02:30 on the night clocks go
     forward) is the instant after the gap, not an hour early."""
-    wall = datetime.combine(day, at).replace(tzinfo=tz)  # type: ignore[call-overload]
+    wall = datetime.combine(day, at).replace(tzinfo=tz)
     utc = wall.astimezone(UTC)
     if utc.astimezone(tz).replace(tzinfo=None) != wall.replace(tzinfo=None):
         utc = wall.replace(fold=1).astimezone(UTC)  # inside the gap: fold=1 reads it with the offset after

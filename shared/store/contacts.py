@@ -396,15 +396,14 @@ class ContactStore:
         another contact are the identities looked up (then `owners` of the snapshot is filled; `look_up`
         always, as after an IdentityRace). A contact not yet known comes back without a profile, under the id it
         will be created with."""
-        read = {"activity_since": activity_since, "message_id": message_id}
         if ref.contact_id:
-            snap = self.read_partition(ref.contact_id, **read)
+            snap = self.read_partition(ref.contact_id, activity_since=activity_since, message_id=message_id)
             if snap.profile is None:
                 raise UnknownContact(ref.contact_id)
             return snap
         identities = identities_of(ref)
         guess = new_contact_id(identities[0])
-        snap = self.read_partition(guess, **read)
+        snap = self.read_partition(guess, activity_since=activity_since, message_id=message_id)
         if not look_up and (snap.profile is None or holds(snap.profile, *identities[0])):
             # Found; or nobody under the derived id, so most likely a new contact: created optimistically, its
             # identities put on condition, and should one of them belong to someone already the transaction
@@ -413,7 +412,7 @@ class ContactStore:
         owners = self.identity_owners(identities)
         owner = next((owners[i] for i in identities if i in owners), guess)
         if owner != guess:
-            snap = self.read_partition(owner, **read)
+            snap = self.read_partition(owner, activity_since=activity_since, message_id=message_id)
         snap.owners = owners
         return snap
 

@@ -143,10 +143,10 @@ def build_graph(wf: Workflow) -> Graph:
 
     def visit(steps: list[Step], cont: str) -> str:
         """Register `steps`; returns the id the list starts at (or `cont` when empty)."""
-        heads = [s.id for s in steps]
+        heads = [s.id for s in steps if s.id is not None]
+        assert len(heads) == len(steps)  # with_synthetic_ids named every step
         for i, step in enumerate(steps):
-            sid = step.id
-            assert sid is not None
+            sid = heads[i]
             nxt = heads[i + 1] if i + 1 < len(steps) else cont
             if isinstance(step.root, GotoStep):
                 nxt = step.root.goto
@@ -159,7 +159,7 @@ def build_graph(wf: Workflow) -> Graph:
             order.append(sid)
             for name, inner in branches(step):
                 node.branch_heads[name] = visit(inner, nxt)
-        return heads[0] if heads else cont  # type: ignore[return-value]
+        return heads[0] if heads else cont
 
     first = visit(wf.steps, END)
     targets = {n.step.root.goto for n in nodes.values() if isinstance(n.step.root, GotoStep)}
@@ -186,7 +186,8 @@ class Compiler:
 
         def neighbours(steps: list[Step]) -> None:
             for a, b in itertools.pairwise(steps):
-                self._previous[b.id] = a.id  # type: ignore[index]
+                assert a.id is not None and b.id is not None  # with_synthetic_ids named every step
+                self._previous[b.id] = a.id
             for s in steps:
                 for _, inner in branches(s):
                     neighbours(inner)

@@ -313,7 +313,7 @@ class Not(Strict):
         return f"not ({self.not_.describe()})"
 
 
-_LEAF_KEYS: dict[str, type[BaseModel]] = {
+_LEAF_KEYS: dict[str, type[ConditionModel]] = {
     "has_tag": HasTag,
     "field": FieldCondition,
     "score": ScoreCondition,
@@ -478,11 +478,11 @@ def _leaf(r: BaseModel, facts: Facts) -> tuple[Any, bool]:
         ]
         return len(hits), bool(hits)
     if isinstance(r, DidEvent):
-        s = r.spec()
+        ev = r.spec()
         hits = [
             a
-            for a in _recent(facts, s.within)
-            if a["type"] == s.event and (s.where is None or s.where.matches(a["data"]))
+            for a in _recent(facts, ev.within)
+            if a["type"] == ev.event and (ev.where is None or ev.where.matches(a["data"]))
         ]
         return len(hits), bool(hits)
     if isinstance(r, TriggerField):

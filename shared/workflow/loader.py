@@ -50,7 +50,7 @@ def _check_events(text: str, path: str) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                line = event.start_mark.line + 1
+                line = event.start_mark.line + 1 if event.start_mark else 0
                 raise YamlFileError(
                     path, f"line {line}: nested more than {MAX_DEPTH} levels deep; move part of it into another "
                     "workflow (start_workflow)"

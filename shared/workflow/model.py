@@ -447,7 +447,7 @@ ControlStep = IfStep | BranchStep | SplitStep | WaitStep | WaitUntilStep | GotoS
 StepModel = ActionStep | ControlStep
 
 # The key that names a step's kind -> its model. A step mapping holds exactly one of these keys.
-STEP_KINDS: dict[str, type[BaseModel]] = {
+STEP_KINDS: dict[str, type[StepModel]] = {
     "send_email": SendEmailStep,
     "send_sms": SendSmsStep,
     "send_site_message": SendSiteMessageStep,

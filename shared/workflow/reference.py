@@ -226,8 +226,8 @@ def holds(cond: Condition, w: _World) -> bool:
             for e in w.happened("email.clicked", r.within)
         )
     if isinstance(r, DidEvent):
-        s = r.spec()
-        return any(where_holds(s.where, e.data) for e in w.happened(s.event, s.within))
+        ev = r.spec()
+        return any(where_holds(ev.where, e.data) for e in w.happened(ev.event, ev.within))
     if isinstance(r, TriggerField):
         return passes(lookup(w.trigger, r.event_field), _ops(r))
     raise TypeError(f"unhandled condition {type(r).__name__}")  # every kind of the docs' table is above
@@ -544,6 +544,8 @@ class Interpreter:
                 if on != (ref.list in c.lists):
                     self._emit(t, "list.subscribed" if on else "list.unsubscribed", {"list": ref.list})
                 (c.lists.add if on else c.lists.discard)(ref.list)
+            elif ref.campaign is None:
+                raise TypeError("a subscribe/unsubscribe step names a list or a campaign")  # the model ensures it
             elif on:
                 c.campaigns[ref.campaign] = ""
                 self.trace.started.append(f"start {ref.campaign}")
@@ -563,8 +565,8 @@ class Interpreter:
                     self._emit(t, "field.changed", {"field": k, "value": v, "previous": c.fields.get(k)})
                 c.fields[k] = v
         elif isinstance(r, m.AdjustScoreStep):
-            s = r.adjust_score
-            new = c.score + s.add if s.add is not None else float(s.set or 0)
+            score = r.adjust_score
+            new = c.score + score.add if score.add is not None else float(score.set or 0)
             self._emit(t, "score.changed", {"score": new, "previous": c.score, "delta": new - c.score})
             c.score = new
         elif isinstance(r, m.GenerateCouponStep):

@@ -596,7 +596,10 @@ def _patch_dynamodb(patcher: _Patcher) -> None:
         streams: dict[int, tuple[Table, int]] = {}
         for entry in transact_items:
             op = next(iter(entry.values()), None)
-            table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if not isinstance(op, dict):
+                continue
+            name = op.get("TableName")
+            table = self.tables.get(name) if isinstance(name, str) else None
             if table is None:
                 continue
             attrs = op.get("Key") or op.get("Item") or {}

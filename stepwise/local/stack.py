@@ -10,11 +10,12 @@ import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.stepfunctions.parser.backend.execution import Execution as ParserExecution
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from shared import constants as C
@@ -217,7 +218,8 @@ class LocalStack:
         return [
             (execution.exec_arn, _status(execution))
             for state_machine in list(backend.state_machines)
-            for execution in list(state_machine.executions)
+            # moto types the list with its own Execution; the interpreter's backend fills it with the parser's
+            for execution in cast(list[ParserExecution], list(state_machine.executions))
             if _status(execution) != "RUNNING"
         ]
 

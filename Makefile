@@ -35,13 +35,16 @@ install: $(STAMP) $(NODE_STAMP)
 demo: $(STAMP)
 	$(BIN)/stepwise demo workflows/
 
+# Types checked before the tests (pyproject's [tool.mypy]): shared/, the functions, the CLI and the CDK app.
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy shared functions stepwise infra
 	$(BIN)/pytest -n 2 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared functions stepwise infra
 
 # The differential run, larger than CI's: generated workflows on the local stack against the reference interpreter.
 differential: $(STAMP)

@@ -92,6 +92,7 @@ def test_lookup_and_pick_follow_dotted_paths() -> None:
     assert lookup(data, "flat.deeper") is None  # a number has no fields
     assert lookup("text", "x") is None
     assert pick(data, {"cart.value", "flat", "nope.x"}) == {"cart": {"value": 80}, "flat": 3}
+    assert pick(data, {"a.missing", "flat"}) == {"flat": 3}  # a missing path is skipped, not the end
     assert pick(data, set()) == {}
 
 

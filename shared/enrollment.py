@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared import clock
+from shared import budgets, clock
 from shared import constants as C
 from shared.events import stable_hash
 from shared.history import EntryPlan, Run, drop_unreached, passive_metric, passive_records, stage_entered, visit_key
@@ -76,6 +76,7 @@ class Claim:
     occurred_at: datetime | None
     writes: list[dict[str, Any]]
     checks_status: bool  # writes[0] is the workflow's entry check
+    budget_at: int | None = None  # the position in `writes` of the entry budget's counter, when it has one
 
     @property
     def execution_arn(self) -> str:
@@ -293,11 +294,38 @@ class Enroller:
                 expected=rev if raw is not None and "rev" in raw else None,
             )
         )
-        return Claim(start, name, machine, event, occurred_at, writes, not restart)
+        budget_at = None
+        limit = self._entry_budget(workflow)
+        if limit is not None and not restart:  # a goal's restart or a resume is the same entry: not counted again
+            budget_at = len(writes)
+            writes.append(budgets.entry_counter(self.store, workflow, now, limit))
+        return Claim(start, name, machine, event, occurred_at, writes, not restart, budget_at)
+
+    def _entry_budget(self, workflow: str) -> int | None:
+        plan = self.plans.get(workflow)
+        limit = plan.budgets.get("entries_per_hour") if plan else None
+        return int(limit) if limit else None
 
     def refused(self, claim: Claim, failed: list[int]) -> Enrolment | None:
         """Why a claim's transaction failed, or None when it is worth trying again (a status recorded or brought
         up to date meanwhile, or a claim lost to an enrolment that re-reading will show)."""
+        if claim.budget_at is not None and claim.budget_at in failed:
+            workflow, now = claim.start.workflow, clock.now()
+            limit = self._entry_budget(workflow)
+            if limit is not None and budgets.entry_budget_reached(self.store, workflow, now, limit):
+                reason = f"runaway budget: {limit} entries per hour reached ({now.strftime('%Y-%m-%dT%H')}:00Z)"
+                plan = self.plans[workflow]
+                alert = list(plan.budgets.get("alert") or [])
+                budgets.trip(
+                    self.store,
+                    workflow,
+                    reason,
+                    now,
+                    contact_id=claim.start.contact_id,
+                    alert=alert,
+                    history_days=plan.history_days,
+                )
+                return Enrolment(False, None, f"{reason}: workflow paused")
         if claim.checks_status and 0 in failed:
             workflow = claim.start.workflow
             item = self.store.get_item(*_status_key(workflow))

@@ -140,6 +140,9 @@ class EntryPlan(BaseModel):
     # "" is a run from the first step; any other key is a `resume_at` step. Places with nothing passive ahead
     # (the first state is a Task) are left out, so most workflows' plans are empty.
     ahead: dict[str, list[dict[str, Any]]] = {}
+    # The deployment's runaway budgets (shared/budgets.py Budgets, dumped): the enroller counts entries against
+    # them, the step runner messages. Carried here rather than in the Task payload: the definitions stay as they are.
+    budgets: dict[str, Any] = {}
 
     def passive(self, resume_at: str) -> list[dict[str, Any]]:
         return self.ahead.get(resume_at, [])

@@ -28,11 +28,13 @@ class Status:
     active: bool = True
     since: datetime | None = None
     cancelled: int = 0  # executions stopped by the last deactivation
+    reason: str = ""  # why it was deactivated, when not by an operator (a runaway budget: shared/budgets.py)
 
     def refuses(self, occurred_at: datetime | None) -> str:
         """Why an entry (for an event that happened at `occurred_at`) is refused, or "" when it is not."""
         if not self.active:
-            return f"workflow is not active (deactivated {self.since.isoformat() if self.since else ''})".strip()
+            why = f": {self.reason}" if self.reason else ""
+            return f"workflow is not active (deactivated {self.since.isoformat() if self.since else ''}{why})"
         if self.since is not None and occurred_at is not None and occurred_at < self.since:
             return f"the event happened before the workflow was activated ({self.since.isoformat()})"
         return ""
@@ -49,6 +51,7 @@ def status_from(item: dict[str, Any] | None) -> Status:
         active=bool(item["active"]),
         since=datetime.fromisoformat(item["since"]),
         cancelled=int(item.get("cancelled", 0)),
+        reason=str(item.get("reason", "")),
     )
 
 

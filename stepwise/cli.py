@@ -429,7 +429,8 @@ def _lifecycle(args: argparse.Namespace) -> Any:
 
 def _print_status(workflow: str, status: Any) -> None:
     since = f" since {status.since.isoformat()}" if status.since else " (never switched: active since deployed)"
-    print(f"{workflow}: {'active' if status.active else 'inactive'}{since}")
+    why = f": {status.reason}" if getattr(status, "reason", "") else ""  # a runaway budget's pause says why
+    print(f"{workflow}: {'active' if status.active else 'inactive'}{since}{why}")
 
 
 def status_command(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared import clock, webhooks
+from shared import budgets, clock, webhooks
 from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
@@ -353,6 +353,39 @@ def _send_rules(ctx: Ctx, step: Step, channel: str, writes: list[dict[str, Any]]
     return _Capped(channel, day, limit, cap, window)
 
 
+def _message_budget(ctx: Ctx, writes: list[dict[str, Any]]) -> int | None:
+    """Count the send against the deployment's message budget per contact per day (a write in the step's own
+    transaction, transactional sends included: a runaway loop is a loop). Returns the limit, or None."""
+    plan = ctx.deps.enroller.plans.get(ctx.req.workflow)
+    limit = plan.budgets.get("messages_per_contact_per_day") if plan else None
+    if not limit:
+        return None
+    writes.append(budgets.message_counter(ctx.deps.store, ctx.contact.id, ctx.now, int(limit)))
+    return int(limit)
+
+
+def _budget_reached(ctx: Ctx, step: Step, limit: int) -> None:
+    """The contact has had the day's budget of messages: this one is not sent, the workflow is paused (with the
+    team alerted), and the step's record says why. The run goes on without the message."""
+    sid = step.id or "?"
+    day = ctx.now.date().isoformat()
+    reason = f"runaway budget: {limit} messages to one contact on {day} (UTC) reached"
+    plan = ctx.deps.enroller.plans[ctx.req.workflow]
+    alert = list(plan.budgets.get("alert") or [])
+    budgets.trip(
+        ctx.deps.store,
+        ctx.req.workflow,
+        reason,
+        ctx.now,
+        contact_id=ctx.contact.id,
+        alert=alert,
+        history_days=ctx.req.history_days,
+    )
+    hist = ctx.history(sid, step.kind, "skipped", f"{reason}; not sent, workflow {ctx.req.workflow} paused")
+    if ctx.commit(hist, []):
+        ctx.metric(C.METRIC_STEP_COMPLETED, sid)
+
+
 def _perform(ctx: Ctx, step: Step) -> None:
     """One action: its side effects and its history record in one transaction, so a retry does nothing twice."""
     store, c, r, sid = ctx.deps.store, ctx.contact, step.root, step.id or "?"
@@ -367,6 +400,7 @@ def _perform(ctx: Ctx, step: Step) -> None:
         writes.append(store.profile_update(c.id, expr, names, values))
 
     capped: _Capped | None = None
+    budget: int | None = None  # the message budget's limit, when this send counts against one
     coupon_field = ctx.req.sending.get("coupons", {}).get(sid)
     coupon = {"coupon": c.fields.get(coupon_field)} if coupon_field and c.fields.get(coupon_field) else {}
     if isinstance(r, SendEmailStep):
@@ -376,6 +410,7 @@ def _perform(ctx: Ctx, step: Step) -> None:
             outcome, why = "skipped", "contact withdrew email consent"
         else:
             capped = _send_rules(ctx, step, "email", writes)
+            budget = _message_budget(ctx, writes)
             writes.append(
                 _message(
                     ctx,
@@ -397,6 +432,7 @@ def _perform(ctx: Ctx, step: Step) -> None:
             outcome, why = "skipped", "contact withdrew SMS consent"
         else:
             capped = _send_rules(ctx, step, "sms", writes)
+            budget = _message_budget(ctx, writes)
             writes.append(
                 _message(
                     ctx,
@@ -507,6 +543,10 @@ def _perform(ctx: Ctx, step: Step) -> None:
     try:
         committed = ctx.commit(hist, writes)
     except ConditionFailed:
+        if budget is not None and budgets.message_budget_reached(store, c.id, ctx.now, budget):
+            ctx.seq -= 1  # the record above was not written
+            _budget_reached(ctx, step, budget)
+            return
         # Only the counter's condition can fail here, unless the contact went away: read it to tell which.
         if capped is None or not at_limit(store, contact_pk(c.id), capped.channel, capped.day, capped.limit):
             raise

@@ -618,7 +618,10 @@ def entry_plan(wf: Workflow) -> EntryPlan:
         found = [p for p in c.ahead(step) if p["kind"] != "goto"]  # no Task before it to count a jump
         if found:
             ahead[sid] = found
-    return EntryPlan(version=c.version, history_days=wf.settings.history_days, reentry=wf.reentry, ahead=ahead)
+    budgets = wf.settings.budgets.model_dump(mode="json", exclude_none=True) if wf.settings.budgets else {}
+    return EntryPlan(
+        version=c.version, history_days=wf.settings.history_days, reentry=wf.reentry, ahead=ahead, budgets=budgets
+    )
 
 
 def entry_plans(workflows: list[Workflow]) -> dict[str, EntryPlan]:

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.budgets import Budgets
 from shared.messaging.caps import FrequencyCap
 from shared.messaging.windows import SendWindow
 from shared.workflow.conditions import Condition, EventSpec, Where
@@ -100,6 +101,9 @@ class Settings(Strict):
     )
     frequency_cap: FrequencyCap | None = Field(
         default=None, description=f"Marketing sends per contact per day across workflows: set in {DEPLOYMENT_FILE}"
+    )
+    budgets: Budgets | None = Field(
+        default=None, description=f"Runaway budgets (messages per contact per day, entries per hour): {DEPLOYMENT_FILE}"
     )
 
 
@@ -612,7 +616,7 @@ class DeploymentSettings(Strict):
     @field_validator("settings")
     @classmethod
     def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(v) - {"send_window", "frequency_cap", "history_days", "max_loops"})
+        unknown = sorted(set(v) - {"send_window", "frequency_cap", "history_days", "max_loops", "budgets"})
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
         Settings.model_validate(v)

@@ -552,6 +552,65 @@ def _patch_api_quirks(patcher: _Patcher) -> None:
     patcher.set(StepFunctionResponse, "send_task_failure", send_task_failure)
 
 
+def _patch_versions(patcher: _Patcher) -> None:
+    # moto bug: docs/moto_patches.md #11.
+    # moto publishes versions and creates aliases, but StartExecution through either fails (an alias ARN:
+    # StateMachineDoesNotExist; a version ARN: AttributeError), and DescribeExecution never answers
+    # stateMachineVersionArn / stateMachineAliasArn. AWS runs the version's definition (an alias: the version with
+    # the most weight) and names both. This starts the execution on the machine with that version's definition and
+    # answers DescribeExecution with the ARNs it went through, so a restart pinned to a version behaves as in AWS.
+    original_start_execution = StepFunctionsParserBackend.start_execution  # _patch_api_quirks' (a name default)
+    original_describe = StepFunctionResponse.describe_execution
+
+    def start_execution(
+        self: StepFunctionsParserBackend,
+        state_machine_arn: str,
+        name: Any = None,
+        execution_input: Any = None,
+        trace_header: Any = None,
+    ) -> Any:
+        parts = state_machine_arn.split(":")
+        if len(parts) != 8:
+            return original_start_execution(self, state_machine_arn, name, execution_input, trace_header)
+        base_arn, alias_arn, version_arn = ":".join(parts[:7]), "", state_machine_arn
+        if not parts[7].isdigit():
+            alias: Any = self.describe_state_machine_alias(state_machine_arn)
+            alias_arn = state_machine_arn
+            version_arn = max(alias.routing_configuration, key=lambda r: r["weight"])["stateMachineVersionArn"]
+        version: Any = self.describe_state_machine(version_arn)
+        machine: Any = self.describe_state_machine(base_arn)
+        saved = machine.definition
+        machine.definition = version.definition
+        try:
+            execution = original_start_execution(self, base_arn, name, execution_input, trace_header)
+        finally:
+            machine.definition = saved
+        _versions_started(self).setdefault(execution.exec_arn, (version_arn, alias_arn))
+        return execution
+
+    def describe_execution(self: StepFunctionResponse) -> Any:
+        result: Any = original_describe(self)
+        through = _versions_started(self.stepfunction_backend).get(self._get_param("executionArn"))
+        if through is not None:
+            result.result["stateMachineVersionArn"] = through[0]
+            if through[1]:
+                result.result["stateMachineAliasArn"] = through[1]
+        return result
+
+    patcher.set(StepFunctionsParserBackend, "start_execution", start_execution)
+    patcher.set(StepFunctionResponse, "describe_execution", describe_execution)
+
+
+def _versions_started(backend: Any) -> dict[str, tuple[str, str]]:
+    """Execution ARN -> (version ARN, alias ARN or "") of the runs started through a version or an alias, kept on
+    moto's backend (one per account and Region), so they go when the backend is reset."""
+    found: dict[str, tuple[str, str]] | None = getattr(backend, "_stepwise_versions", None)
+    if found is None:
+        found = {}
+        backend._stepwise_versions = found
+    return found
+
+
 def _patch_lambda(patcher: _Patcher) -> None:
     # moto runs a Lambda function in a Docker container; there is no Docker engine here. The function's handler
     # from this repository runs in-process with its environment instead (not a moto bug: a design choice).
@@ -738,6 +797,7 @@ def install(clock: VirtualClock) -> Callable[[], None]:
         _patch_threads(clock, patcher)
         _patch_timestamps(clock, patcher)
         _patch_api_quirks(patcher)
+        _patch_versions(patcher)
         _patch_lambda(patcher)
         _patch_dynamodb(patcher)
         _patch_parsing(patcher)

@@ -4,14 +4,7 @@ published behind the `live` alias, also when a goal stops its run and restarts i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
-
-import pytest
-from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-from moto.stepfunctions.responses import StepFunctionResponse
 
 from shared import constants as C
 from shared.store.contacts import contact_pk
@@ -38,49 +31,11 @@ steps:
 V2 = V1.replace("tips-v1", "tips-v2").replace("thanks-v1", "thanks-v2")
 
 
-@contextmanager
-def versions_on_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, tuple[str, str]]]:
-    """moto 5.2.5 publishes versions and creates aliases but cannot start an execution through either (an alias
-    ARN: StateMachineDoesNotExist; a version ARN: AttributeError). This starts it on the machine with the
-    version's definition, as AWS runs it, and answers DescribeExecution with stateMachineVersionArn (and
-    stateMachineAliasArn) as AWS does. Yields execution ARN -> (version ARN, alias ARN)."""
-    started: dict[str, tuple[str, str]] = {}
-    original_start = StepFunctionsParserBackend.start_execution
-    original_describe = StepFunctionResponse.describe_execution
-
-    def start_execution(self: Any, arn: str, name: Any = None, execution_input: Any = None, trace: Any = None) -> Any:
-        parts = arn.split(":")
-        if len(parts) != 8:
-            return original_start(self, arn, name, execution_input, trace)
-        base_arn, alias_arn = ":".join(parts[:7]), ""
-        version_arn = arn
-        if not parts[7].isdigit():
-            alias = self.describe_state_machine_alias(arn)
-            alias_arn = arn
-            version_arn = max(alias.routing_configuration, key=lambda r: r["weight"])["stateMachineVersionArn"]
-        version = self.describe_state_machine(version_arn)
-        machine = self.describe_state_machine(base_arn)
-        saved = machine.definition
-        machine.definition = version.definition
-        try:
-            execution = original_start(self, base_arn, name, execution_input, trace)
-        finally:
-            machine.definition = saved
-        started.setdefault(execution.exec_arn, (version_arn, alias_arn))
-        return execution
-
-    def describe_execution(self: Any) -> Any:
-        result = original_describe(self)
-        through = started.get(self._get_param("executionArn"))
-        if through is not None:
-            result.result["stateMachineVersionArn"] = through[0]
-            if through[1]:
-                result.result["stateMachineAliasArn"] = through[1]
-        return result
-
-    monkeypatch.setattr(StepFunctionsParserBackend, "start_execution", start_execution)
-    monkeypatch.setattr(StepFunctionResponse, "describe_execution", describe_execution)
-    yield started
+def _through(sim: Simulation, arn: str) -> tuple[str, str]:
+    """(version ARN, alias ARN or "") an execution was started through, as DescribeExecution answers (on the local
+    stack: stepwise/local/patches.py's _patch_versions, moto bug #11)."""
+    got = sim.stack.sfn.describe_execution(executionArn=arn)
+    return got.get("stateMachineVersionArn", ""), got.get("stateMachineAliasArn", "")
 
 
 def _publish_live(sim: Simulation, name: str) -> str:
@@ -117,9 +72,10 @@ def _templates(sim: Simulation, email: str) -> list[str]:
     return [m[2] for m in messages(sim, email=email)]
 
 
-def test_a_contact_keeps_its_version_after_a_deploy_and_through_a_goal_jump(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_contact_keeps_its_version_after_a_deploy_and_through_a_goal_jump() -> None:
+    """No test-side patch: the local stack itself starts through versions and aliases (stepwise/local/patches.py)."""
     v1_hash, v2_hash = workflow_version(workflow(V1)), workflow_version(workflow(V2))
-    with versions_on_moto(monkeypatch) as started, Simulation([workflow(V1)]) as sim:
+    with Simulation([workflow(V1)]) as sim:
         v1 = _publish_live(sim, "onboarding")
         sim.send(event("a1", "list.subscribed", {"list": "trial"}, email="ana@example.com"))
         sim.advance(DEFAULT_START + timedelta(days=1))
@@ -140,8 +96,9 @@ def test_a_contact_keeps_its_version_after_a_deploy_and_through_a_goal_jump(monk
         ana = next(c for c in sim.summary()["contacts"] if c.get("email") == "ana@example.com")["id"]
         record = sim.store.get_item(contact_pk(ana), "ENROLL#onboarding")
         assert record is not None and record["version_arn"] == v1
-        assert started[record["execution_arn"]] == (v1, "")
-        entries = sorted(through for arn, through in started.items())
+        assert _through(sim, record["execution_arn"]) == (v1, "")
+        runs = sim.stack.sfn.list_executions(stateMachineArn=sim.machines["onboarding"])["executions"]
+        entries = sorted(_through(sim, e["executionArn"]) for e in runs)
         assert entries == sorted(
             [(v1, f"{sim.machines['onboarding']}:live"), (v1, ""), (v2, f"{sim.machines['onboarding']}:live")]
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from shared import constants as C
 from shared.enrollment import Enroller
+from shared.history import EntryPlan
 from shared.store.contacts import ContactStore
 from shared.store.operations import BadContactReference, NotRedrivable, OperationsStore, RedriveUnavailable
 
@@ -41,6 +42,47 @@ def _last_step(ops: OperationsStore, contact_id: str, workflow: str, execution_a
         return ""
     last = max(records, key=lambda h: (str(h["at"]), str(h.get("entered", "")), int(h.get("seq", 0))))
     return str(last["step"])
+
+
+def _payloads(node: Any) -> Any:
+    """Every step-runner payload of a definition (a Task's Parameters.Payload), nested states included."""
+    if isinstance(node, dict):
+        if "ahead" in node and "version" in node and "history_days" in node:
+            yield node
+        for v in node.values():
+            yield from _payloads(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _payloads(v)
+
+
+def restart_plan(definition: dict[str, Any], at: str) -> EntryPlan | None:
+    """The entry plan of a restart at step `at`, read from the deployed definition of the version the run executes
+    (so it is that version's, whatever the workflow files say now): the passive steps (waits, ends) the restarted
+    run meets from `at` before its first Task, which no Task records (the enroller does, as for a run that opens
+    with a wait). Every passive step a Task leads to is in that Task's `ahead` (Compiler.ahead); one no Task leads
+    to (the wait a workflow opens with) is walked through its Wait states. None when `at` is no passive step:
+    its Task records it."""
+    payloads = list(_payloads(definition.get("States", {})))
+    if not payloads:
+        return None
+    version, history_days = str(payloads[0]["version"]), int(payloads[0]["history_days"])
+    for payload in payloads:
+        ids = [p.get("id") for p in payload["ahead"]]
+        if at in ids:
+            chain = [p for p in payload["ahead"][ids.index(at) :] if p["kind"] != "goto"]  # as entry_plan's
+            return EntryPlan(version=version, history_days=history_days, ahead={at: chain})
+    states, chain, name = definition.get("States", {}), [], at
+    while isinstance(states.get(name), dict) and states[name].get("Type") == "Wait" and len(chain) < len(states):
+        state = states[name]
+        if "Seconds" in state:
+            chain.append({"id": name, "kind": "wait", "seconds": int(state["Seconds"])})
+        elif "Timestamp" in state:
+            chain.append({"id": name, "kind": "wait_until", "at": str(state["Timestamp"]).replace("Z", "+00:00")})
+        else:
+            break  # a wait whose length is in the run's data: not a step of the workflow file
+        name = str(state.get("Next", ""))
+    return EntryPlan(version=version, history_days=history_days, ahead={at: chain}) if chain else None
 
 
 def resume(
@@ -75,11 +117,23 @@ def resume(
     if status == "SUCCEEDED":  # not stuck; a second resume finds the restart's run ended: nothing sent twice
         return ResumeResult("nothing", contact_id, arn, "run ended normally (SUCCEEDED): nothing to resume")
     pinned = enroller.pinned_version(record)
-    states = ops.deployed_definition(pinned or enroller.machine_arn(workflow)).get("States", {})
-    if at not in states:
+    definition = ops.deployed_definition(pinned or enroller.machine_arn(workflow))
+    if at not in definition.get("States", {}):
         raise ResumeError(f"--at {at!r}: no step of that id in the version this run executes")
     stopped = status == "RUNNING" and enroller.stop(contact_id, workflow, f"restarted at {at} by stepwise resume")
     event = json.loads((desc or {}).get("input") or "{}").get("event", {})
+    # A restart at a wait: the enroller writes the wait's records (as a run reaching it does), from the plan of the
+    # version the run executes, so history, stuck and the run index see the contact waiting there.
+    plan = restart_plan(definition, at)
+    if plan is not None:
+        enroller = Enroller(
+            enroller.store,
+            enroller.sfn,
+            enroller.arn_template,
+            enroller.metrics,
+            {**enroller.plans, workflow: plan},
+            enroller.activated_at,
+        )
     got = enroller.enrol(
         contact_id, workflow, event, key=f"resume:{arn}", resume_at=at, restart=True, version_arn=pinned
     )

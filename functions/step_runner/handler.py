@@ -8,7 +8,6 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -16,6 +15,7 @@ from functions.step_runner.logic import Deps, InvalidStep, StepRequest, run
 from shared import constants as C
 from shared.enrollment import Enroller
 from shared.history import EntryPlan, load_entry_plans
+from shared.metrics import emit_metric
 from shared.store.contacts import ContactStore
 from shared.webhooks import WebhookPolicy
 
@@ -60,21 +60,6 @@ class Settings(BaseModel):
 _deps: Deps | None = None
 # The local runtime's collector of metrics (the simulator's counter); in AWS metrics are EMF in the logs.
 local_metrics: Any = None
-
-
-def emit_metric(namespace: str) -> Any:
-    def emit(name: str, workflow: str, step: str, dims: dict[str, str]) -> None:
-        # Dimensions are workflow and step (plus branch/reason): never a contact id, which would price per contact.
-        with single_metric(
-            name=name,
-            unit=MetricUnit.Count,
-            value=1,
-            namespace=namespace,
-            default_dimensions={"workflow": workflow, "step": step, **dims},
-        ):
-            pass
-
-    return emit
 
 
 def deps() -> Deps:

@@ -21,7 +21,6 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
@@ -37,6 +36,7 @@ from shared.history import load_entry_plans
 from shared.messaging import feedback
 from shared.messaging.channels import SnsAlert
 from shared.messaging.reputation import ReputationGuard, emf_metric
+from shared.metrics import emit_count, emit_metric
 from shared.routing import Router
 from shared.runtime import broadcast, engagement, inbound, schedules
 from shared.runtime.workflows_file import load_workflows
@@ -72,20 +72,6 @@ def client(service: str) -> Any:
     return _clients[service]
 
 
-def _emit(namespace: str) -> Callable[[str, str, str, dict[str, str]], None]:
-    def emit(name: str, workflow: str, step: str, dims: dict[str, str]) -> None:
-        with single_metric(
-            name=name,
-            unit=MetricUnit.Count,
-            value=1,
-            namespace=namespace,
-            default_dimensions={"workflow": workflow, "step": step, **dims},
-        ):
-            pass
-
-    return emit
-
-
 def deps() -> RouterDeps:
     """Cold start: settings, the deployed workflows and entry plans from the asset, the router over lazy clients."""
     global _deps
@@ -95,7 +81,7 @@ def deps() -> RouterDeps:
         plans = load_entry_plans(settings.path(settings.entry_plans)) if settings.entry_plans else {}
         ddb, sfn = client("dynamodb"), client("stepfunctions")
         store = ContactStore(settings.table_name, ddb)
-        metrics = local_metrics or (_emit(settings.namespace) if settings.metrics_enabled else None)
+        metrics = local_metrics or (emit_metric(settings.namespace) if settings.metrics_enabled else None)
         enroller = Enroller(store, sfn, settings.state_machine_arn_template, metrics, plans)
         router = Router(workflows, store, enroller, sfn)
         archive = Archive(settings.archive_bucket, client("s3"))
@@ -169,14 +155,7 @@ def _dead_letter(source: str, letter_id: str, record: dict[str, Any], err: Excep
     # The error's type only: messages may quote an address from the record.
     logger.warning("dead letter", extra={"source": source, "key": letter.key, "error_type": type(err).__name__})
     if d.settings.metrics_enabled:
-        with single_metric(
-            name=C.METRIC_DEAD_LETTER,
-            unit=MetricUnit.Count,
-            value=1,
-            namespace=d.settings.namespace,
-            default_dimensions={"source": source},
-        ):
-            pass
+        emit_count(d.settings.namespace, C.METRIC_DEAD_LETTER, {"source": source})
 
 
 def _on_last_receive(source: str, record: SQSRecord, kept: dict[str, Any], err: Exception) -> None:

@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     RootModel,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -206,9 +207,19 @@ def _names(v: Any) -> Any:
     return [v] if isinstance(v, str) else v
 
 
+def _yaml_text(v: Any, info: ValidationInfo) -> Any:
+    """A step id (or go-to target) is text; YAML reads a bare true/false as a boolean, so say how to write it."""
+    if isinstance(v, bool):
+        text = str(v).lower()
+        raise ValueError(f'{text} is a YAML boolean, not text: write {info.field_name}: "{text}" in quotes')
+    return v
+
+
 class StepBase(Strict):
     id: str = Field(pattern=STEP_ID, description="Stable id: go-to targets, goals and history use it")
     name: str | None = Field(default=None, description="Label shown in graphs and timelines")
+
+    _text_id = field_validator("id", mode="before")(_yaml_text)
 
 
 class SendEmailStep(StepBase):
@@ -406,6 +417,8 @@ class GotoStep(Strict):
     id: str | None = Field(default=None, pattern=STEP_ID)
     goto: str = Field(pattern=STEP_ID)
 
+    _text_id = field_validator("id", "goto", mode="before")(_yaml_text)
+
 
 class Goal(Strict):
     event: str | None = Field(default=None, pattern=r"^[a-z_]+\.[a-z_]+$")
@@ -436,6 +449,8 @@ class EndSpec(Strict):
 class EndStep(Strict):
     id: str | None = Field(default=None, pattern=STEP_ID)
     end: EndSpec
+
+    _text_id = field_validator("id", mode="before")(_yaml_text)
 
     @field_validator("end", mode="before")
     @classmethod
@@ -581,7 +596,7 @@ def _step_id_at(raw: Any, loc: tuple[Any, ...]) -> tuple[str | None, tuple[Any, 
         except (KeyError, IndexError, TypeError):
             break
         if isinstance(cur, dict) and "id" in cur and isinstance(part, int):
-            step_id, rest_from = str(cur["id"]), i + 1
+            step_id, rest_from = str(cur["id"]).lower() if isinstance(cur["id"], bool) else str(cur["id"]), i + 1
     return step_id, loc[rest_from:]
 
 

@@ -290,6 +290,28 @@ def check_fresh(signed_at: float, delivery: Delivery, header: str, tolerance: fl
         )
 
 
+def t_v1_signature(secret: str, t: int, body: bytes) -> str:
+    """The v1 of the `t=..,v1=..` scheme (Stripe, Calendly): hex HMAC-SHA256 of "<t>.<body>"."""
+    return hmac_sha256(secret, f"{t}.".encode() + body).hex()
+
+
+def verify_t_v1(delivery: Delivery, secret: str, header: str) -> None:
+    """A `t=..,v1=..` header checked: some v1 matches the body (constant-time compare, every candidate compared),
+    then the timestamp within TOLERANCE_SECONDS either way of the delivery's arrival."""
+    t, candidates = parse_t_v1(required_header(delivery, header), header)
+    expected = t_v1_signature(secret, t, delivery.body)
+    # Any v1 may match (several while a secret is rolled); v0 is not this scheme and is ignored.
+    if not any([same(c, expected) for c in candidates]):
+        raise SignatureRejected(f"{header} v1 does not match the body (wrong secret or altered body)", field=header)
+    check_fresh(t, delivery, header)
+
+
+def sign_t_v1(body: bytes, secret: str, now: datetime, header: str) -> dict[str, str]:
+    """The header a `t=..,v1=..` provider would send for `body` at `now` (tests, `stepwise send`)."""
+    t = int(now.timestamp())
+    return {header.lower(): f"t={t},v1={t_v1_signature(secret, t, body)}"}
+
+
 # ---- contacts and events ----------------------------------------------------------------------------------------
 
 

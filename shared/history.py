@@ -89,6 +89,25 @@ def passive_records(
     return out
 
 
+def cut_at_bound(
+    ahead: list[dict[str, Any]], loops: int, max_loops: int, goto: bool = False
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """Where the go-tos in `ahead` (Compiler.ahead) take a run that has jumped `loops` times: the passive steps it
+    reaches, the loop count it goes on with, and whether a jump one too many (over `max_loops`) cuts it short.
+    Each jump is counted where the contact meets it, after the waits before it. `goto` marks a machine compiled
+    before jumps were listed in `ahead`: its one jump is counted first. Cut short, the count is `max_loops` + 1,
+    so the next step-runner call ends the run (the step runner's `run`)."""
+    if goto and not any(p["kind"] == "goto" for p in ahead):
+        ahead = [{"id": "", "kind": "goto"}, *ahead]
+    n = loops
+    for i, p in enumerate(ahead):
+        if p["kind"] == "goto":
+            n += 1
+            if n > max_loops:
+                return ahead[:i], max_loops + 1, True
+    return ahead, n, False
+
+
 def passive_end(ahead: list[dict[str, Any]], start: datetime) -> datetime:
     """When a contact leaving at `start` is past the passive steps `ahead`: the end of its waits."""
     at = start

@@ -185,7 +185,7 @@ class Router:
             else:
                 continue
             snap.waits.remove(w)  # resumed or stale: a field change routed next must not find it
-            if resume_wait(self.store, self.sfn, w, why, now):
+            if resume_wait(self.store, self.sfn, w, why, now, self.enroller.metrics):
                 out.append(Routed(snap.contact_id, w["workflow"], "resumed", f"{w['step']}: {why}"))
         return out
 

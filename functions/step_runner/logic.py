@@ -16,7 +16,16 @@ from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.facts import conditions_window, facts_for
-from shared.history import Run, execution_name, passive_end, passive_metric, passive_records, stage_entered, visit_key
+from shared.history import (
+    Run,
+    cut_at_bound,
+    execution_name,
+    passive_end,
+    passive_metric,
+    passive_records,
+    stage_entered,
+    visit_key,
+)
 from shared.messaging.caps import FrequencyCap, at_limit, cap_day, counter_write, next_day
 from shared.messaging.windows import SendWindow, iso_z
 from shared.splits import SplitTests
@@ -202,23 +211,14 @@ def _record_ahead(ctx: Ctx, ahead: list[dict[str, Any]], goto: bool) -> int:
     at that time (a goal's jump before it drops it: drop_unreached), and the count returned is over the bound:
     the machine goes through the waits, and the step-runner call after them ends the run (`run`). No state is
     added: only a run that hits the bound pays for the waits and that one Task."""
-    if goto and not any(p["kind"] == "goto" for p in ahead):
-        ahead = [{"id": "", "kind": "goto"}, *ahead]  # a machine compiled before jumps were marked: counted first
-    loops, cut = ctx.loops, len(ahead)
-    for i, p in enumerate(ahead):
-        if p["kind"] == "goto":
-            loops += 1
-            if loops > ctx.req.max_loops:
-                cut = i
-                break
-    reached = ahead[:cut]
+    reached, loops, over = cut_at_bound(ahead, ctx.loops, ctx.req.max_loops, goto)
     records = passive_records(ctx.run, ctx.loops, reached, ctx.now, ctx.seq + 1)
     ctx.seq += len(reached)
     for rec in records:
         if ctx.commit(rec, []):
             name, dims = passive_metric(rec)
             ctx.metric(name, rec["step"], **dims)
-    if cut == len(ahead):
+    if not over:
         return loops
     at = passive_end(reached, ctx.now)
     if at <= ctx.now:
@@ -726,6 +726,11 @@ def _wait(ctx: Ctx) -> dict[str, Any]:
         "trigger": pick(trigger_data, wu.condition.event_fields()) if wu.condition else {},
         "loops": ctx.loops,
         "goto": bool(ctx.req.goto),
+        # What the contact meets after the resume, up to the next step-runner call (Compiler.ahead): the router
+        # records those passive steps and counts the go-tos among them as it resumes (shared/waits.py).
+        "ahead": ctx.req.ahead if isinstance(ctx.req.ahead, list) else None,
+        "max_loops": ctx.req.max_loops,
+        "version": ctx.run.version,
         "since": ctx.now.isoformat(),
         "history_days": ctx.req.history_days,
         C.TTL_ATTRIBUTE: epoch(ctx.now + timedelta(seconds=timeout, days=1)),
@@ -748,7 +753,7 @@ def _wait(ctx: Ctx) -> dict[str, Any]:
         facts = facts_for(store, ctx.contact, ctx.req.event, ctx.now, window=conditions_window([wu.condition]))
         trail: list[Evaluation] = []
         if evaluate(wu.condition, facts, trail):
-            resume_wait(store, ctx.deps.sfn, record, "condition already held", ctx.now)
+            resume_wait(store, ctx.deps.sfn, record, "condition already held", ctx.now, ctx.deps.metrics)
     return {"loops": ctx.loops, "branch": "waiting"}
 
 

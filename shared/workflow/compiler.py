@@ -470,7 +470,8 @@ class Compiler:
                 timeout_head = node.branch_heads.get("on_timeout", node.next)
                 task = self._task(
                     "wait",
-                    {"step": spec, "ahead": [], "goto": self.passes_goto(node.next)},
+                    # `ahead`: what the contact meets once resumed (the router records it, shared/waits.py).
+                    {"step": spec, "ahead": self.ahead(node.next), "goto": self.passes_goto(node.next)},
                     callback=True,
                 )
                 task["TimeoutSeconds"] = wu.timeout

@@ -16,7 +16,16 @@ from shared import constants as C
 from shared.events import stable_hash
 from shared.history import EntryPlan, Run, drop_unreached, passive_metric, passive_records, stage_entered, visit_key
 from shared.lifecycle import STATUS_SK, ensure_activated, entry_check, read_status, status_pk, write_status
-from shared.store.contacts import ContactStore, contact_pk
+from shared.store.contacts import ContactStore, contact_pk, epoch
+from shared.store.run_index import (
+    ENTERED_PREFIX,
+    PROGRESS,
+    funnel_pk,
+    funnel_sk,
+    progress_sk,
+    run_index_pk,
+    run_index_sk,
+)
 from shared.workflow.model import Reentry
 
 
@@ -399,6 +408,20 @@ class Enroller:
         steps it opens with."""
         record, restart = start.record, start.restart
         entered_at = at.isoformat() if not restart or not record else record["entered_at"]
+        plan = self.plans.get(start.workflow)
+        name = exec_arn.rsplit(":", 1)[-1]
+        entry = str((record or {}).get("entry") or str((record or {}).get("execution_arn", "")).rsplit(":", 1)[-1])
+        entry = entry if restart and record else name  # the entry's first execution name, kept across restarts
+        # The run's place before its first step: the step runner moves it on with every step it commits.
+        progress = {
+            "state": "entered",
+            "step": "",
+            "at": at.isoformat(),
+            "until": "",
+            "version": plan.version if plan else "",
+            "execution": exec_arn,
+            "order": "",  # before any record of the run
+        }
         self.store.confirm_claim(
             {
                 C.PK: contact_pk(start.contact_id),
@@ -407,14 +430,20 @@ class Enroller:
                 "execution_arn": exec_arn,
                 "status": "running",
                 "entered_at": entered_at,
-                # The run index (GSI1): a workflow's enrolments by status without a Scan (shared/store/operations.py).
-                C.GSI1_PK: f"RUN#{start.workflow}",
-                C.GSI1_SK: f"running#{entered_at}#{start.contact_id}",
+                # The run index (GSI1): a workflow's enrolments by status and current step without a Scan
+                # (shared/store/run_index.py).
+                C.GSI1_PK: run_index_pk(start.workflow),
+                C.GSI1_SK: progress_sk("running", progress, start.contact_id),
+                PROGRESS: progress,
                 "count": (record or {}).get("count", 0) + (0 if restart else 1),
                 "goals": (record or {}).get("goals", []) if restart else [],
                 "rev": start.rev,
                 **({"version_arn": start.version_arn} if start.version_arn else {}),
-            }
+                "entry": entry,
+            },
+            # The entry's marker on the funnel index: `stats` counts entries by it. A restart (a goal's jump, a
+            # resume) is the same entry: its marker names the entry the new execution goes on with.
+            entry=entry_marker(start, exec_arn, at, plan.history_days if plan else 30, entry),
         )
         if not restart and self.metrics is not None:
             # Counted here, once per new execution (a goal's restart is the same entry): the funnel's denominator.
@@ -461,11 +490,29 @@ class Enroller:
                 **record,
                 "status": "stopped",
                 "stopped_because": reason,
-                C.GSI1_PK: f"RUN#{workflow}",
-                C.GSI1_SK: f"stopped#{record['entered_at']}#{contact_id}",
+                C.GSI1_PK: run_index_pk(workflow),
+                C.GSI1_SK: run_index_sk("stopped", str(record["entered_at"]), contact_id),
             }
         )
         return True
+
+
+def entry_marker(start: _Start, exec_arn: str, at: datetime, history_days: int, entry: str) -> dict[str, Any]:
+    """An execution's ENTERED# item on the funnel index (FUNNEL#<workflow>) at its start, kept as long as the
+    run's history: an entry (`entry` is the execution's own name), or a restart going on with entry `entry`. One
+    per entry, so a contact who enters twice counts twice."""
+    name = exec_arn.rsplit(":", 1)[-1]
+    mark = ("entered", "") if entry == name else ("continued", entry)
+    return {
+        C.PK: contact_pk(start.contact_id),
+        C.SK: f"{ENTERED_PREFIX}{start.workflow}#{name}",
+        "workflow": start.workflow,
+        "execution_arn": exec_arn,
+        "entered_at": at.isoformat(),
+        C.GSI1_PK: funnel_pk(start.workflow),
+        C.GSI1_SK: funnel_sk(at.isoformat(), mark[0], mark[1], "", name),
+        C.TTL_ATTRIBUTE: epoch(at + timedelta(days=history_days)),
+    }
 
 
 def _status_key(workflow: str) -> tuple[str, str]:

@@ -13,6 +13,15 @@ from shared import clock
 from shared import constants as C
 from shared.events import ContactRef, stable_hash
 from shared.store.codec import deserialise, epoch, serialise  # the store's other modules import them here
+from shared.store.run_index import (
+    ENTERED_PREFIX,
+    PROGRESS,
+    funnel_keys,
+    message_event_keys,
+    order_key,
+    progress_sk,
+    progress_state,
+)
 
 
 class ConditionFailed(Exception):
@@ -233,6 +242,8 @@ def activity_item(contact_id: str, event_id: str, etype: str, data: dict[str, An
         "data": data,
         "at": at.isoformat(),
         C.TTL_ATTRIBUTE: epoch(at + timedelta(days=ACTIVITY_DAYS)),
+        # A workflow's message event is on the funnel index (shared/store/run_index.py): `stats` counts it there.
+        **message_event_keys(etype, data, at.isoformat()),
     }
 
 
@@ -359,12 +370,13 @@ class ContactStore:
             ":s": "SPLIT#",
             ":m": "MSG#",
             ":msg": f"MSG#{message_id or ''}",
+            ":n": ENTERED_PREFIX,
         }
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :lo AND :hi",
             "FilterExpression": "NOT begins_with(#sk, :h) AND NOT begins_with(#sk, :l) AND NOT begins_with(#sk, :s)"
-            " AND (NOT begins_with(#sk, :m) OR #sk = :msg)",
+            " AND NOT begins_with(#sk, :n) AND (NOT begins_with(#sk, :m) OR #sk = :msg)",
             "ExpressionAttributeNames": {"#pk": C.PK, "#sk": C.SK},
             "ExpressionAttributeValues": serialise(values),
             "ConsistentRead": True,
@@ -627,8 +639,12 @@ class ContactStore:
 
         Returns False when the history record already exists: the step ran before (a retry or a redrive),
         and none of `writes` is applied again.
+
+        The run's enrolment record takes the step as its current one in the same transaction (`progress_write`:
+        no request of its own); when that write's condition fails (no enrolment of this run, or a later step
+        recorded first), the step is committed again without it.
         """
-        hist = {C.PK: contact_pk(contact_id), **history}
+        hist = {C.PK: contact_pk(contact_id), **funnel_keys(history), **history}
         guarded = {
             "Put": {
                 "Item": serialise(hist),
@@ -636,12 +652,61 @@ class ContactStore:
                 "ExpressionAttributeNames": {"#pk": C.PK},
             }
         }
-        failed = self._transact([guarded, *writes])
+        progress = self.progress_write(contact_id, history)
+        failed = self._transact([guarded, *writes, *([progress] if progress else [])])
+        if failed is not None and progress is not None and failed == [len(writes) + 1]:
+            failed = self._transact([guarded, *writes])  # the run's record is not this run's, or is ahead of it
         if failed is None:
             return True
         if failed and failed[0] == 0:
             return False
         raise ConditionFailed(f"step record {history.get(C.SK)}: a condition of write(s) {failed} failed")
+
+    def progress_write(self, contact_id: str, history: dict[str, Any]) -> dict[str, Any] | None:
+        """The transaction write making a history record's step the current step of its run's enrolment record
+        (ENROLL#<workflow>: its `progress` and the run index key, shared/store/run_index.py). Only on this run's
+        record while it runs (or is being confirmed: its claim names the execution), and only forward: a record
+        ordered before the current one (a resumed wait committed after the next step) leaves it."""
+        workflow, execution, step = history.get("workflow"), history.get("execution"), history.get("step")
+        if not workflow or not execution or not step:
+            return None
+        progress = {
+            "step": str(step),
+            "state": progress_state(history),
+            "at": str(history.get("at", "")),
+            "until": str(history.get("until") or ""),
+            "version": str(history.get("version") or ""),
+            "execution": str(execution),
+            "order": order_key(history),
+        }
+        return {
+            "Update": {
+                "Key": self._key(contact_pk(contact_id), f"ENROLL#{workflow}"),
+                "UpdateExpression": "SET #pr = :p, #g1 = :g1, #g2 = :g2",
+                "ConditionExpression": "((#ex = :e AND #st = :running) OR #cl.#ex = :e)"
+                " AND (attribute_not_exists(#pr) OR #pr.#pe <> :e OR #pr.#po < :o)",
+                "ExpressionAttributeNames": {
+                    "#pr": PROGRESS,
+                    "#g1": C.GSI1_PK,
+                    "#g2": C.GSI1_SK,
+                    "#ex": "execution_arn",
+                    "#st": "status",
+                    "#cl": "claim",
+                    "#pe": "execution",
+                    "#po": "order",
+                },
+                "ExpressionAttributeValues": serialise(
+                    {
+                        ":p": progress,
+                        ":g1": f"RUN#{workflow}",
+                        ":g2": progress_sk("running", progress, contact_id),
+                        ":e": str(execution),
+                        ":running": "running",
+                        ":o": progress["order"],
+                    }
+                ),
+            }
+        }
 
     def profile_update(self, contact_id: str, expression: str, names: dict[str, str], values: dict[str, Any]) -> dict:
         upd: dict[str, Any] = {
@@ -808,16 +873,54 @@ class ContactStore:
             }
         }
 
-    def confirm_claim(self, record: dict[str, Any]) -> bool:
+    def confirm_claim(self, record: dict[str, Any], *, entry: dict[str, Any] | None = None) -> bool:
         """Write a confirmed enrolment record over its claim, unless a newer claim has been made since (a later
-        revision): False then, and nothing written."""
+        revision): False then, and nothing written. `entry` (the entry's ENTERED# marker on the funnel index) goes
+        in the same request, a transaction. The run's first step may have been committed before this (the
+        execution runs as soon as it is started): its `progress` is then kept, found by re-reading the item (an
+        extra read only in that race)."""
+        execution = str(record["execution_arn"])
+        condition = "(attribute_not_exists(#rev) OR #rev <= :r) AND (attribute_not_exists(#pr) OR #pr.#pe <> :e)"
+        values: dict[str, Any] = {":r": record["rev"], ":e": execution}
+        for _ in range(4):
+            if self._confirm_once(record, condition, values, entry):
+                return True
+            current = self.get_item(str(record[C.PK]), str(record[C.SK]))
+            if current is None:
+                continue
+            if int(current.get("rev", 0)) > int(record["rev"]):
+                return False
+            progress = current.get(PROGRESS)
+            if not progress or progress.get("execution") != execution:
+                continue
+            contact_id = str(record[C.PK]).removeprefix("CONTACT#")
+            record = {**record, PROGRESS: progress, C.GSI1_SK: progress_sk(str(record["status"]), progress, contact_id)}
+            condition = "#rev <= :r AND #pr.#po = :o"
+            values = {":r": record["rev"], ":o": progress.get("order", "")}
+        return False
+
+    def _confirm_once(
+        self, record: dict[str, Any], condition: str, values: dict[str, Any], entry: dict[str, Any] | None
+    ) -> bool:
+        names = {"#rev": "rev", "#pr": PROGRESS, **({"#pe": "execution"} if ":e" in values else {})}
+        names |= {"#po": "order"} if ":o" in values else {}
+        if entry is not None:
+            put = {
+                "Put": {
+                    "Item": serialise(record),
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": serialise(values),
+                }
+            }
+            return self._transact([put, self.put(entry)]) is None
         try:
             self.client.put_item(
                 TableName=self.table,
                 Item=serialise(record),
-                ConditionExpression="attribute_not_exists(#rev) OR #rev <= :r",
-                ExpressionAttributeNames={"#rev": "rev"},
-                ExpressionAttributeValues=serialise({":r": record["rev"]}),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=serialise(values),
             )
         except ClientError as err:
             if err.response["Error"]["Code"] == "ConditionalCheckFailedException":

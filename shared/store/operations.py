@@ -17,34 +17,28 @@ from shared import constants as C
 from shared.events import ContactRef
 from shared.store.archive import DEAD_LETTERS_PREFIX, DELIVERIES_PREFIX
 from shared.store.contacts import ContactStore, contact_pk, deserialise, epoch, serialise
+from shared.store.run_index import (
+    RUN_INDEX_PREFIX,
+    FunnelEntry,
+    IndexedRun,
+    funnel_pk,
+    parse_funnel_sk,
+    parse_run_sk,
+    run_index_pk,
+    run_index_sk,
+)
 
-# The run index (GSI1, KEYS_ONLY): every ENROLL# item carries gsi1pk RUN#<workflow> and
-# gsi1sk <status>#<entered_at>#<contact id> (written by shared/enrollment.py), so a workflow's enrolments are one
-# Query of the index, never a Scan of the table.
-RUN_INDEX_PREFIX = "RUN#"
-
-
-def run_index_pk(workflow: str) -> str:
-    return f"{RUN_INDEX_PREFIX}{workflow}"
-
-
-def run_index_sk(status: str, entered_at: str, contact_id: str) -> str:
-    return f"{status}#{entered_at}#{contact_id}"
-
-
-@dataclass(frozen=True)
-class IndexedRun:
-    """One enrolment as the run index holds it (keys only: no read of the item itself)."""
-
-    contact_id: str
-    status: str
-    entered_at: str
-
-
-def parse_run_sk(sk: str) -> IndexedRun:
-    status, rest = sk.split("#", 1)
-    entered_at, contact_id = rest.rsplit("#", 1)
-    return IndexedRun(contact_id, status, entered_at)
+# The run index and the funnel index (GSI1, KEYS_ONLY; key formats in shared/store/run_index.py): a workflow's
+# enrolments by status and current step, and its entries, step records and message events by time, are bounded
+# Query pages of the index, never a Scan of the table and never one Query per contact.
+__all__ = [
+    "RUN_INDEX_PREFIX",
+    "FunnelEntry",
+    "IndexedRun",
+    "parse_run_sk",
+    "run_index_pk",
+    "run_index_sk",
+]
 
 
 class BadContactReference(ValueError):
@@ -98,6 +92,7 @@ class OperationsStore:
     ) -> None:
         self.store = store
         self.workers = workers  # partition Queries in flight at once (boto3 clients are thread-safe)
+        self.index_pages = 0  # GSI1 Query pages read (the commands report it)
         self.client = store.client
         self.table = store.table
         self.sfn = sfn
@@ -148,29 +143,48 @@ class OperationsStore:
 
     # ---- the run index ------------------------------------------------------------------------
 
-    def runs(self, workflow: str, *, status: str | None = None, since: datetime | None = None) -> Iterator[IndexedRun]:
-        """The workflow's enrolments from GSI1 (keys only), of one status when given, entered since `since`."""
+    def runs(self, workflow: str, *, status: str | None = None, state: str | None = None) -> Iterator[IndexedRun]:
+        """The workflow's enrolments from GSI1 (keys only), of one status when given (and, with it, one state of
+        the current step: waiting, held, ...), each with its current step as the step runner last recorded it."""
+        prefix = f"{status}#{state + '#' if state else ''}" if status is not None else None
+        for sk in self._index_keys(run_index_pk(workflow), prefix=prefix):
+            yield parse_run_sk(sk)
+
+    def funnel(self, workflow: str, since: datetime) -> Iterator[FunnelEntry]:
+        """The workflow's entries, step records and message events since `since`, from the funnel index: one key
+        range of GSI1 (their keys begin with their time), paginated."""
+        for sk in self._index_keys(funnel_pk(workflow), low=since.isoformat()):
+            yield parse_funnel_sk(sk)
+
+    def _index_keys(self, pk: str, *, prefix: str | None = None, low: str | None = None) -> Iterator[str]:
         key = "#g = :g"
-        values: dict[str, Any] = {":g": run_index_pk(workflow)}
-        if status is not None:
+        values: dict[str, Any] = {":g": pk}
+        if prefix is not None:
             key += " AND begins_with(#s, :p)"
-            values[":p"] = f"{status}#"
+            values[":p"] = prefix
+        elif low is not None:
+            key += " AND #s >= :lo"
+            values[":lo"] = low
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": C.GSI1,
             "KeyConditionExpression": key,
-            "ExpressionAttributeNames": {"#g": C.GSI1_PK, **({"#s": C.GSI1_SK} if status is not None else {})},
+            "ExpressionAttributeNames": {"#g": C.GSI1_PK, **({"#s": C.GSI1_SK} if len(values) > 1 else {})},
             "ExpressionAttributeValues": serialise(values),
         }
         while True:
             page = self.client.query(**kwargs)
+            self.index_pages += 1
             for raw in page.get("Items", []):
-                run = parse_run_sk(str(deserialise(raw)[C.GSI1_SK]))
-                if since is None or datetime.fromisoformat(run.entered_at) >= since:
-                    yield run
+                yield str(raw[C.GSI1_SK]["S"])
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def enrolments(self, workflow: str, contact_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The ENROLL#<workflow> items of some contacts (BatchGetItem, 100 keys a request), by contact id."""
+        got = self.store.batch_get([(contact_pk(c), f"ENROLL#{workflow}") for c in contact_ids])
+        return {pk.removeprefix("CONTACT#"): item for (pk, _), item in got.items()}
 
     def split_stats(self, workflow: str, step: str) -> dict[str, Any] | None:
         return self.store.get_item(f"SPLIT#{workflow}#{step}", "STATS")
@@ -282,6 +296,36 @@ class OperationsStore:
             target = routes[0]["stateMachineVersionArn"]
         got = self.sfn.describe_state_machine(stateMachineArn=target)
         return dict(json.loads(got["definition"]))
+
+    def definition_of_version(self, machine_arn: str, version: str) -> dict[str, Any] | None:
+        """The ASL whose Task payloads carry `version` (the step runner's records name it): what `machine_arn`
+        runs now, else one of the machine's published versions (ListStateMachineVersions, newest first, read
+        until found). None when no definition carries it."""
+        current = self.deployed_definition(machine_arn)
+        if version in _payload_versions(current):
+            return current
+        machine = ":".join(machine_arn.split(":")[:7])
+        try:
+            for page in self.sfn.get_paginator("list_state_machine_versions").paginate(stateMachineArn=machine):
+                for v in page.get("stateMachineVersions", []):
+                    got = json.loads(
+                        self.sfn.describe_state_machine(stateMachineArn=v["stateMachineVersionArn"])["definition"]
+                    )
+                    if version in _payload_versions(got):
+                        return dict(got)
+        except (ClientError, NotImplementedError):
+            return None
+        return None
+
+
+def _payload_versions(asl: dict[str, Any]) -> set[str]:
+    """The `version` the Task states of a definition send to the step runner."""
+    out: set[str] = set()
+    for st in asl.get("States", {}).values():
+        v = (st.get("Parameters") or {}).get("Payload", {}).get("version")
+        if v:
+            out.add(str(v))
+    return out
 
 
 # What an endpoint without RedriveExecution answers (a moto server: its unimplemented-action error).

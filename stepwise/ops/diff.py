@@ -1,6 +1,6 @@
 """`stepwise diff OLD NEW` (or `FILE --deployed`): what changed step by step between two versions of a workflow, as
 their compiled machines say it (added, removed, moved, changed fields), and how many contacts inside are waiting on
-a step the new version removes or moves, read from the run index (GSI1) and each running contact's partition."""
+a step the new version removes or moves, read from the run index (GSI1: each running enrolment's current step)."""
 
 from __future__ import annotations
 
@@ -143,13 +143,20 @@ def workflow_changes(old: Workflow, new: Workflow) -> list[str]:
 
 
 def waiting_by_step(ops: OperationsStore, workflow: str) -> tuple[Counter[str], int]:
-    """How many running contacts wait at each step (their run's latest record is `waiting`), and how many
-    running enrolments were read: the run index gives the contacts, one Query of each partition the rest."""
+    """How many running contacts wait at each step, and how many running enrolments were read: the run index's
+    keys say each run's current step and whether it waits there (kept current by the step runner), so this is
+    the index's pages of the workflow's running enrolments and nothing per contact. An entry written before the
+    index carried the step is judged from the contact's records, as before."""
     waiting: Counter[str] = Counter()
     read = 0
-    contacts = [r.contact_id for r in ops.runs(workflow, status="running")]
-    for part in ops.partitions(contacts, workflow=workflow):
+    legacy: list[str] = []
+    for run in ops.runs(workflow, status="running"):
         read += 1
+        if not run.state:
+            legacy.append(run.contact_id)
+        elif run.state == "waiting":
+            waiting[run.step] += 1
+    for part in ops.partitions(legacy, workflow=workflow):
         enrol = next((i for i in part.of(f"ENROLL#{workflow}")), None)
         if enrol is None or enrol.get("status") != "running":
             continue

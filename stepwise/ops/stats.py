@@ -1,7 +1,8 @@
 """`stepwise stats WORKFLOW [--since 7d]`: the funnel of a workflow: entered, reached each step, each branch's share,
-goals reached, sent / delivered / opened / clicked, split paths and the winner. Two sources behind one interface:
-the table (the run index on GSI1, then one Query per enrolled contact: locally and anywhere) and CloudWatch (the
-step runner's metrics, namespace Stepwise: the figures the dashboard shows)."""
+goals reached, sent / delivered / opened / clicked, split paths and the winner, and (from the table) who waits at
+each step now. Two sources behind one interface: the table (the funnel and run indexes on GSI1: bounded Query pages
+of keys, per entry, locally and anywhere) and CloudWatch (the step runner's metrics, namespace Stepwise: the figures
+the dashboard shows)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 from shared import clock
 from shared import constants as C
 from shared.store.contacts import ContactStore
-from shared.store.operations import MetricsReader, OperationsStore
+from shared.store.operations import FunnelEntry, MetricsReader, OperationsStore
 from shared.workflow.durations import DurationError, parse_duration
 
 DELIVERED = ("email.delivered", "sms.delivered")
@@ -33,6 +34,7 @@ class Funnel:
     goals: dict[str, int] = field(default_factory=dict)
     messages: dict[str, int | None] = field(default_factory=dict)  # sent, delivered, opened, clicked
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)  # split step -> {paths, winner}
+    waiting: dict[str, int] | None = None  # step -> running contacts waiting there now (table only)
     reads: dict[str, int] = field(default_factory=dict)
 
     def shares(self) -> dict[str, dict[str, float]]:
@@ -54,6 +56,7 @@ class Funnel:
             "goals": self.goals,
             "messages": self.messages,
             "splits": self.splits,
+            "waiting": self.waiting,
             "reads": self.reads,
         }
 
@@ -63,57 +66,65 @@ class StatsSource(Protocol):
 
 
 class TableSource:
-    """Counts from the records: the run index names the contacts who entered since `since` (one paginated Query of
-    GSI1), then one Query per contact reads that workflow's items (filtered by DynamoDB). Counts are of contacts:
-    a contact reaching a step twice (a loop) counts once; the latest entry of each contact is the one counted."""
+    """Counts from the indexes, per entry: the funnel index (GSI1 FUNNEL#<workflow>, one key range from `since`)
+    holds a marker per entry, a key per step record (its step, branch, goal) and per message event of the
+    workflow; the run index holds each running enrolment's current step (waiting per step). Both are bounded Query
+    pages of keys: nothing is read per contact. A contact who entered twice counts twice, and each entry reaches a
+    step once however often it loops through it (its branches are counted per visit)."""
 
     def __init__(self, ops: OperationsStore) -> None:
         self.ops = ops
 
     def funnel(self, workflow: str, since: datetime) -> Funnel:
         f = Funnel(workflow, since.isoformat(), "table")
+        entries: set[str] = set()
+        continued: dict[str, str] = {}  # a restart's execution -> the entry it goes on with
+        records: list[FunnelEntry] = []
+        messages: dict[str, set[str]] = defaultdict(set)
+        start = self.ops.index_pages
+        for e in self.ops.funnel(workflow, since):
+            if e.mark == "entered":
+                entries.add(e.run)
+            elif e.mark == "continued":  # a restart (a goal's jump, a resume): the same entry goes on
+                continued[e.run] = e.name
+            elif e.mark == "msg":
+                messages[e.name].add(e.run)
+            else:
+                records.append(e)
+        funnel_pages = self.ops.index_pages - start
         reached: dict[str, set[str]] = defaultdict(set)
         branches: dict[str, Counter[str]] = defaultdict(Counter)
         split_steps: set[str] = set()
-        goals: Counter[str] = Counter()
-        msg: Counter[str] = Counter()
-        queries = pages = 0
-        runs = list(self.ops.runs(workflow, since=since))
-        f.entered = len(runs)
-        for run, part in zip(runs, self.ops.partitions((r.contact_id for r in runs), workflow=workflow), strict=True):
-            queries += 1
-            pages += part.pages
-            for h in part.of("HIST#"):
-                if datetime.fromisoformat(str(h["at"])) < since or str(h[C.SK]).endswith("#resumed"):
-                    continue
-                reached[str(h["step"])].add(run.contact_id)
-                if h.get("branch") is not None:
-                    branches[str(h["step"])][str(h["branch"])] += 1
-                    if h.get("kind") == "split":
-                        split_steps.add(str(h["step"]))
-            for e in part.of(f"ENROLL#{workflow}"):
-                for g in e.get("goals") or []:
-                    goals[str(g)] += 1
-            for m in part.of("MSG#"):
-                if datetime.fromisoformat(str(m["at"])) < since:
-                    continue
-                msg["sent"] += m.get("status") == "sent"
-                msg["opened"] += bool(m.get("opened_at"))
-                msg["clicked"] += bool(m.get("clicked_at"))
-            delivered = {
-                str((a.get("data") or {}).get("message_id"))
-                for a in part.of("ACT#")
-                if a.get("type") in DELIVERED and datetime.fromisoformat(str(a["at"])) >= since
-            }
-            msg["delivered"] += len(delivered)
+        goals: dict[str, set[str]] = defaultdict(set)
+        for r in records:
+            run = continued.get(r.run, r.run)
+            if run not in entries:
+                continue  # a run entered before `since`
+            reached[r.name].add(run)
+            if r.branch:
+                branches[r.name][r.branch] += 1
+            if r.mark == "split":
+                split_steps.add(r.name)
+            elif r.mark == "goal":
+                goals[r.name].add(run)
+        f.entered = len(entries)
         f.reached = {s: len(c) for s, c in sorted(reached.items())}
         f.branches = {s: dict(sorted(c.items())) for s, c in sorted(branches.items())}
-        f.goals = dict(sorted(goals.items()))
-        f.messages = {k: msg[k] for k in ("sent", "delivered", "opened", "clicked")}
+        f.goals = {s: len(c) for s, c in sorted(goals.items())}
+        f.messages = {k: len(messages[k]) for k in ("sent", "delivered", "opened", "clicked")}
+        start = self.ops.index_pages
+        waiting: Counter[str] = Counter(
+            r.step for r in self.ops.runs(workflow, status="running", state="waiting") if r.step
+        )
+        f.waiting = dict(sorted(waiting.items()))
         for step in sorted(split_steps):
             stats = self.ops.split_stats(workflow, step) or {}
             f.splits[step] = {"paths": f.branches.get(step, {}), "winner": stats.get("winner")}
-        f.reads = {"index_queries": 1, "partition_queries": queries, "partition_pages": pages}
+        f.reads = {
+            "funnel_index_pages": funnel_pages,
+            "run_index_pages": self.ops.index_pages - start,
+            "partition_queries": 0,
+        }
         return f
 
 
@@ -189,6 +200,8 @@ def print_funnel(f: Funnel, out: Any) -> None:
     for step, s in f.splits.items():
         paths = ", ".join(f"{p} {n}" for p, n in s["paths"].items())
         print(f"  split {step}: {paths}; winner {s['winner'] or 'not decided'}", file=out)
+    if f.waiting:
+        print("  waiting now: " + ", ".join(f"{step} {n}" for step, n in f.waiting.items()), file=out)
 
 
 def since_time(text: str, now: datetime | None = None) -> datetime:

@@ -1,7 +1,7 @@
 """`stepwise stuck WORKFLOW`: the contacts whose run failed, timed out, or waits past the time its step should have
 ended (a Wait's scheduled end, a wait_until's timeout, a held send's `until`, plus a margin). Reads the run index
-(running enrolments), ListExecutions with a status filter (failed and timed-out runs) and one Query per contact:
-never a Scan."""
+(running enrolments, each with its current step), ListExecutions with a status filter (failed and timed-out runs)
+and BatchGetItem of the stuck runs' enrolment records: never a Scan, never one Query per contact."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from shared import clock
 from shared import constants as C
 from shared.store.contacts import ContactStore
 from shared.store.operations import OperationsStore
+from shared.store.run_index import PROGRESS
 from shared.workflow.durations import parse_duration
 
 DEFAULT_MARGIN = timedelta(hours=1)  # a Wait fires on time; a step runner retrying for an hour is stuck
@@ -89,8 +90,10 @@ def find_stuck(
     since: timedelta = timedelta(days=30),
 ) -> StuckReport:
     """The workflow's stuck runs. A failed run counts only while it is still the contact's current run (a contact
-    who entered again since has moved on); a running one is overdue when its latest record is a wait whose end,
-    plus `margin`, has passed."""
+    who entered again since has moved on); a running one is overdue when its current step is a wait whose end,
+    plus `margin`, has passed. The current step comes from the run index's keys (the step runner keeps it), so
+    the running enrolments are the index's pages; only the runs found stuck are read (BatchGetItem, 100 a
+    request), and an entry written before the index carried the step is judged from the contact's records."""
     now = now or clock.now()
     ended: dict[str, tuple[str, str, str]] = {}  # execution -> (problem, contact, detail)
     for status, problem in ENDED_PROBLEMS.items():
@@ -100,11 +103,96 @@ def find_stuck(
             if contact:
                 detail = ": ".join(str(x) for x in (desc.get("error"), desc.get("cause")) if x) or status
                 ended[e["executionArn"]] = (problem, str(contact), detail)
-    running = [r.contact_id for r in ops.runs(workflow, status="running")]
-    contacts = list(dict.fromkeys([*running, *(c for _, c, _ in ended.values())]))
-    definitions: dict[str, dict[str, Deadline]] = {}
+    running = list(ops.runs(workflow, status="running"))
+    ended_contacts = {c for _, c, _ in ended.values()}
+    definitions = _Definitions(ops, machine_arn)
+    overdue: dict[str, tuple[str, str, datetime]] = {}  # contact -> (step, began, due), from the index
+    legacy: list[str] = []
+    for run in running:
+        if not run.state:
+            legacy.append(run.contact_id)
+            continue
+        due = _due(run.state, run.step, run.at, run.until, definitions.deadlines(run.version))
+        if due is not None and now > due + margin:
+            overdue[run.contact_id] = (run.step, run.at, due)
     out: list[StuckRun] = []
-    for part in ops.partitions(contacts, workflow=workflow):
+    records = ops.enrolments(workflow, [*ended_contacts, *overdue])
+    for contact in list(dict.fromkeys(c for _, c, _ in ended.values())):
+        enrol = records.get(contact)
+        if enrol is None or "execution_arn" not in enrol:
+            continue
+        arn = str(enrol["execution_arn"])
+        if arn not in ended:
+            continue  # entered again since: the failed run is not the current one
+        progress = enrol.get(PROGRESS)
+        if progress is None or progress.get("execution") != arn:
+            legacy.append(contact)
+            continue
+        problem, _, detail = ended[arn]
+        overdue.pop(contact, None)
+        out.append(StuckRun(contact, arn, problem, str(progress.get("step", "")), str(progress.get("at", "")), detail))
+    for contact, (step, began, due) in overdue.items():
+        enrol = records.get(contact)
+        if enrol is None or enrol.get("status") != "running" or "execution_arn" not in enrol:
+            continue
+        late = now - due
+        out.append(
+            StuckRun(
+                contact, str(enrol["execution_arn"]), "overdue", step, began, f"due {due.isoformat()}, {late} late"
+            )
+        )
+    out += _stuck_from_records(ops, workflow, legacy, ended, definitions, now, margin)
+    # In the order the runs were always listed: the index's, then the ended runs'.
+    order = {c: i for i, c in enumerate(dict.fromkeys([*(r.contact_id for r in running), *ended_contacts]))}
+    out.sort(key=lambda s: order.get(s.contact_id, len(order)))
+    return StuckReport(workflow, now.isoformat(), len(running), len(ended), out)
+
+
+def _due(state: str, step: str, began: str, until: str, deadline_of: dict[str, Deadline]) -> datetime | None:
+    """When a run at `step` since `began` should have moved on: a held send's `until`, a wait's end."""
+    if state == "held" and until:
+        return datetime.fromisoformat(until.replace("Z", "+00:00"))
+    if state == "waiting" and began:
+        deadline = deadline_of.get(step)
+        return deadline.due(datetime.fromisoformat(began)) if deadline else None
+    return None
+
+
+class _Definitions:
+    """Each waiting step's deadline per version of the workflow the runs execute (the version their records
+    name), read once per version: the alias's definition, or the machine's version whose Task payloads carry
+    that version."""
+
+    def __init__(self, ops: OperationsStore, machine_arn: str) -> None:
+        self.ops, self.machine_arn = ops, machine_arn
+        self.cache: dict[str, dict[str, Deadline]] = {}
+        self.by_arn: dict[str, dict[str, Deadline]] = {}
+
+    def of_arn(self, arn: str) -> dict[str, Deadline]:
+        if arn not in self.by_arn:
+            self.by_arn[arn] = deadlines(self.ops.deployed_definition(arn))
+        return self.by_arn[arn]
+
+    def deadlines(self, version: str) -> dict[str, Deadline]:
+        if version not in self.cache:
+            asl = self.ops.definition_of_version(self.machine_arn, version) if version else None
+            self.cache[version] = deadlines(asl) if asl is not None else self.of_arn(self.machine_arn)
+        return self.cache[version]
+
+
+def _stuck_from_records(
+    ops: OperationsStore,
+    workflow: str,
+    contacts: list[str],
+    ended: dict[str, tuple[str, str, str]],
+    definitions: _Definitions,
+    now: datetime,
+    margin: timedelta,
+) -> list[StuckRun]:
+    """Stuck runs judged from the contacts' records (one Query each): enrolments whose index entry predates the
+    current step on it."""
+    out: list[StuckRun] = []
+    for part in ops.partitions(list(dict.fromkeys(contacts)), workflow=workflow):
         enrol = next(iter(part.of(f"ENROLL#{workflow}")), None)
         if enrol is None or "execution_arn" not in enrol:
             continue
@@ -117,20 +205,14 @@ def find_stuck(
             continue
         if enrol.get("status") != "running" or last is None or str(last[C.SK]).endswith("#resumed"):
             continue
-        due: datetime | None = None
-        if last.get("outcome") == "held" and last.get("until"):
-            due = datetime.fromisoformat(str(last["until"]).replace("Z", "+00:00"))
-        elif last.get("outcome") == "waiting":
-            # The version the run executes: noted on a pinned restart, else what the alias runs.
-            source = str(enrol.get("version_arn") or machine_arn)
-            if source not in definitions:
-                definitions[source] = deadlines(ops.deployed_definition(source))
-            deadline = definitions[source].get(step)
-            due = deadline.due(datetime.fromisoformat(began)) if deadline else None
+        state = "held" if last.get("outcome") == "held" else "waiting" if last.get("outcome") == "waiting" else ""
+        # The version the run executes: noted on a pinned restart, else what the alias runs.
+        source = str(enrol.get("version_arn") or definitions.machine_arn)
+        due = _due(state, step, began, str(last.get("until") or ""), definitions.of_arn(source))
         if due is not None and now > due + margin:
             late = now - due
             out.append(StuckRun(part.contact_id, arn, "overdue", step, began, f"due {due.isoformat()}, {late} late"))
-    return StuckReport(workflow, now.isoformat(), len(running), len(ended), out)
+    return out
 
 
 def print_stuck(r: StuckReport, out: Any) -> None:

@@ -64,6 +64,8 @@ def test_stuck_finds_a_failed_run_and_a_run_past_its_wait_and_resume_continues_i
         assert found == {(ana, "failed", "three-days"), (bo, "overdue", "three-days")}
         assert "ContactNotFound" in next(s.detail for s in report.stuck if s.problem == "failed")
         assert "Scan" not in calls and "Query" in calls
+        # The run index's page and one BatchGetItem of the stuck runs' records: no Query per contact.
+        assert sorted(calls) == ["BatchGetItem", "Query"]
         # Now, nobody's wait is late: only Ana's failed run.
         assert {s.contact_id for s in find_stuck(ops, "onboarding", machine).stuck} == {ana}
         assert cy not in found

@@ -1,0 +1,144 @@
+"""The keys the operating commands read on GSI1 (KEYS_ONLY), so that `stuck`, `stats` and `diff` read bounded Query
+pages of the index by workflow, never a Scan and never one Query per contact.
+
+- The run index: every ENROLL#<workflow> item carries gsi1pk RUN#<workflow> and a gsi1sk that says where the run
+  is now. The step runner rewrites it in the transaction of every step it commits (`progress_write`), so the key
+  is the contact's current step:
+      <status>#<state>#<step>#<at>#<until>#<version>#<contact id>
+  state: entered (no step yet), waiting, held (a send held to `until`), ended, passed (an action, a decision, a
+  goal, a timed-out or resumed wait: the run has moved on from it). An entry written before the step was on the
+  key (and a stopped run's) is <status>#<entered_at>#<contact id>; `parse_run_sk` reads both.
+- The funnel index: gsi1pk FUNNEL#<workflow>, gsi1sk beginning with the record's ISO time, so `stats --since` is
+  one key range: every history record of a run (`funnel_keys`), one marker per entry (ENTERED# items, written with
+  the confirmed enrolment) and the message events of the workflow's messages (ACT# items of email/sms.sent,
+  delivered, opened, clicked)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared import constants as C
+
+RUN_INDEX_PREFIX = "RUN#"
+FUNNEL_PREFIX = "FUNNEL#"
+ENTERED_PREFIX = "ENTERED#"  # sort-key prefix of an entry's marker in the contact's partition
+PROGRESS = "progress"  # the ENROLL# attribute holding the current step (a map)
+NONE = "-"
+
+# The message events the funnel counts (ACT# items naming a workflow's message), by what they count as.
+MESSAGE_EVENTS = {
+    "email.sent": "sent",
+    "sms.sent": "sent",
+    "email.delivered": "delivered",
+    "sms.delivered": "delivered",
+    "email.opened": "opened",
+    "email.clicked": "clicked",
+}
+
+
+def run_index_pk(workflow: str) -> str:
+    return f"{RUN_INDEX_PREFIX}{workflow}"
+
+
+def funnel_pk(workflow: str) -> str:
+    return f"{FUNNEL_PREFIX}{workflow}"
+
+
+def run_index_sk(status: str, entered_at: str, contact_id: str) -> str:
+    """The entry of a run with no step on its key (a stopped run, a cancelling deactivation)."""
+    return f"{status}#{entered_at}#{contact_id}"
+
+
+def progress_state(history: dict[str, Any]) -> str:
+    """What a history record says of the run at its step: waiting, held, ended or passed."""
+    outcome = str(history.get("outcome", ""))
+    sk = str(history.get(C.SK, ""))
+    if outcome == "waiting" and not sk.endswith("#resumed"):
+        return "waiting"
+    if outcome == "held":
+        return "held"
+    if outcome == "ended" or history.get("kind") == "end":
+        return "ended"
+    return "passed"
+
+
+def progress_sk(status: str, progress: dict[str, Any], contact_id: str) -> str:
+    parts = [progress.get(k) or NONE for k in ("state", "step", "at", "until", "version")]
+    return "#".join([status, *(str(p) for p in parts), contact_id])
+
+
+def order_key(history: dict[str, Any]) -> str:
+    """Orders a run's records as the readers always have: time, then entry stamp, then sequence."""
+    return f"{history.get('at', '')}|{history.get('entered', '')}|{int(history.get('seq', 0)):06d}"
+
+
+@dataclass(frozen=True)
+class IndexedRun:
+    """One enrolment as the run index holds it (keys only: no read of the item itself)."""
+
+    contact_id: str
+    status: str
+    entered_at: str = ""  # on the entries without a step only
+    state: str = ""  # entered, waiting, held, ended, passed; "" when the entry has no step
+    step: str = ""
+    at: str = ""  # when the run reached `step`
+    until: str = ""  # a held send's time to go
+    version: str = ""  # the definition's version (the Task payloads' `version`)
+
+
+def parse_run_sk(sk: str) -> IndexedRun:
+    parts = sk.split("#")
+    if len(parts) == 7:
+        status, state, step, at, until, version, contact = (_value(p) for p in parts)
+        return IndexedRun(contact, status, "", state, step, at, until, version)
+    status, rest = sk.split("#", 1)
+    entered_at, contact_id = rest.rsplit("#", 1)
+    return IndexedRun(contact_id, status, entered_at)
+
+
+def _value(part: str) -> str:
+    return "" if part == NONE else part
+
+
+@dataclass(frozen=True)
+class FunnelEntry:
+    """One key of the funnel index: an entry, a step's record, or a message event."""
+
+    at: str
+    mark: str  # entered, step, goal, split, msg
+    name: str  # the step (step, goal, split), the count a message event is (sent, delivered, ...), "" for an entry
+    branch: str  # the branch a decision took ("" otherwise)
+    run: str  # the execution name (entries, records) or the message id (message events)
+
+
+def funnel_sk(at: str, mark: str, name: str, branch: str, run: str) -> str:
+    return "#".join([at, mark, name or NONE, branch or NONE, run])
+
+
+def parse_funnel_sk(sk: str) -> FunnelEntry:
+    at, mark, name, branch, run = sk.split("#", 4)
+    return FunnelEntry(at, mark, _value(name), _value(branch), run)
+
+
+def funnel_keys(history: dict[str, Any]) -> dict[str, str]:
+    """The funnel index keys of a history record (none for a resumed or held wait's second record: the step's
+    first record counts it)."""
+    sk = str(history.get(C.SK, ""))
+    workflow, step, execution = history.get("workflow"), history.get("step"), history.get("execution")
+    if not workflow or not step or not execution or sk.endswith("#resumed") or "#held-" in sk:
+        return {}
+    kind, outcome = history.get("kind"), str(history.get("outcome", ""))
+    mark = "goal" if kind == "goal" and outcome == "reached" else "split" if kind == "split" else "step"
+    branch = str(history.get("branch") or "")
+    run = str(execution).rsplit(":", 1)[-1]
+    return {C.GSI1_PK: funnel_pk(str(workflow)), C.GSI1_SK: funnel_sk(str(history["at"]), mark, str(step), branch, run)}
+
+
+def message_event_keys(etype: str, data: dict[str, Any], at: str) -> dict[str, str]:
+    """The funnel index keys of a message event (an ACT# item) that names its workflow and message."""
+    what = MESSAGE_EVENTS.get(etype)
+    workflow, message_id = data.get("workflow"), data.get("message_id")
+    if what is None or not workflow or not message_id:
+        return {}
+    return {C.GSI1_PK: funnel_pk(str(workflow)), C.GSI1_SK: funnel_sk(at, "msg", what, "", str(message_id))}

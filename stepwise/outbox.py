@@ -18,6 +18,7 @@ from shared.events import ContactEvent
 from shared.messaging.channels import ChannelError, RecordingSmsChannel, SesAlertChannel, SesEmailChannel
 from shared.messaging.delivery import ClaimHeld, Delivered, Policy, Sender, message_from_stream
 from shared.messaging.feedback import engagement_events
+from shared.messaging.feedback import handle as absorb_feedback
 from shared.messaging.templates import TemplateSet
 from shared.messaging.unsubscribe import Links
 from shared.store.messages import MessageStore
@@ -58,6 +59,7 @@ class LocalDelivery:
         )
         self.pending: list[dict[str, Any]] = []
         self.delivered: list[Delivered] = []
+        self.feedback: list[dict[str, Any]] = []  # what the local providers publish, as SES / End User Messaging do
 
     def offer(self, record: dict[str, Any]) -> None:
         """A table stream record; the messages to deliver are kept for `run`."""
@@ -70,15 +72,24 @@ class LocalDelivery:
         todo, self.pending = self.pending, []
         for msg in todo:
             try:
-                self.delivered.append(self.sender.deliver(msg))
+                done = self.sender.deliver(msg)
             except (ClaimHeld, ChannelError):
                 self.pending.append(msg)
+                continue
+            self.delivered.append(done)
+            if done.status == "sent":
+                self.feedback.append(provider_event(msg, done.provider_id, LOCAL_CONFIGURATION_SET))
         return len(todo)
 
     def settle(self, now: Any) -> tuple[int, list[ContactEvent]]:
-        """One pass: deliver what the stream brought; the engagement events whose window has passed (their checks
-        are taken once; locally they fire at the first settle after they are due)."""
-        return self.run(), engagement_events(self.messages, now)
+        """One pass: deliver what the stream brought; the providers' feedback on it (SES's Send event, the SMS
+        receipt: through the feedback Lambda's own code, which attaches the provider's message id and gives
+        email.sent / sms.sent); the engagement events whose window has passed (their checks are taken once;
+        locally they fire at the first settle after they are due)."""
+        sent = self.run()
+        published, self.feedback = self.feedback, []
+        events = [e for ev in published for e in absorb_feedback(ev, self.messages, now)]
+        return sent, events + engagement_events(self.messages, now)
 
     # ---- what was sent -----------------------------------------------------------------------
 
@@ -122,6 +133,32 @@ class LocalDelivery:
                 }
             )
         return rows
+
+
+def provider_event(msg: dict[str, Any], provider_id: str, configuration_set: str) -> dict[str, Any]:
+    """The event the provider publishes when it takes a message, in its documented shape: SES's "Email Sent"
+    (EventBridge, the configuration set's tags plus ours) or End User Messaging's TEXT_QUEUED receipt."""
+    from shared import clock
+
+    now = clock.now()
+    contact_id = str(msg[C.PK]).removeprefix("CONTACT#")
+    ours = {"message_id": msg["message_id"], "contact_id": contact_id}
+    ours |= {k: str(msg[k]) for k in ("workflow", "step", "campaign") if msg.get(k)}
+    if msg.get("channel") == "sms":
+        receipt = {
+            "eventType": "TEXT_QUEUED",
+            "eventVersion": "1.0",
+            "eventTimestamp": int(now.timestamp() * 1000),
+            "isFinal": False,
+            "messageId": provider_id,
+            "messageStatus": "QUEUED",
+            "context": ours,
+        }
+        return {"source": "aws.sms-voice", "detail-type": "Text Message Delivery Status Updated", "detail": receipt}
+    stamp = now.isoformat().replace("+00:00", "Z")
+    tags = {k: [v] for k, v in ours.items()} | {"ses:configuration-set": [configuration_set]}
+    mail = {"timestamp": stamp, "messageId": provider_id, "tags": tags}
+    return {"source": "aws.ses", "detail-type": "Email Sent", "detail": {"eventType": "Send", "mail": mail, "send": {}}}
 
 
 def _email_record(msg: Message) -> dict[str, Any]:

@@ -67,20 +67,27 @@ class Settings(BaseModel):
 
 
 _sender: Sender | None = None
+# The providers' clients never retry inside botocore: a retried SendEmail / SendTextMessage after a read timeout
+# could send twice (neither takes an idempotency token). A throttle or an outage surfaces as a retryable
+# ChannelError instead: the claim is given back and the stream retries the record.
+PROVIDER_CLIENT: dict[str, Any] = {"retries": {"total_max_attempts": 1}, "connect_timeout": 5, "read_timeout": 20}
 
 
 def sender() -> Sender:
     global _sender
     if _sender is None:
         s = Settings.from_env()
-        ses = boto3.client("sesv2")
+        from botocore.config import Config
+
+        providers = Config(**PROVIDER_CLIENT)
+        ses = boto3.client("sesv2", config=providers)
         channels: dict[str, Any] = {
             "email": SesEmailChannel(ses, s.email_from, s.configuration_set),
             "alert": SesAlertChannel(ses, s.email_from, s.configuration_set),
         }
         if s.sms_origination:
             channels["sms"] = SmsChannel(
-                boto3.client("pinpoint-sms-voice-v2"), s.sms_origination, s.sms_configuration_set
+                boto3.client("pinpoint-sms-voice-v2", config=providers), s.sms_origination, s.sms_configuration_set
             )
         key = parameters.get_parameter(s.unsubscribe_key_parameter, decrypt=True, max_age=300)
         _sender = Sender(

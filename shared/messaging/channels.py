@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, ReadTimeoutError
 
 MAX_ALERT_ADDRESSES = 5  # a notify step's team addresses (the workflow model checks it too)
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -20,11 +20,19 @@ _POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 class ChannelError(Exception):
     """A provider call failed. `retryable`: nothing was sent and a later attempt may succeed (throttling,
-    an outage); otherwise the provider refused this message for good (a bad address, an opted-out number)."""
+    an outage, a connection that never reached the service); `uncertain`: the request went out but its answer
+    never came (a read timeout, a connection closed mid-call), so the provider may have sent it and a retry could
+    send it twice; otherwise the provider refused this message for good (a bad address, an opted-out number)."""
 
-    def __init__(self, channel: str, code: str, detail: str, *, retryable: bool) -> None:
+    def __init__(self, channel: str, code: str, detail: str, *, retryable: bool, uncertain: bool = False) -> None:
         super().__init__(f"{channel}: {code}: {detail}")
-        self.channel, self.code, self.retryable = channel, code, retryable
+        self.channel, self.code, self.retryable, self.uncertain = channel, code, retryable, uncertain
+
+
+def _transport_error(channel: str, err: BotoCoreError) -> ChannelError:
+    """A botocore error without a service answer: uncertain when the request may have been received."""
+    uncertain = isinstance(err, ReadTimeoutError | ConnectionClosedError)
+    return ChannelError(channel, type(err).__name__, str(err), retryable=not uncertain, uncertain=uncertain)
 
 
 @dataclass
@@ -115,8 +123,8 @@ class SesEmailChannel:
             raise ChannelError(
                 self.name, code, err.response["Error"].get("Message", ""), retryable=code in self._RETRYABLE
             ) from None
-        except BotoCoreError as err:  # a connection that never reached SES: nothing was sent
-            raise ChannelError(self.name, type(err).__name__, str(err), retryable=True) from None
+        except BotoCoreError as err:  # no answer: never reached SES (retryable), or may have (uncertain)
+            raise _transport_error(self.name, err) from None
 
 
 class SesAlertChannel(SesEmailChannel):
@@ -172,7 +180,7 @@ class SmsChannel:
                 self.name, code, err.response["Error"].get("Message", ""), retryable=code in self._RETRYABLE
             ) from None
         except BotoCoreError as err:
-            raise ChannelError(self.name, type(err).__name__, str(err), retryable=True) from None
+            raise _transport_error(self.name, err) from None
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""Delivers one queued message exactly once: consent and suppression -> render -> claim -> send -> record."""
+"""Delivers one queued message at most once: consent and suppression -> render -> claim-and-mark-sent (one write)
+-> the provider call. The provider's id comes back with its own feedback (feedback.absorb -> MessageStore.confirm)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -10,16 +10,16 @@ from typing import Any, Protocol
 
 from shared import clock
 from shared import constants as C
-from shared.events import stable_hash
 from shared.messaging.channels import Channel, ChannelError, Outgoing
 from shared.messaging.templates import Rendered, TemplateError, render_context
 from shared.messaging.unsubscribe import Links
 from shared.store import messages as M
-from shared.store.contacts import deserialise, epoch
+from shared.store.contacts import deserialise
 from shared.store.messages import Claim, MessageStore, SendContext
 
-KINDS = {"email": "send_email", "sms": "send_sms", "alert": "notify"}
+KINDS = M.KINDS
 ENGAGEMENT_CHECKS = ("email.not_opened", "email.not_clicked")
+CONFIRM_CHECK = M.CONFIRM_CHECK
 
 
 class NoTemplates(Exception):
@@ -27,7 +27,8 @@ class NoTemplates(Exception):
 
 
 class ClaimHeld(Exception):
-    """Another attempt claimed this message moments ago and may be sending it: retry later, never send now."""
+    """Another attempt claimed this message moments ago and may be sending it: retry later, never send now.
+    (The previous release's two-write claim raised it; the one-write claim never does. Kept for its callers.)"""
 
 
 class Renderer(Protocol):
@@ -41,9 +42,10 @@ class Renderer(Protocol):
 @dataclass(frozen=True)
 class Policy:
     configuration_set: str = ""
-    # A claim older than this whose send never recorded is resolved as `unconfirmed` (never resent). It must
-    # exceed the sender Lambda's timeout, so a live attempt is never taken for a dead one.
-    claim_timeout: timedelta = timedelta(minutes=5)
+    # A message marked sent whose provider has not confirmed it (SES's Send event, an SMS receipt) this long after
+    # the claim is marked `unconfirmed` with why (never resent). Longer than the sender Lambda's timeout and the
+    # providers' usual event delay (seconds); a confirmation arriving later still turns it back to sent.
+    confirm_window: timedelta = timedelta(minutes=15)
     engagement_window: timedelta | None = timedelta(days=3)  # email.not_opened / not_clicked after this
     counters_keep: timedelta = timedelta(days=8)  # reputation counters outlive the guard's window
 
@@ -85,35 +87,32 @@ class Sender:
         except (TemplateError, NoTemplates) as err:
             return self._outcome(msg, M.FAILED, str(err), now)
         claim_id = uuid.uuid4().hex
-        state, current = self.messages.claim(contact_id, mid, claim_id, now, self.policy.claim_timeout)
+        # One write before the provider call: claimed and marked sent, with its counter and checks.
+        state, current = self.messages.claim(contact_id, mid, claim_id, now, self._with_claim(msg, now))
         if state is Claim.GONE:
             return Delivered(mid, "ignored", "message item no longer exists")
         if state is Claim.DONE:
             return Delivered(mid, "done", f"already {current.get('status')}")
-        if state is Claim.HELD:
-            raise ClaimHeld(f"message {mid}: claimed by another attempt at {current.get('claimed_at')}")
-        if state is Claim.STALE:
-            why = (
-                f"send attempt claimed at {current.get('claimed_at')} never recorded its outcome; not resent "
-                "(it may have reached the provider); its send event will confirm it"
-            )
-            return self._outcome(msg, M.UNCONFIRMED, why, now, expect=M.SENDING, claim_id=current.get("claim_id"))
         try:
             provider_id = channel.send(out)
         except ChannelError as err:
+            # The failure path's one more write: the claim given back, or the outcome, with the claim's undo.
             if err.retryable:
-                self.messages.release(contact_id, mid, claim_id, f"{err.code}")
+                self.messages.release(contact_id, mid, claim_id, f"{err.code}", self._undo(msg, now))
                 raise
+            if err.uncertain:  # the call may have reached the provider: never resent; its send event confirms it
+                why = f"{err.channel} provider call ended without an answer ({err.code}); not resent (it may have "
+                why += "been sent); its send event will confirm it"
+                return self._outcome(msg, M.UNCONFIRMED, why, now, expect=M.SENT, claim_id=claim_id)
             return self._outcome(
                 msg,
                 M.FAILED,
                 f"{err.channel} provider refused it: {err.code}",
                 now,
-                expect=M.SENDING,
+                expect=M.SENT,
                 claim_id=claim_id,
+                undo=self._undo(msg, now),
             )
-        if not self.messages.sent(contact_id, mid, claim_id, provider_id, clock.now(), self._after_send(msg, now)):
-            return Delivered(mid, "done", "sent, but the claim was resolved meanwhile", provider_id)
         return Delivered(mid, M.SENT, "", provider_id)
 
     # ---- decisions ---------------------------------------------------------------------------
@@ -176,17 +175,12 @@ class Sender:
 
     # ---- records -----------------------------------------------------------------------------
 
-    def _after_send(self, msg: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
-        """What the send's record writes with it: the outbox event the router routes (email.sent / sms.sent),
-        the reputation counter, and the engagement checks."""
+    def _with_claim(self, msg: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+        """What the claim writes with it, in the same transaction: the reputation counter, the engagement checks
+        (email.not_opened / not_clicked) and the provider-confirmation check. email.sent / sms.sent are not written
+        here: the provider's own feedback routes them, once it has the message (feedback.absorb)."""
         channel, contact_id, mid = msg["channel"], str(msg[C.PK]).removeprefix("CONTACT#"), msg["message_id"]
         writes: list[dict[str, Any]] = []
-        if channel in ("email", "sms"):
-            data = {
-                "message_id": mid,
-                **{k: msg[k] for k in ("template", "campaign", "workflow", "step") if msg.get(k)},
-            }
-            writes.append(self.messages.outbox_item(contact_id, f"{channel}.sent", data, now, stable_hash(mid, "sent")))
         if channel in ("email", "alert") and self.policy.configuration_set:
             writes.append(
                 self.messages.count(self.policy.configuration_set, now, {"sends": 1}, self.policy.counters_keep)
@@ -196,6 +190,21 @@ class Sender:
             after = _duration(window)
             for etype in ENGAGEMENT_CHECKS:
                 writes.append(self.messages.check_item(contact_id, mid, etype, now + window, after))
+        confirm = self.policy.confirm_window
+        writes.append(self.messages.check_item(contact_id, mid, CONFIRM_CHECK, now + confirm, _duration(confirm)))
+        return writes
+
+    def _undo(self, msg: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+        """A failed send's undo of `_with_claim`: the counter taken back, the checks deleted (the counter's hour is
+        the claim's, so the undo uses the claim's time too)."""
+        channel, contact_id, mid = msg["channel"], str(msg[C.PK]).removeprefix("CONTACT#"), msg["message_id"]
+        writes: list[dict[str, Any]] = []
+        if channel in ("email", "alert") and self.policy.configuration_set:
+            keep = self.policy.counters_keep
+            writes.append(self.messages.count(self.policy.configuration_set, now, {"sends": -1}, keep))
+        if channel == "email" and self.policy.engagement_window and msg.get("workflow"):
+            writes += [self.messages.check_delete(contact_id, mid, etype) for etype in ENGAGEMENT_CHECKS]
+        writes.append(self.messages.check_delete(contact_id, mid, CONFIRM_CHECK))
         return writes
 
     def _outcome(
@@ -207,6 +216,7 @@ class Sender:
         *,
         expect: str = M.QUEUED,
         claim_id: str | None = None,
+        undo: list[dict[str, Any]] | None = None,
     ) -> Delivered:
         contact_id, mid = str(msg[C.PK]).removeprefix("CONTACT#"), msg["message_id"]
         extra: dict[str, Any] = {}
@@ -220,8 +230,9 @@ class Sender:
             now,
             expect=expect,
             claim_id=claim_id,
-            history=_record(msg, status, why, now),
+            history=M.history_record(msg, status, why, now),
             extra=extra,
+            extra_writes=undo,
         )
         if not recorded:
             return Delivered(mid, "done", "an outcome was recorded before")
@@ -254,22 +265,3 @@ def _duration(d: timedelta) -> str:
         if secs % size == 0:
             return f"{secs // size}{unit}"
     return f"{secs}s"
-
-
-def _record(msg: dict[str, Any], status: str, why: str, now: datetime) -> dict[str, Any]:
-    """The history record of a message's outcome at send time, ordered after the step that queued it."""
-    entered = str(msg.get("entered", "")).split("|")[0]
-    return {
-        C.SK: f"HIST#MSG#{msg['message_id']}#{status}",
-        "contact_id": str(msg[C.PK]).removeprefix("CONTACT#"),
-        "workflow": msg.get("workflow", ""),
-        "step": msg.get("step", ""),
-        "kind": KINDS.get(str(msg.get("channel")), "send"),
-        "outcome": status,
-        "why": why,
-        "at": now.isoformat(),
-        "seq": 0,
-        "entered": f"{entered}|{time.time_ns():020d}",
-        "message_id": msg["message_id"],
-        C.TTL_ATTRIBUTE: msg.get(C.TTL_ATTRIBUTE) or epoch(now + timedelta(days=30)),
-    }

@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.events import ContactEvent, ContactRef
-from shared.store.messages import MessageStore
+from shared.store.messages import CONFIRM_CHECK, SENT, UNCONFIRMED, MessageStore, history_record
 
-# SES event types (EventBridge detail.eventType) -> our event type. Send is the sender's own record (email.sent
-# comes from its outbox); the Send event only confirms a message whose attempt died before recording it.
+MESSAGE_FIELDS = ("template", "campaign", "workflow", "step")
+
+# SES event types (EventBridge detail.eventType) -> our event type. Send is where email.sent comes from: the sender
+# marks the message sent before its SES call (one write), and SES's Send event, tagged with our message id, attaches
+# SES's message id to it and is routed as email.sent once (absorb).
 SES_TYPES = {
     "Send": "email.sent",
     "Delivery": "email.delivered",
@@ -22,7 +25,9 @@ SES_TYPES = {
     "DeliveryDelay": "email.delivery_delayed",
     "Subscription": "email.unsubscribed",  # SES's own subscription management: an unsubscribe
 }
-# End User Messaging SMS event types (configuration set event destination) -> our event type.
+# End User Messaging SMS event types (configuration set event destination) -> our event type. The first receipt
+# naming a message (usually TEXT_QUEUED) attaches the provider's id and is where sms.sent comes from.
+SMS_SENT = frozenset({"TEXT_QUEUED", "TEXT_PENDING"})
 SMS_DELIVERED = frozenset({"TEXT_DELIVERED", "TEXT_SUCCESSFUL"})
 SMS_NOT_DELIVERED = frozenset(
     {
@@ -103,7 +108,9 @@ def _ses(detail: dict[str, Any]) -> list[ContactEvent]:
 
 def _sms(detail: dict[str, Any]) -> list[ContactEvent]:
     kind = detail["eventType"]
-    if kind in SMS_DELIVERED:
+    if kind in SMS_SENT:
+        etype = "sms.sent"
+    elif kind in SMS_DELIVERED:
         etype = "sms.delivered"
     elif kind in SMS_NOT_DELIVERED:
         etype = "sms.not_delivered"
@@ -137,18 +144,27 @@ def _time(text: Any) -> datetime | None:
 
 
 def absorb(messages: MessageStore, events: list[ContactEvent], now: datetime, guard: Any = None) -> list[ContactEvent]:
-    """Apply what feedback says before it is routed: a hard bounce or a complaint suppresses the address (the
-    message's own `to`), the reputation guard counts them; a Send event confirms a message whose attempt died
-    before recording it. Returns the events to route (a Send event of a message already recorded is dropped,
-    its email.sent having gone out from the sender's outbox)."""
+    """Apply what feedback says before it is routed: the provider's message id attached to our message (SES's Send
+    event; any SMS receipt, the first one also giving sms.sent), a hard bounce or a complaint suppressing the
+    address (the message's own `to`) and counted by the reputation guard. Returns the events to route:
+    email.sent / sms.sent once per message (the first confirmation; a retried or later one is dropped), for
+    messages of that channel only (a team alert's Send event is not an email.sent)."""
     out = []
     for ev in events:
         mid = str(ev.data.get("message_id", ""))
         contact_id = ev.contact.contact_id or ""
-        if ev.type == "email.sent":
-            if messages.confirm(contact_id, mid, str(ev.data.get("provider_id", "")), ev.occurred_at or now):
-                out.append(ev.model_copy(update={"id": f"{mid}:sent"}))
-            continue
+        sms = ev.source == "sms"
+        if ev.type == "email.sent" or sms:
+            confirmed = messages.confirm(contact_id, mid, str(ev.data.get("provider_id", "")), ev.occurred_at or now)
+            if confirmed is not None and confirmed.get("channel") == ("sms" if sms else "email"):
+                data = {"message_id": mid, **{k: confirmed[k] for k in MESSAGE_FIELDS if confirmed.get(k)}}
+                if not sms:
+                    data["provider_id"] = confirmed.get("provider_id", "")
+                sent_type = "sms.sent" if sms else "email.sent"
+                sent = ev.model_copy(update={"id": f"{mid}:sent", "type": sent_type, "data": data})
+                out.append(sent)
+            if ev.type.endswith(".sent"):
+                continue
         hard = ev.type == "email.bounced" and ev.data.get("bounce_type") == "Permanent"
         if hard or ev.type == "email.complained":
             msg = messages.get(contact_id, mid) or {}
@@ -163,12 +179,24 @@ def absorb(messages: MessageStore, events: list[ContactEvent], now: datetime, gu
 
 def engagement_events(messages: MessageStore, now: datetime) -> list[ContactEvent]:
     """email.not_opened / email.not_clicked for checks whose window has passed without the open or click the
-    router notes on the message (opened_at, clicked_at). Each check is taken once."""
+    router notes on the message (opened_at, clicked_at). Each check is taken once. A due provider-confirmation
+    check (written by the sender's claim) marks a message its provider never confirmed `unconfirmed`, with why in
+    the contact's history, and gives no event."""
     out = []
     for check in messages.due_checks(now):
         if not messages.take_check(check):
             continue
         msg = messages.get(check["contact_id"], check["message_id"]) or {}
+        if check["type"] == CONFIRM_CHECK:
+            if msg.get("status") == SENT and not msg.get("provider_id"):
+                why = (
+                    f"marked sent at {msg.get('sent_at')}, but the provider never confirmed it within "
+                    f"{check['after']} (the sender may have stopped before or during its call); not resent"
+                )
+                messages.unconfirm(
+                    check["contact_id"], check["message_id"], why, now, history_record(msg, UNCONFIRMED, why, now)
+                )
+            continue
         seen = msg.get("opened_at") if check["type"] == "email.not_opened" else msg.get("clicked_at")
         if seen or msg.get("status") != "sent":
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -12,8 +13,11 @@ from botocore.exceptions import ClientError
 from shared import constants as C
 from shared.store.contacts import contact_pk, deserialise, epoch, serialise
 
-# Message statuses. queued (the step runner's outbox) -> sending (claimed) -> sent; or skipped / failed / held
-# (marketing paused by the reputation guard) / unconfirmed (a claim whose send never recorded: see claim()).
+# Message statuses. queued (the step runner's outbox) -> sent (claimed and marked in one write before the provider
+# call; the provider's id is attached by its feedback); or skipped / failed / held (marketing paused by the
+# reputation guard) / unconfirmed (marked sent, but no provider confirmation came within the confirmation window,
+# or the provider call's answer was lost: see claim()). `sending` is the previous release's claim status, still
+# accepted by confirm().
 QUEUED, SENDING, SENT, SKIPPED, FAILED, HELD, UNCONFIRMED = (
     "queued",
     "sending",
@@ -35,6 +39,8 @@ def reputation_pk(configuration_set: str) -> str:
 
 
 REPUTATION_STATE = "STATE"
+# The check the sender's claim writes with it: when due, a message still without the provider's id is unconfirmed.
+CONFIRM_CHECK = "provider.confirm"
 CHECK_INDEX_PK = "CHECK"  # GSI1 partition of engagement checks (email.not_opened / not_clicked), sorted by due time
 
 
@@ -101,81 +107,72 @@ class MessageStore:
     # ---- the claim ---------------------------------------------------------------------------
 
     def claim(
-        self, contact_id: str, message_id: str, claim_id: str, now: datetime, timeout: timedelta
-    ) -> tuple[Claim, dict[str, Any]]:
-        """Take the message for sending: queued -> sending, with this attempt's claim id and time, in one
-        conditional update made BEFORE the provider call. A retried or concurrent attempt finds it taken."""
-        try:
-            got = self.client.update_item(
-                TableName=self.table,
-                Key=self._msg_key(contact_id, message_id),
-                UpdateExpression="SET #s = :sending, claim_id = :c, claimed_at = :at ADD attempts :one",
-                ConditionExpression="attribute_exists(#pk) AND #s = :queued",
-                ExpressionAttributeNames={"#s": "status", "#pk": C.PK},
-                ExpressionAttributeValues=serialise(
-                    {":sending": SENDING, ":queued": QUEUED, ":c": claim_id, ":at": now.isoformat(), ":one": 1}
-                ),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as err:
-            if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            old = deserialise(err.response.get("Item") or {})
-            if not old:
-                return Claim.GONE, {}
-            if old.get("status") != SENDING:
-                return Claim.DONE, old
-            claimed = datetime.fromisoformat(old["claimed_at"])
-            return (Claim.STALE if now - claimed >= timeout else Claim.HELD), old
-        return Claim.CLAIMED, deserialise(got["Attributes"])
-
-    def release(self, contact_id: str, message_id: str, claim_id: str, error: str) -> bool:
-        """Give the claim back after a provider error that certainly sent nothing, so a retry can send."""
-        return self._update_if(
-            contact_id,
-            message_id,
-            "SET #s = :queued, last_error = :e REMOVE claim_id, claimed_at",
-            "#s = :sending AND claim_id = :c",
-            {":queued": QUEUED, ":sending": SENDING, ":c": claim_id, ":e": error},
-        )
-
-    # ---- outcomes ----------------------------------------------------------------------------
-
-    def sent(
         self,
         contact_id: str,
         message_id: str,
         claim_id: str,
-        provider_id: str,
-        at: datetime,
-        extra_writes: list[dict[str, Any]],
-    ) -> bool:
-        """Record the send under the claim, with its outbox event and counters, in one transaction. False when
-        the claim was no longer this attempt's (a stale claim resolved meanwhile): nothing is written."""
+        now: datetime,
+        extra_writes: list[dict[str, Any]] | None = None,
+    ) -> tuple[Claim, dict[str, Any]]:
+        """Claim the message and mark it sent, BEFORE the provider call, in one TransactWriteItems: queued -> sent
+        with this attempt's claim id and time, together with `extra_writes` (the reputation counter, the engagement
+        checks, the provider-confirmation check). A retried or concurrent attempt finds it sent and does not send
+        again. The provider's message id is attached later by its own feedback (confirm). On a failed condition
+        the item is read once (a path the happy one never takes) to say whether it exists."""
         mark = {
             "Update": {
                 "TableName": self.table,
                 "Key": self._msg_key(contact_id, message_id),
-                "UpdateExpression": "SET #s = :sent, provider_id = :p, sent_at = :at",
-                "ConditionExpression": "#s = :sending AND claim_id = :c",
-                "ExpressionAttributeNames": {"#s": "status"},
+                "UpdateExpression": "SET #s = :sent, claim_id = :c, claimed_at = :at, sent_at = :at ADD attempts :one",
+                "ConditionExpression": "attribute_exists(#pk) AND #s = :queued",
+                "ExpressionAttributeNames": {"#s": "status", "#pk": C.PK},
                 "ExpressionAttributeValues": serialise(
-                    {":sent": SENT, ":sending": SENDING, ":c": claim_id, ":p": provider_id, ":at": at.isoformat()}
+                    {":sent": SENT, ":queued": QUEUED, ":c": claim_id, ":at": now.isoformat(), ":one": 1}
                 ),
             }
         }
-        items = [mark, *({**w, next(iter(w)): {"TableName": self.table, **w[next(iter(w))]}} for w in extra_writes)]
         try:
-            self.client.transact_write_items(TransactItems=items)
+            self.client.transact_write_items(TransactItems=[mark, *self._tabled(extra_writes or [])])
         except ClientError as err:
-            if err.response["Error"]["Code"] != "TransactionCanceledException":
+            if not _first_condition_failed(err):
                 raise
-            reasons = err.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            current = self.get(contact_id, message_id)
+            return (Claim.GONE, {}) if current is None else (Claim.DONE, current)
+        return Claim.CLAIMED, {}
+
+    def release(
+        self,
+        contact_id: str,
+        message_id: str,
+        claim_id: str,
+        error: str,
+        undo: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Give the claim back after a provider error that certainly sent nothing (sent -> queued, with `undo`:
+        the counters and checks the claim wrote), so the stream's retry sends once. One transaction."""
+        back = {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._msg_key(contact_id, message_id),
+                "UpdateExpression": "SET #s = :queued, last_error = :e REMOVE claim_id, claimed_at, sent_at",
+                "ConditionExpression": "#s = :sent AND claim_id = :c",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": serialise({":queued": QUEUED, ":sent": SENT, ":c": claim_id, ":e": error}),
+            }
+        }
+        try:
+            self.client.transact_write_items(TransactItems=[back, *self._tabled(undo or [])])
+        except ClientError as err:
+            if _first_condition_failed(err):
                 return False
             raise
         return True
+
+    def _tabled(self, writes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Transaction items with this table's name."""
+        return [{kind: {"TableName": self.table, **body}} for w in writes for kind, body in w.items()]
+
+    # ---- outcomes ----------------------------------------------------------------------------
 
     def outbox_item(
         self, contact_id: str, event_type: str, data: dict[str, Any], at: datetime, event_id: str
@@ -211,9 +208,11 @@ class MessageStore:
         claim_id: str | None = None,
         history: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        extra_writes: list[dict[str, Any]] | None = None,
     ) -> bool:
         """Set a final (or held) status with why, when the message is still `expect` (and this attempt's claim),
-        with a history record the contact's timeline shows. False when it was not (a redelivery)."""
+        with a history record the contact's timeline shows and `extra_writes` (a failed send's undo of the
+        claim's counters and checks). False when it was not (a redelivery)."""
         values: dict[str, Any] = {":s": status, ":r": reason, ":at": at.isoformat(), ":e": expect}
         cond = "#s = :e"
         if claim_id is not None:
@@ -238,6 +237,7 @@ class MessageStore:
             items.append(
                 {"Put": {"TableName": self.table, "Item": serialise({C.PK: contact_pk(contact_id), **history})}}
             )
+        items += self._tabled(extra_writes or [])
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as err:
@@ -246,23 +246,58 @@ class MessageStore:
             raise
         return True
 
-    def confirm(self, contact_id: str, message_id: str, provider_id: str, at: datetime) -> bool:
-        """The provider reports a message we never recorded as sent (its attempt died after the call): sent now.
-        False when it was already recorded (the usual case) or is unknown."""
-        return self._update_if(
-            contact_id,
-            message_id,
-            "SET #s = :sent, provider_id = :p, sent_at = if_not_exists(sent_at, :at), reason = :r",
-            "#s IN (:sending, :unconfirmed)",
-            {
-                ":sent": SENT,
-                ":sending": SENDING,
-                ":unconfirmed": UNCONFIRMED,
-                ":p": provider_id,
-                ":at": at.isoformat(),
-                ":r": "confirmed by the provider's send event",
-            },
-        )
+    def confirm(self, contact_id: str, message_id: str, provider_id: str, at: datetime) -> dict[str, Any] | None:
+        """The provider's own feedback (SES's Send event, an SMS receipt) names our message: its provider id is
+        attached, once (a message marked unconfirmed becomes sent). The message as it is now, or None when the id
+        was attached before (a later receipt, EventBridge's retry) or the message is unknown."""
+        try:
+            got = self.client.update_item(
+                TableName=self.table,
+                Key=self._msg_key(contact_id, message_id),
+                UpdateExpression="SET #s = :sent, provider_id = :p, confirmed_at = :at, "
+                "sent_at = if_not_exists(sent_at, :at) REMOVE reason",
+                ConditionExpression="attribute_not_exists(provider_id) AND #s IN (:sent, :sending, :unconfirmed)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=serialise(
+                    {
+                        ":sent": SENT,
+                        ":sending": SENDING,
+                        ":unconfirmed": UNCONFIRMED,
+                        ":p": provider_id,
+                        ":at": at.isoformat(),
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return deserialise(got["Attributes"])
+
+    def unconfirm(self, contact_id: str, message_id: str, why: str, at: datetime, history: dict[str, Any]) -> bool:
+        """A message marked sent whose provider never confirmed it within the window: unconfirmed, with why and a
+        history record. False when the provider id came meanwhile (or the message is gone)."""
+        mark = {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._msg_key(contact_id, message_id),
+                "UpdateExpression": "SET #s = :u, reason = :r, decided_at = :at",
+                "ConditionExpression": "#s = :sent AND attribute_not_exists(provider_id)",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": serialise(
+                    {":u": UNCONFIRMED, ":sent": SENT, ":r": why, ":at": at.isoformat()}
+                ),
+            }
+        }
+        put = {"Put": {"TableName": self.table, "Item": serialise({C.PK: contact_pk(contact_id), **history})}}
+        try:
+            self.client.transact_write_items(TransactItems=[mark, put])
+        except ClientError as err:
+            if _first_condition_failed(err):
+                return False
+            raise
+        return True
 
     def _update_if(self, contact_id: str, message_id: str, expr: str, cond: str, values: dict[str, Any]) -> bool:
         try:
@@ -349,6 +384,10 @@ class MessageStore:
                 )
             }
         }
+
+    def check_delete(self, contact_id: str, message_id: str, event_type: str) -> dict[str, Any]:
+        """A transaction write removing a check (a failed send's undo)."""
+        return {"Delete": {"Key": self._key(contact_pk(contact_id), f"CHECK#{message_id}#{event_type}")}}
 
     def due_checks(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
         keys = self._index(CHECK_INDEX_PK, below=f"{now.isoformat()}#~", limit=limit)
@@ -480,3 +519,33 @@ class MessageStore:
                 return "used" if same else "already_used"
             return "expired"
         return "used"
+
+
+KINDS = {"email": "send_email", "sms": "send_sms", "alert": "notify"}
+
+
+def history_record(msg: dict[str, Any], status: str, why: str, now: datetime) -> dict[str, Any]:
+    """The history record of a message's outcome at send time, ordered after the step that queued it."""
+    entered = str(msg.get("entered", "")).split("|")[0]
+    return {
+        C.SK: f"HIST#MSG#{msg['message_id']}#{status}",
+        "contact_id": str(msg[C.PK]).removeprefix("CONTACT#"),
+        "workflow": msg.get("workflow", ""),
+        "step": msg.get("step", ""),
+        "kind": KINDS.get(str(msg.get("channel")), "send"),
+        "outcome": status,
+        "why": why,
+        "at": now.isoformat(),
+        "seq": 0,
+        "entered": f"{entered}|{time.time_ns():020d}",
+        "message_id": msg["message_id"],
+        C.TTL_ATTRIBUTE: msg.get(C.TTL_ATTRIBUTE) or epoch(now + timedelta(days=30)),
+    }
+
+
+def _first_condition_failed(err: ClientError) -> bool:
+    """A transaction cancelled because its first item's condition failed (the message was not as expected)."""
+    if err.response["Error"]["Code"] != "TransactionCanceledException":
+        return False
+    reasons = err.response.get("CancellationReasons") or []
+    return bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed"

@@ -109,6 +109,7 @@ def build_report(part: Partition, now: int) -> dict[str, Any]:
                 "clicked_at": m.get("clicked_at"),
                 "delivery": deliveries.get(str(m.get("message_id")), []),
                 "message_id": m.get("message_id"),
+                "provider_id": m.get("provider_id"),  # attached by the provider's own send event / receipt
             }
         )
     skips = [
@@ -162,7 +163,8 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     print("messages:", file=out)
     for m in report["messages"]:
         why = f" ({m['why']})" if m.get("why") else ""
-        extra = [f"{d['event']} {d['at']}" for d in m["delivery"]]
+        extra = [f"provider id {m['provider_id']}"] if m.get("provider_id") else []
+        extra += [f"{d['event']} {d['at']}" for d in m["delivery"]]
         extra += [f"opened {m['opened_at']}"] if m.get("opened_at") else []
         extra += [f"clicked {m['clicked_at']}"] if m.get("clicked_at") else []
         tail = f"; {', '.join(extra)}" if extra else ""

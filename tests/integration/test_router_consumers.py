@@ -496,7 +496,8 @@ def test_the_engagement_checks_kind_fires_not_opened_and_not_clicked_once_when_t
         router.schedule_handler(kind, Context())  # type: ignore[arg-type]  # not due yet: nothing fires
         sim.settle()
         assert runs(sim, "unopened") == [] and runs(sim, "unclicked") == []
-        assert len(sim.store.query_prefix(f"CONTACT#{ivy}", "CHECK#")) == 2
+        checks = sim.store.query_prefix(f"CONTACT#{ivy}", "CHECK#")  # and the sender's provider-confirmation check
+        assert sorted(c["type"] for c in checks) == ["email.not_clicked", "email.not_opened", "provider.confirm"]
 
         # Three days on (the checks' window), without the local settle that would take them itself.
         sim.stack.clock.advance_to(sim.now + timedelta(days=3, minutes=1))

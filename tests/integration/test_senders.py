@@ -82,7 +82,19 @@ def test_worked_example_arrives_rendered_with_both_unsubscribe_headers_and_one_c
         assert msg["Feedback-ID"].endswith(":stepwise")
         cid = sim.contacts()[0]
         (item,) = sim.store.messages(cid)
+        # The local SES's Send event (through the feedback code) attached SES's id; email.sent was routed once.
         assert item["status"] == "sent" and item["provider_id"] == sent.id
+        assert [a["type"] for a in sim.store.activity(cid)].count("email.sent") == 1
+        import io
+
+        from shared.store.operations import OperationsStore
+        from stepwise.ops.history import contact_history, print_report
+
+        report = contact_history(OperationsStore(sim.store), "ana@example.com")
+        assert [m["provider_id"] for m in report["messages"]] == [sent.id]
+        text = io.StringIO()
+        print_report(report, text)
+        assert f"provider id {sent.id}" in text.getvalue()
 
         # The one-click POST a mailbox provider makes: consent withdrawn at once; the next email is not sent.
         token = https.rsplit("/", 1)[1]
@@ -202,6 +214,11 @@ def test_an_sms_failure_receipt_starts_the_sms_not_delivered_workflow(templates:
         sim.send(event("s", "list.subscribed", {"list": "a"}, phone="+393471234567", email="eva@example.com"))
         (sms,) = sim.delivery.sms.sent
         assert sms.request["MessageType"] == "PROMOTIONAL" and "Reply STOP" in sms.request["MessageBody"]
+        # The local provider's TEXT_QUEUED receipt attached its id and gave sms.sent, once.
+        eva = sim.contacts()[0]
+        (item,) = sim.store.messages(eva)
+        assert (item["status"], item["provider_id"]) == ("sent", sms.provider_id)
+        assert [a["type"] for a in sim.store.activity(eva)].count("sms.sent") == 1
         receipt = {
             "eventType": "TEXT_CARRIER_UNREACHABLE",
             "eventTimestamp": 1796029500000,
@@ -295,12 +312,33 @@ class LambdaCtx:
     aws_request_id = "req"
 
 
+def message(env: dict[str, Any], mid: str = "m1") -> dict[str, Any]:
+    return env["store"].get_item(f"CONTACT#{env['cid']}", f"MSG#{mid}")
+
+
+def ses_send_event(env: dict[str, Any], provider_id: str, mid: str = "m1") -> dict[str, Any]:
+    """SES's "Email Sent" event on EventBridge (configuration set event destination), tagged with our ids."""
+    return {
+        "source": "aws.ses",
+        "detail-type": "Email Sent",
+        "detail": {
+            "eventType": "Send",
+            "mail": {
+                "messageId": provider_id,
+                "timestamp": "2026-11-30T09:00:01Z",
+                "tags": {"message_id": [mid], "contact_id": [env["cid"]], "ses:configuration-set": ["cs"]},
+            },
+            "send": {},
+        },
+    }
+
+
 def test_two_invocations_at_once_send_once(lambda_env: dict[str, Any]) -> None:
     ses = lambda_env["handler"].sender().channels["email"].client
-    inner: list[dict[str, Any]] = []
+    inner: list[dict[str, Any] | str] = []
 
     def second_invocation_during_the_first_send(**_: Any) -> None:
-        if not inner:  # while the first holds the claim and is inside the SES call
+        if not inner:  # while the first has claimed the message and is inside the SES call
             t = threading.Thread(target=lambda: inner.append(invoke(lambda_env)))
             t.start()
             t.join()
@@ -308,53 +346,89 @@ def test_two_invocations_at_once_send_once(lambda_env: dict[str, Any]) -> None:
     ses.meta.events.register("before-call.sesv2.SendEmail", second_invocation_during_the_first_send)
     first = invoke(lambda_env)
     assert first == {"batchItemFailures": []}
-    assert inner == [FAILED]  # held by the first: retried later, never sent
+    assert inner == [{"batchItemFailures": []}]  # found it claimed (marked sent): acknowledged, never sent
     assert len(ses_sent()) == 1
-    assert invoke(lambda_env) == {"batchItemFailures": []}  # the retry finds it sent
+    assert invoke(lambda_env) == {"batchItemFailures": []}  # a third delivery of the record finds it sent
     assert len(ses_sent()) == 1
-    msg = lambda_env["store"].get_item(f"CONTACT#{lambda_env['cid']}", "MSG#m1")
-    assert msg["status"] == "sent" and msg["attempts"] == 1
+    msg = message(lambda_env)
+    assert msg["status"] == "sent" and msg["attempts"] == 1 and "provider_id" not in msg
+    # SES's Send event attaches its message id and is routed as email.sent, once (a retry of it gives nothing).
+    messages = MessageStore("t", lambda_env["ddb"])
+    (sent,) = absorb(messages, to_events(ses_send_event(lambda_env, ses_sent()[0].id)), DEFAULT_START)
+    assert (sent.type, sent.id, sent.data["provider_id"]) == ("email.sent", "m1:sent", ses_sent()[0].id)
+    assert sent.data["workflow"] == "w" and sent.data["step"] == "s"
+    assert absorb(messages, to_events(ses_send_event(lambda_env, ses_sent()[0].id)), DEFAULT_START) == []
+    assert message(lambda_env)["provider_id"] == ses_sent()[0].id
 
 
-def test_a_sender_retried_after_a_timeout_does_not_send_again(lambda_env: dict[str, Any]) -> None:
-    ddb = lambda_env["handler"].sender().messages.client
+def test_a_sender_dying_after_ses_accepted_is_not_resent_and_ses_confirms_it(lambda_env: dict[str, Any]) -> None:
+    ses = lambda_env["handler"].sender().channels["email"].client
 
-    def die_before_recording(**_: Any) -> None:
-        raise TimeoutError("Lambda timed out after the SES call")
+    def die_after_the_call(**_: Any) -> None:
+        raise TimeoutError("Lambda timed out as SES answered")
 
-    ddb.meta.events.register("before-call.dynamodb.TransactWriteItems", die_before_recording)
+    ses.meta.events.register("after-call.sesv2.SendEmail", die_after_the_call)
     assert invoke(lambda_env) == FAILED  # the attempt died after SES accepted the email
-    ddb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", die_before_recording)
+    ses.meta.events.unregister("after-call.sesv2.SendEmail", die_after_the_call)
     assert len(ses_sent()) == 1
-    assert invoke(lambda_env) == FAILED  # the stream's retry: the claim is fresh, so it waits
-    from shared import clock
-
-    later = clock.now() + timedelta(minutes=10)
-    clock.use(lambda: later)
-    try:
-        assert invoke(lambda_env) == {"batchItemFailures": []}  # stale claim: resolved, not resent
-    finally:
-        clock.use(None)
+    assert invoke(lambda_env) == {"batchItemFailures": []}  # the stream's retry: already marked sent, not resent
     assert len(ses_sent()) == 1
-    store, cid = lambda_env["store"], lambda_env["cid"]
-    msg = store.get_item(f"CONTACT#{cid}", "MSG#m1")
-    assert msg["status"] == "unconfirmed"
-    # SES's Send event (tagged with our message id) confirms it, and email.sent is routed then.
-    send = {
-        "source": "aws.ses",
-        "detail": {
-            "eventType": "Send",
-            "mail": {
-                "messageId": ses_sent()[0].id,
-                "timestamp": "2026-11-30T09:00:01Z",
-                "tags": {"message_id": ["m1"], "contact_id": [cid]},
-            },
-            "send": {},
-        },
-    }
-    routed = absorb(MessageStore("t", lambda_env["ddb"]), to_events(send), DEFAULT_START)
+    routed = absorb(
+        MessageStore("t", lambda_env["ddb"]), to_events(ses_send_event(lambda_env, ses_sent()[0].id)), DEFAULT_START
+    )
     assert [e.type for e in routed] == ["email.sent"]
-    assert store.get_item(f"CONTACT#{cid}", "MSG#m1")["status"] == "sent"
+    msg = message(lambda_env)
+    assert (msg["status"], msg["provider_id"], msg["attempts"]) == ("sent", ses_sent()[0].id, 1)
+
+
+def test_a_sender_retried_after_a_timeout_before_the_call_does_not_send_and_says_so(
+    lambda_env: dict[str, Any],
+) -> None:
+    from shared import clock
+    from shared.messaging.feedback import engagement_events
+
+    ses = lambda_env["handler"].sender().channels["email"].client
+
+    def die_before_the_call(**_: Any) -> None:
+        raise TimeoutError("Lambda timed out before SES was called")
+
+    ses.meta.events.register("before-call.sesv2.SendEmail", die_before_the_call)
+    assert invoke(lambda_env) == FAILED
+    ses.meta.events.unregister("before-call.sesv2.SendEmail", die_before_the_call)
+    assert invoke(lambda_env) == {"batchItemFailures": []}  # the retry finds it claimed: at most once
+    assert ses_sent() == []
+    messages = MessageStore("t", lambda_env["ddb"])
+    assert engagement_events(messages, clock.now() + timedelta(minutes=14)) == []
+    assert message(lambda_env)["status"] == "sent"  # within the confirmation window: nothing decided yet
+    assert engagement_events(messages, clock.now() + timedelta(minutes=16)) == []  # the check gives no event
+    msg = message(lambda_env)
+    assert msg["status"] == "unconfirmed" and "provider never confirmed it within 15m" in msg["reason"]
+    hist = lambda_env["store"].get_item(f"CONTACT#{lambda_env['cid']}", "HIST#MSG#m1#unconfirmed")
+    assert hist["outcome"] == "unconfirmed" and hist["why"] == msg["reason"]
+    assert invoke(lambda_env) == {"batchItemFailures": []} and ses_sent() == []  # still never resent
+
+
+def test_a_read_timeout_at_ses_is_not_retried_and_is_marked_unconfirmed(lambda_env: dict[str, Any]) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    ses = lambda_env["handler"].sender().channels["email"].client
+    calls: list[int] = []
+
+    def no_answer(event_name: str, **_: Any) -> None:  # after moto's before-send took the request: SES has it
+        if event_name.endswith("SendEmail"):
+            calls.append(1)
+            raise ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com")
+
+    ses.meta.events.register_last("before-send", no_answer)
+    assert invoke(lambda_env) == {"batchItemFailures": []}
+    # botocore did not retry it (the sender's provider clients never retry: a retry here would send it twice).
+    assert calls == [1] and len(ses_sent()) == 1
+    msg = message(lambda_env)
+    assert msg["status"] == "unconfirmed" and "ReadTimeoutError" in msg["reason"]
+    assert invoke(lambda_env) == {"batchItemFailures": []} and len(ses_sent()) == 1
+    # SES's Send event turns it to sent with its id.
+    absorb(MessageStore("t", lambda_env["ddb"]), to_events(ses_send_event(lambda_env, ses_sent()[0].id)), DEFAULT_START)
+    assert message(lambda_env)["status"] == "sent" and "reason" not in message(lambda_env)
 
 
 def test_a_throttled_send_gives_its_claim_back_and_the_retry_sends_once(lambda_env: dict[str, Any]) -> None:
@@ -370,8 +444,19 @@ def test_a_throttled_send_gives_its_claim_back_and_the_retry_sends_once(lambda_e
 
     ses.meta.events.register("before-call.sesv2.SendEmail", throttle_once)
     assert invoke(lambda_env) == FAILED
+    after_throttle = message(lambda_env)
+    assert after_throttle["status"] == "queued" and after_throttle["last_error"] == "TooManyRequestsException"
+    checks = lambda_env["store"].get_item(f"CONTACT#{lambda_env['cid']}", "CHECK#m1#provider.confirm")
+    assert checks is None  # the claim's checks and counter were taken back with it
     assert invoke(lambda_env) == {"batchItemFailures": []}
     assert len(ses_sent()) == 1
+    assert message(lambda_env)["attempts"] == 2
+    (count,) = [
+        i
+        for i in MessageStore("t", lambda_env["ddb"]).window("cs", DEFAULT_START - timedelta(days=30)).items()
+        if i[0] == "sends"
+    ]
+    assert count == ("sends", 1)  # counted once: the given-back claim's count was undone
 
 
 OPEN_OR_NOT = """
@@ -584,6 +669,7 @@ def test_stepwise_outbox_lists_what_the_run_sent_and_leaves_no_setting_behind(
     row, second = [json.loads(x) for x in capsys.readouterr().out.splitlines()]  # the reminder, a day later the next
     assert (row["template"], second["template"]) == ("cart-reminder", "cart-reminder-2")
     assert row["to"] == "kit@example.com" and row["status"] == "sent" and row["subject"] == "Your cart is waiting, Kit"
+    assert row["provider_id"] and row["provider_id"] != second["provider_id"]  # SES's ids, from its Send events
     assert row["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "Hi Kit, your cart is waiting." in row["body"]
     import os

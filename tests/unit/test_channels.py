@@ -139,3 +139,35 @@ def test_unsubscribe_tokens_verify_and_refuse_tampering() -> None:
         with pytest.raises(UnsubscribeTokenError):
             verify_token(KEY, bad)
     assert "@" not in base64.urlsafe_b64decode(token.split(".")[0] + "==").decode()  # ids only, no address
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable", "uncertain"),
+    [
+        ("EndpointConnectionError", True, False),  # never reached SES: nothing sent, the claim is given back
+        ("ConnectTimeoutError", True, False),
+        ("ReadTimeoutError", False, True),  # the request went out, the answer never came: it may have been sent
+        ("ConnectionClosedError", False, True),
+    ],
+)
+def test_a_call_without_an_answer_is_uncertain_and_one_that_never_connected_is_retryable(
+    error: str, retryable: bool, uncertain: bool
+) -> None:
+    import botocore.exceptions as bx
+    from botocore.config import Config
+
+    client = boto3.client(
+        "sesv2",
+        region_name="eu-west-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+    def fail(**_: object) -> None:
+        raise getattr(bx, error)(endpoint_url="https://email.eu-west-1.amazonaws.com")
+
+    client.meta.events.register("before-send.sesv2.SendEmail", fail)
+    with pytest.raises(ChannelError) as err:
+        SesEmailChannel(client, "news@example.com", "cs").send(outgoing())
+    assert (err.value.retryable, err.value.uncertain, err.value.code) == (retryable, uncertain, error)

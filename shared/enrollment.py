@@ -36,6 +36,43 @@ def execution_arn(machine_arn: str, name: str) -> str:
     return ":".join([*parts[:5], "execution", parts[6], name])
 
 
+# The event a run was started with is kept in the contact's partition, not in the execution's input: Step Functions
+# histories cannot be deleted (erasure cannot reach them), so they carry ids only. The input's `event` is a
+# reference (its type and the item's sort key); the step runner reads the event back (`stored_trigger`). Kept for
+# the run's life: a Standard execution lasts at most a year, a restart (a goal's jump, a resume) reuses it.
+TRIGGER_PREFIX = "TRIGGER#"
+TRIGGER_DAYS = 400
+STORED = "stored"
+
+
+def trigger_reference(
+    contact_id: str, workflow: str, key: str, event: dict[str, Any], now: datetime
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(what the execution input carries as its event, the item keeping the event or None): an event that is
+    already a reference (a restart passes its run's on) is kept as it is."""
+    if STORED in event and "contact" not in event:
+        return event, None
+    sk = f"{TRIGGER_PREFIX}{stable_hash(workflow, key)}"
+    item = {
+        C.PK: contact_pk(contact_id),
+        C.SK: sk,
+        "workflow": workflow,
+        "event": event,
+        C.TTL_ATTRIBUTE: int((now + timedelta(days=TRIGGER_DAYS)).timestamp()),
+    }
+    return {"type": str(event.get("type") or ""), STORED: sk}, item
+
+
+def stored_trigger(store: ContactStore, contact_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The event an execution input's reference names, read back from the contact's partition ({} with its type
+    when it is gone: erased, or a run older than TRIGGER_DAYS); an input carrying the event itself, as it is."""
+    if STORED not in event or "contact" in event:
+        return event
+    item = store.get_item(contact_pk(contact_id), str(event[STORED]))
+    found = (item or {}).get("event")
+    return dict(found) if isinstance(found, dict) else {"type": event.get("type", ""), "data": {}}
+
+
 def execution_input(
     contact_id: str, workflow: str, event: dict[str, Any], *, resume_at: str = "", start_delay: int = 0
 ) -> dict[str, Any]:
@@ -308,7 +345,10 @@ class Enroller:
         if limit is not None and not restart:  # a goal's restart or a resume is the same entry: not counted again
             budget_at = len(writes)
             writes.append(budgets.entry_counter(self.store, workflow, now, limit))
-        return Claim(start, name, machine, event, occurred_at, writes, not restart, budget_at)
+        reference, trigger = trigger_reference(contact_id, workflow, key, event, now)
+        if trigger is not None:  # last: the positions refused() reads (entry check, budget) stay where they are
+            writes.append(self.store.put(trigger))
+        return Claim(start, name, machine, reference, occurred_at, writes, not restart, budget_at)
 
     def _entry_budget(self, workflow: str) -> int | None:
         plan = self.plans.get(workflow)

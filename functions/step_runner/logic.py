@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared import budgets, clock, webhooks
 from shared import constants as C
-from shared.enrollment import Enroller
+from shared.enrollment import Enroller, stored_trigger
 from shared.events import stable_hash
 from shared.facts import conditions_window, facts_for
 from shared.history import (
@@ -163,6 +163,8 @@ class Ctx:
 def run(req: StepRequest, deps: Deps) -> dict[str, Any]:
     """Entry point of the domain: returns the next `$.run` value {loops, branch}."""
     contact = deps.store.get(req.contact_id)  # raises ContactNotFound, which the machine catches
+    # The input carries a reference to the trigger event (executions hold ids only): read it back, one GetItem.
+    req = req.model_copy(update={"event": stored_trigger(deps.store, req.contact_id, req.event)})
     ctx = Ctx(req=req, deps=deps, contact=contact, loops=int(req.run.get("loops", 0)))
     if C.RUN_TIMED_OUT in req.run or C.RUN_TIMED_OUT_GOTO in req.run:
         _record_timeouts(ctx)

@@ -57,21 +57,34 @@ class Router:
         if activated_at is not None:
             enroller.activated_at = activated_at
 
-    def handle(self, event: ContactEvent, *, internal: bool = False) -> list[Routed]:
+    def handle(self, event: ContactEvent, *, internal: bool = False, archive_key: str = "") -> list[Routed]:
         """Route one event. `internal` events come from the step runner's outbox: already applied. Raises
         UnknownContact for a contact_id no contact has, ResumeDeferred when Step Functions throttled a resume
         (retry the event: what was done is not done twice)."""
         for attempt in range(3):
             try:
                 # After a race, the identities are looked up rather than assumed from the contact's own partition.
-                return self._handle(event, internal, None, look_up=attempt > 0)
+                return self._handle(event, internal, None, look_up=attempt > 0, archive_key=archive_key)
             except IdentityRace:
                 if attempt == 2:
                     raise
+            except UnknownContact:
+                # An outbox item, feedback or a late step naming a contact `stepwise erase` erased: dropped, so
+                # nothing about it is retried, dead-lettered or written again.
+                cid = event.contact.contact_id
+                if cid and self.store.erased(cid):
+                    return [Routed(cid, "", "dropped", "contact erased")]
+                raise
         return []
 
     def _handle(
-        self, event: ContactEvent, internal: bool, snap: Snapshot | None, *, look_up: bool = False
+        self,
+        event: ContactEvent,
+        internal: bool,
+        snap: Snapshot | None,
+        *,
+        look_up: bool = False,
+        archive_key: str = "",
     ) -> list[Routed]:
         now = clock.now()
         at = event.occurred_at or now
@@ -96,7 +109,7 @@ class Router:
             etype="" if internal else event.type,
             data=event.data,
         )
-        activity = activity_item(contact_id, event.digest(), event.type, event.data, at)
+        activity = activity_item(contact_id, event.digest(), event.type, event.data, at, archive_key)
         snap.activity.append(activity)
         entries = self._triggers(snap, event, now)
         claims = [e for e in entries if isinstance(e, _Pending)]

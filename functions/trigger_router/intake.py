@@ -38,7 +38,7 @@ from shared.intake.base import (
     SignatureRejected,
 )
 from shared.runtime.inbound import AcceptedDelivery, dumps, event_json
-from shared.store.archive import Archive, delivery_key
+from shared.store.archive import Archive, ArchiveIndex, delivery_key
 from shared.store.deliveries import Deliveries
 
 logger = Logger(service=C.SERVICE_NAME)
@@ -69,7 +69,8 @@ def deps() -> IntakeDeps:
         _deps = IntakeDeps(
             settings=settings,
             secrets=Secrets(settings.secrets_prefix, settings.api_key_parameter, boto3.client("ssm")),
-            archive=Archive(settings.archive_bucket, boto3.client("s3")),
+            # Objects the router never ties to a contact are indexed by identity in the table (erasure).
+            archive=Archive(settings.archive_bucket, boto3.client("s3"), ArchiveIndex(settings.table_name, ddb)),
             deliveries=Deliveries(settings.table_name, ddb, settings.queue_url, boto3.client("sqs")),
         )
     return _deps
@@ -217,9 +218,12 @@ def _enqueue(accepted: Accepted, delivery: Delivery) -> Response:
     d = deps()
     key = delivery_key(accepted.provider, _safe_key(accepted.dedupe_key), delivery.received_at)
     events = [event_json(e) for e in accepted.events]
-    d.archive.put_delivery(key, _archive_document(delivery, accepted.dedupe_key, "accepted", events=events))
+    document = _archive_document(delivery, accepted.dedupe_key, "accepted", events=events)
+    d.archive.put_delivery(key, document)
     n = len(accepted.events)
     if not d.deliveries.claim(accepted.dedupe_key, accepted.provider, key, delivery.received_at):
+        # Routed never (its key may be another day's than the first delivery's): indexed by whom it names.
+        d.archive.index_by_identities([key], document, delivery.received_at)
         logger.info("duplicate delivery", extra={"provider": accepted.provider, "id": accepted.dedupe_key})
         _count(C.METRIC_DELIVERY_DUPLICATE, provider=accepted.provider)
         return _json(200, {"accepted": n, "duplicate": True, "id": accepted.dedupe_key})
@@ -233,6 +237,8 @@ def _enqueue(accepted: Accepted, delivery: Delivery) -> Response:
     )
     if n:  # a topic that means no contact event (orders/create beside orders/paid, a ping): kept, not routed
         d.deliveries.enqueue(_message_json(message, events), {})
+    else:  # no contact will index it (no event routed): indexed by the identities its raw body names
+        d.archive.index_by_identities([key], document, delivery.received_at)
     d.deliveries.enqueued(accepted.dedupe_key)
     logger.info(
         "delivery accepted",
@@ -253,9 +259,12 @@ def _unresolved(delivery: Delivery, err: NotAContactEvent) -> Response:
     digest = hashlib.sha256(delivery.body).hexdigest()[:16]
     letter_id = f"{delivery.provider}-{digest}"
     key = delivery_key(delivery.provider, letter_id, delivery.received_at)
-    d.archive.put_delivery(key, _archive_document(delivery, letter_id, "unresolved", reason=str(err)))
+    document = _archive_document(delivery, letter_id, "unresolved", reason=str(err))
+    d.archive.put_delivery(key, document)
     record = {"archive_key": key, "provider": delivery.provider, "field": err.field}
-    d.archive.put_dead_letter(letter_id, "unresolved", record, f"no contact: {err}", delivery.received_at)
+    letter = d.archive.put_dead_letter(letter_id, "unresolved", record, f"no contact: {err}", delivery.received_at)
+    # About nobody identified, maybe still naming someone (an address the intake could not use): both indexed.
+    d.archive.index_by_identities([key, letter.key], document, delivery.received_at)
     logger.info("delivery about no contact", extra={"provider": delivery.provider, "field": err.field})
     _count(C.METRIC_DEAD_LETTER, source="unresolved")
     return _json(202, {"accepted": 0, "unresolved": True, "id": letter_id})

@@ -40,7 +40,7 @@ from shared.metrics import emit_count, emit_metric
 from shared.routing import Router
 from shared.runtime import broadcast, engagement, inbound, schedules
 from shared.runtime.workflows_file import load_workflows
-from shared.store.archive import Archive
+from shared.store.archive import Archive, ArchiveIndex
 from shared.store.broadcasts import BroadcastStore
 from shared.store.contacts import ContactStore, epoch
 from shared.store.messages import MessageStore
@@ -84,7 +84,7 @@ def deps() -> RouterDeps:
         metrics = local_metrics or (emit_metric(settings.namespace) if settings.metrics_enabled else None)
         enroller = Enroller(store, sfn, settings.state_machine_arn_template, metrics, plans)
         router = Router(workflows, store, enroller, sfn)
-        archive = Archive(settings.archive_bucket, client("s3"))
+        archive = Archive(settings.archive_bucket, client("s3"), ArchiveIndex(settings.table_name, ddb))  # dead letters
         messages = MessageStore(settings.table_name, ddb)
         _bind_schedules()
         _bind_broadcaster(router, settings.archive_bucket, sfn)

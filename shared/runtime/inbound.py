@@ -75,7 +75,7 @@ def route_delivery(router: Router, archive: Archive, body: str) -> list[Routed]:
         events = [ContactEvent.model_validate(e) for e in loads(dumps(doc.get("events") or []))]
     out: list[Routed] = []
     for event in events:
-        out += router.handle(event)
+        out += router.handle(event, archive_key=message.archive_key)  # the contact's ACT# item indexes the object
     return out
 
 

@@ -1,17 +1,158 @@
-"""The archive bucket: raw deliveries as they arrived (30-day lifecycle) and the dead-letter store; all S3 access."""
+"""The archive bucket: raw deliveries as they arrived (30-day lifecycle) and the dead-letter store; all S3 access.
+And its index by contact, for erasure (`stepwise erase`), so that no one has to read the whole bucket:
+
+- a delivery the router routes to a contact is indexed by the contact's own ACT# item (the activity item the
+  router writes for each event, in the transaction it writes anyway): it carries the delivery's `archive_key`.
+  No request and no item of its own: the cheapest index there is, one attribute;
+- an object no contact was resolved for (a dead letter, a delivery about nobody the intake could identify, one
+  whose topic means no event, a duplicate the router never sees) is indexed by the identities found in it:
+  an ARCHIVED#<hash of identity> / <key> item per identity (a hash, never the address), with the archive's
+  lifetime. Those are the rare paths; erase Queries the hashes of the contact's identities."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared import constants as C
+from shared.events import normalise_phone
+from shared.store.codec import deserialise, epoch, serialise
+
 DELIVERIES_PREFIX = "deliveries/"
 DEAD_LETTERS_PREFIX = "dead-letters/"
+ARCHIVE_INDEX_PREFIX = "ARCHIVED#"
+ARCHIVE_DAYS = 30  # the bucket's lifecycle rule (infra) expires both prefixes after this many days
+INDEX_DAYS = ARCHIVE_DAYS + 1  # an index item outlives the object it points at
+_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_CONTACT_ID = re.compile(r"^c-[0-9a-f]{16}$")
+_ARCHIVE_KEY = re.compile(r"^(?:deliveries|dead-letters)/[^\s]+\.json$")
+_PHONE_NAME = re.compile(r"phone|mobile|^tel", re.I)
+MAX_DEPTH = 40
+
+
+def identity_hash(kind: str, value: str) -> str:
+    """What the index is keyed by: a hash of one identity (email, phone, ext, id), never the value itself."""
+    return hashlib.sha256(f"{kind}\x00{value}".encode()).hexdigest()[:32]
+
+
+def archive_index_pk(kind: str, value: str) -> str:
+    return f"{ARCHIVE_INDEX_PREFIX}{identity_hash(kind, value)}"
+
+
+def identities_in(document: Any) -> set[tuple[str, str]]:
+    """The identities an archived document names, normalised as the intake normalises them: every email-shaped
+    string (lower-cased), a phone under a phone-like key (E.164), the contact refs of normalised events (their
+    email, phone, external id and contact id), every contact id (c-<16 hex>). JSON kept as a string (a raw
+    body, a queue message) is read too."""
+    found: set[tuple[str, str]] = set()
+
+    def visit(value: Any, key: str, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            return
+        if isinstance(value, dict):
+            ref = value.get("contact") if isinstance(value.get("contact"), dict) else None
+            if ref is not None and isinstance(ref.get("external_id"), str | int) and ref.get("external_id"):
+                found.add(("ext", str(ref["external_id"])))
+            for k, v in value.items():
+                visit(v, str(k), depth + 1)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v, key, depth + 1)
+        elif isinstance(value, str):
+            text = value.strip()
+            if text[:1] in "{[":
+                try:
+                    visit(json.loads(text), key, depth + 1)
+                    return
+                except ValueError:
+                    pass
+            for m in _EMAIL.findall(text):
+                found.add(("email", m.lower()))
+            if _CONTACT_ID.match(text):
+                found.add(("id", text))
+            if _PHONE_NAME.search(key) or key == "phone":
+                with contextlib.suppress(ValueError):
+                    found.add(("phone", normalise_phone(text)))
+        elif isinstance(value, int) and not isinstance(value, bool) and _PHONE_NAME.search(key):
+            with contextlib.suppress(ValueError):
+                found.add(("phone", normalise_phone(f"+{value}")))
+
+    visit(document, "", 0)
+    return found
+
+
+def archive_keys_in(document: Any) -> set[str]:
+    """Archive keys a document refers to (a queue message's archive_key, an unresolved letter's delivery)."""
+    found: set[str] = set()
+
+    def visit(value: Any, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            return
+        if isinstance(value, dict):
+            for v in value.values():
+                visit(v, depth + 1)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v, depth + 1)
+        elif isinstance(value, str):
+            if _ARCHIVE_KEY.match(value):
+                found.add(value)
+            elif value.strip()[:1] in "{[":
+                with contextlib.suppress(ValueError):
+                    visit(json.loads(value), depth + 1)
+
+    visit(document, 0)
+    return found
+
+
+class ArchiveIndex:
+    """ARCHIVED#<identity hash> / <archive key> items in the contact table, expiring with the archive."""
+
+    def __init__(self, table: str, dynamodb: Any) -> None:
+        self.table = table
+        self.client = dynamodb
+
+    def add(self, keys: Iterable[str], identities: Iterable[tuple[str, str]], now: datetime) -> int:
+        """Index each key under each identity: BatchWriteItem, 25 at a time. Returns the items written."""
+        expires = epoch(now + timedelta(days=INDEX_DAYS))
+        items = [
+            {C.PK: archive_index_pk(kind, value), C.SK: key, C.TTL_ATTRIBUTE: expires}
+            for kind, value in sorted(set(identities))
+            for key in sorted(set(keys))
+        ]
+        for i in range(0, len(items), 25):
+            request: dict[str, Any] = {self.table: [{"PutRequest": {"Item": serialise(x)}} for x in items[i : i + 25]]}
+            while request:
+                got = self.client.batch_write_item(RequestItems=request)
+                request = got.get("UnprocessedItems") or {}
+        return len(items)
+
+    def entries(self, identities: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(index pk, archive key) of every object indexed under one of `identities`: one Query per identity."""
+        out: list[tuple[str, str]] = []
+        for kind, value in sorted(set(identities)):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table,
+                "KeyConditionExpression": "#pk = :pk",
+                "ExpressionAttributeNames": {"#pk": C.PK},
+                "ExpressionAttributeValues": serialise({":pk": archive_index_pk(kind, value)}),
+                "ConsistentRead": True,
+            }
+            while True:
+                page = self.client.query(**kwargs)
+                out += [(str(i[C.PK]), str(i[C.SK])) for i in map(deserialise, page.get("Items", []))]
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return out
 
 
 def delivery_key(provider: str, dedupe_key: str, received_at: datetime) -> str:
@@ -42,14 +183,22 @@ class DeadLetter:
 
 
 class Archive:
-    def __init__(self, bucket: str, client: Any) -> None:
+    def __init__(self, bucket: str, client: Any, index: ArchiveIndex | None = None) -> None:
         self.bucket = bucket
         self.client = client
+        self.index = index  # where objects no contact was resolved for are indexed (None: not indexed)
 
     # ---- raw deliveries -----------------------------------------------------------------------
 
     def put_delivery(self, key: str, document: dict[str, Any]) -> None:
         self._put(key, json.dumps(document, default=str, sort_keys=True).encode())
+
+    def index_by_identities(self, keys: Iterable[str], document: Any, now: datetime) -> int:
+        """Index archive objects under the identities `document` names, for erasure: an object the router will
+        not tie to a contact (a duplicate, a delivery about nobody, a topic with no event, a dead letter)."""
+        if self.index is None:
+            return 0
+        return self.index.add(keys, identities_in(document), now)
 
     def get_json(self, key: str) -> dict[str, Any] | None:
         try:
@@ -69,6 +218,8 @@ class Archive:
         same object rather than listing it twice."""
         letter = DeadLetter(dead_letter_key(letter_id, at), letter_id, source, error, at.isoformat(), record, attempts)
         self._put(letter.key, letter.to_json())
+        # Indexed by whom it names, with the deliveries it refers to (a queue message's archived delivery).
+        self.index_by_identities({letter.key} | archive_keys_in(record), record, at)
         return letter
 
     def retried(self, letter: DeadLetter, error: str) -> DeadLetter:

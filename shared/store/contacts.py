@@ -51,6 +51,23 @@ def contact_pk(contact_id: str) -> str:
     return f"CONTACT#{contact_id}"
 
 
+# The tombstone `stepwise erase` leaves in an erased contact's partition: the time only (no identity, no profile),
+# so that what still names the contact by id after the erasure (a step of a stopped run, an outbox item or a
+# feedback event in flight, a replayed dead letter) is dropped rather than failing, retried and dead-lettered.
+# It expires when nothing can still arrive: outbox items live 7 days, SQS keeps messages 14, the archive 30.
+ERASED_SK = "ERASED"
+ERASED_DAYS = 31
+
+
+def tombstone_item(contact_id: str, at: datetime) -> dict[str, Any]:
+    return {
+        C.PK: contact_pk(contact_id),
+        C.SK: ERASED_SK,
+        "erased_at": at.isoformat(),
+        C.TTL_ATTRIBUTE: epoch(at + timedelta(days=ERASED_DAYS)),
+    }
+
+
 def table_definition(table_name: str) -> dict[str, Any]:
     """create_table arguments; the CDK construct declares the same keys, index and TTL attribute."""
     return {
@@ -234,7 +251,9 @@ def _expressible(before: dict[str, Any], after: dict[str, Any], ops: list[Op]) -
     return [o for o in out.values() if not (o.kind == "set" and o.value is None and len(o.path) == 1)]
 
 
-def activity_item(contact_id: str, event_id: str, etype: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
+def activity_item(
+    contact_id: str, event_id: str, etype: str, data: dict[str, Any], at: datetime, archive_key: str = ""
+) -> dict[str, Any]:
     return {
         C.PK: contact_pk(contact_id),
         C.SK: f"ACT#{at.isoformat()}#{event_id}",
@@ -242,6 +261,9 @@ def activity_item(contact_id: str, event_id: str, etype: str, data: dict[str, An
         "data": data,
         "at": at.isoformat(),
         C.TTL_ATTRIBUTE: epoch(at + timedelta(days=ACTIVITY_DAYS)),
+        # The archived delivery the event came in (shared/store/archive.py): the archive's index by contact, for
+        # erasure, at the cost of one attribute on an item written anyway.
+        **({"archive_key": archive_key} if archive_key else {}),
         # A workflow's message event is on the funnel index (shared/store/run_index.py): `stats` counts it there.
         **message_event_keys(etype, data, at.isoformat()),
     }
@@ -952,6 +974,10 @@ class ContactStore:
     def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
         got = self.client.get_item(TableName=self.table, Key=self._key(pk, sk), ConsistentRead=True)
         return deserialise(got["Item"]) if "Item" in got else None
+
+    def erased(self, contact_id: str) -> bool:
+        """Whether `stepwise erase` erased this contact (its tombstone): read only on the path of an unknown id."""
+        return self.get_item(contact_pk(contact_id), ERASED_SK) is not None
 
     def delete_item(self, pk: str, sk: str) -> None:
         self.client.delete_item(TableName=self.table, Key=self._key(pk, sk))

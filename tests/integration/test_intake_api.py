@@ -197,3 +197,21 @@ def test_the_events_api_with_its_key_enqueues_the_events(aws: dict[str, Any]) ->
     assert again["statusCode"] == 200 and response_json(again)["duplicate"] is True
     bad = post("/events", json.dumps({"events": [{"id": "x", "type": "nope"}]}), {"x-api-key": API_KEY})
     assert bad["statusCode"] == 400 and response_json(bad)["field"].startswith("events[0]")
+
+
+def test_clients_are_made_once_per_container_with_short_timeouts_and_standard_retries(aws: dict[str, Any]) -> None:
+    """Shopify waits 5 s and the function 10 s: no intake call may sit on botocore's 60 s defaults, and a second
+    delivery reuses the first one's clients (no client, config or SSM read per request)."""
+    for i in range(2):
+        body, headers = shopify_delivery("orders.paid", event_id=f"evt-{i}")
+        assert post("/webhooks/shopify", body, headers)["statusCode"] == 202
+        if i == 0:
+            first = intake.deps()
+    d = intake.deps()
+    assert d is first
+    clients = [d.deliveries.dynamodb, d.deliveries.sqs, d.archive.client, d.secrets.provider.client, d.dynamodb]
+    assert d.dynamodb is d.deliveries.dynamodb
+    for client in clients:
+        config = client.meta.config
+        assert (config.connect_timeout, config.read_timeout) == (1, 2), client.meta.service_model.service_name
+        assert config.retries == {"mode": "standard", "total_max_attempts": 3}

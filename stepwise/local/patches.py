@@ -26,6 +26,8 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.models import botocore_stubber
 from moto.core.responses import EmptyResult
+from moto.core.serialize import AttributePicker, AttributePickerContext
+from moto.core.utils import MISSING, get_value
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
@@ -770,6 +772,44 @@ def _patch_boto_clients(patcher: _Patcher) -> Callable[[], None]:
     return forget
 
 
+def _patch_serializer(patcher: _Patcher) -> None:
+    # moto performance: docs/moto_patches.md #12.
+    # Moto's response serializer asks its attribute picker for every member of every structure it writes (each
+    # DynamoDB AttributeValue: ten members, one present), and the picker builds six alias providers each time to
+    # list the keys the member may be under: a third of the local stack's CPU went there, most of it in
+    # GetRecords of the table's stream. For a plain dict those keys depend only on the member's shape, its
+    # parent shape and its name (the two providers that look at the object read its Meta, which a dict lacks,
+    # and its class name, always "dict"), so they are listed once per (picker kind, shape, parent, name).
+    original_call = AttributePicker.__call__
+    keys_by_member: dict[tuple[Any, ...], tuple[Any, Any, tuple[str, ...]]] = {}
+
+    def call(self: AttributePicker, context: AttributePickerContext) -> Any:
+        obj = context.obj
+        if type(obj) is not dict:
+            return original_call(self, context)
+        shape = context.shape
+        parent = getattr(shape, "parent", None)
+        member = (type(self), tuple(self.alias_providers), id(shape), id(parent), context.key)
+        known = keys_by_member.get(member)
+        if known is None or known[0] is not shape or known[1] is not parent:
+            # The shapes are held with their keys, so an id is never reused for another shape meanwhile.
+            known = keys_by_member[member] = (shape, parent, tuple(self.get_possible_keys(context)))
+        for possible_key in known[2]:
+            value = get_value(obj, possible_key, MISSING)
+            if value is not MISSING:
+                break
+        else:
+            value = None
+        key_path = f"{context.key_path}.{context.key}"
+        for transform_path, transform in self.response_transformers.items():
+            if key_path.endswith(transform_path):
+                value = transform(value)
+                break
+        return value
+
+    patcher.set(AttributePicker, "__call__", call)
+
+
 def install(clock: VirtualClock) -> Callable[[], None]:
     """Patch moto to run Step Functions on `clock` and Lambda in-process; returns the uninstall function."""
     global _installed
@@ -801,6 +841,7 @@ def install(clock: VirtualClock) -> Callable[[], None]:
         _patch_lambda(patcher)
         _patch_dynamodb(patcher)
         _patch_parsing(patcher)
+        _patch_serializer(patcher)
         cleanups.append(_patch_boto_clients(patcher))
         shared.clock.use(clock.now)
     except BaseException:

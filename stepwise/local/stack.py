@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import threading
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -65,6 +66,11 @@ class LocalStack:
         self._saved_env: dict[str, str | None] = {}
         self._clients: dict[str, Any] = {}
         self._lambda_role_arn: str | None = None
+        # _running_executions: per state machine (kept so its id is not reused), how many executions were seen;
+        # and the executions not yet seen ended, with their machine's id.
+        self._seen_executions: dict[int, tuple[Any, int]] = {}
+        self._maybe_running: list[tuple[int, Any]] = []
+        self._executions_lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -204,13 +210,26 @@ class LocalStack:
 
     # --- driving time --------------------------------------------------------------------------
     def _running_executions(self) -> list[Any]:
+        # settle() asks this every poll: looking through every execution ever started made a broadcast of n
+        # contacts cost O(n^2) (10,000 ended child runs re-checked 2,000 times a second, holding the GIL from
+        # the batches). An execution that has ended does not run again (moto 5.2.5's interpreter has no
+        # RedriveExecution), so only the executions started since the last look and those still running are
+        # looked at; an execution of a deleted machine is no longer listed, as before.
         backend = stepfunctions_parser_backends[self.account_id][self.region]
-        return [
-            execution
-            for state_machine in list(backend.state_machines)
-            for execution in list(state_machine.executions)
-            if _status(execution) == "RUNNING"
-        ]
+        with self._executions_lock:  # stepwise local settles from its HTTP and clock threads
+            machines = list(backend.state_machines)
+            present = {id(state_machine) for state_machine in machines}
+            for state_machine in machines:
+                executions = list(state_machine.executions)
+                seen = self._seen_executions.get(id(state_machine), (state_machine, 0))[1]
+                self._maybe_running.extend((id(state_machine), e) for e in executions[seen:])
+                self._seen_executions[id(state_machine)] = (state_machine, len(executions))
+            for gone in set(self._seen_executions) - present:
+                del self._seen_executions[gone]
+            self._maybe_running = [
+                (owner, e) for owner, e in self._maybe_running if owner in present and _status(e) == "RUNNING"
+            ]
+            return [execution for _, execution in self._maybe_running]
 
     def ended_executions(self) -> list[tuple[str, str]]:
         """(execution ARN, status) of every execution that is no longer running."""

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import html
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,9 @@ from shared.store.contacts import ContactNotFound, ContactStore
 
 _MAC_BYTES = 16  # 128 bits of HMAC-SHA256: unguessable, and the link stays short
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"  # what a mailbox provider POSTs (RFC 8058 section 3.2)
+MAILTO_SUBJECT_PREFIX = "unsubscribe-"  # mailto:ADDRESS?subject=unsubscribe-TOKEN (RFC 2369 / RFC 6068)
+_B64URL = r"[A-Za-z0-9_-]+"
+_MAIL_TOKEN = re.compile(rf"{MAILTO_SUBJECT_PREFIX}({_B64URL}\.{_B64URL}\.{_B64URL})")
 
 
 class UnsubscribeTokenError(Exception):
@@ -70,7 +74,8 @@ class Links:
     def headers(self, contact_id: str, message_id: str) -> dict[str, str]:
         value = f"<{self.url(contact_id, message_id)}>"
         if self.mailto:
-            value += f", <mailto:{self.mailto}?subject=unsubscribe-{make_token(self.key, contact_id, message_id)}>"
+            token = make_token(self.key, contact_id, message_id)
+            value += f", <mailto:{self.mailto}?subject={MAILTO_SUBJECT_PREFIX}{token}>"
         return {"List-Unsubscribe": value, "List-Unsubscribe-Post": ONE_CLICK_BODY}
 
 
@@ -114,6 +119,39 @@ def handle(
         occurred_at=at,
     )
     return UnsubscribeResponse(200, _page("You are unsubscribed.", "You will not receive these emails again."), event)
+
+
+def mail_token(subject: str, recipients: list[str] | None = None) -> str | None:
+    """The token of an unsubscribe email: in its subject, as the mailto: link set it (a client may prefix "Re:"
+    or fold it), else after a '+' in the address it was sent to (unsubscribe+TOKEN@...). None when neither has
+    one."""
+    found = _MAIL_TOKEN.search(re.sub(r"\s+", "", subject or ""))
+    if found:
+        return found.group(1)
+    for address in recipients or []:
+        local = address.rsplit("@", 1)[0]
+        if "+" in local:
+            tag = local.split("+", 1)[1]
+            found = _MAIL_TOKEN.fullmatch(MAILTO_SUBJECT_PREFIX + tag)
+            if found:
+                return found.group(1)
+    return None
+
+
+def handle_mail(store: ContactStore, key: bytes, record: dict[str, Any], at: datetime) -> UnsubscribeResponse:
+    """One message SES received for the unsubscribe address (a receipt rule's Lambda action: Records[].ses with
+    mail.commonHeaders and receipt). Its token unsubscribes the contact through `handle` as the one-click POST,
+    so a mailed request and a clicked one do the same thing (and give the same email.unsubscribed event id). A
+    message SES found a virus in, or one without a token, changes nothing."""
+    notice = record.get("ses") or {}
+    mail, receipt = notice.get("mail") or {}, notice.get("receipt") or {}
+    if (receipt.get("virusVerdict") or {}).get("status") == "FAIL":
+        return UnsubscribeResponse(422, "virus verdict FAIL: ignored")
+    subject = str((mail.get("commonHeaders") or {}).get("subject") or "")
+    token = mail_token(subject, list(receipt.get("recipients") or mail.get("destination") or []))
+    if token is None:
+        return UnsubscribeResponse(400, "no unsubscribe token in the subject or the address")
+    return handle(store, key, token, "POST", at)
 
 
 def _page(title: str, text: str, raw: bool = False) -> str:

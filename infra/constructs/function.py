@@ -3,15 +3,17 @@ with a retention, active tracing, the Powertools layer, the shared runtime and a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, BundlingOptions, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra import names
+from infra.assets import LAMBDA_TASK_ROOT, has_bytecode
 from infra.config import StackConfig
 from infra.nag import acknowledge
 
@@ -31,6 +33,25 @@ def powertools_layer(scope: Construct, config: StackConfig) -> lambda_.ILayerVer
     )
 
 
+# The fallback when no CPython 3.12 built the asset's bytecode (infra/assets.py lambda_compiler): the Lambda's own
+# build image compiles it in Docker, as CDK bundles any asset (a deploy needs Docker then; `make install` brings
+# Pyodide, so the Makefile's synth and deploy never need it).
+BUNDLE_COMMAND = (
+    "cp -R /asset-input/. /asset-output/ && "
+    f"python -m compileall -q -d {LAMBDA_TASK_ROOT} --invalidation-mode unchecked-hash /asset-output"
+)
+
+
+def lambda_code(asset: Path) -> lambda_.Code:
+    """The code of a function from a stage_code folder: as it is when it carries python3.12 bytecode, else bundled
+    by RUNTIME's build image, which compiles it (synth skips bundling for stacks outside `aws:cdk:bundling-stacks`)."""
+    if has_bytecode(asset):
+        return lambda_.Code.from_asset(str(asset))
+    return lambda_.Code.from_asset(
+        str(asset), bundling=BundlingOptions(image=RUNTIME.bundling_image, command=["bash", "-c", BUNDLE_COMMAND])
+    )
+
+
 def nag_arn(arn: str) -> str:
     """An ARN as cdk-nag spells it in a finding id: pseudo parameters as <AWS::Name>."""
     for token, name in ((Aws.PARTITION, "Partition"), (Aws.REGION, "Region"), (Aws.ACCOUNT_ID, "AccountId")):
@@ -39,7 +60,8 @@ def nag_arn(arn: str) -> str:
 
 
 class StepwiseFunction(Construct):
-    """`function`, `role` (its only policy is the statements added to it) and `log_group` of one handler."""
+    """`function`, `role` (its only policy is the statements added to it) and `log_group` of one handler. `layers`
+    may be a function of this construct, for layers that are its own children."""
 
     def __init__(
         self,
@@ -50,7 +72,7 @@ class StepwiseFunction(Construct):
         role_name: str,
         handler: str,
         code: lambda_.Code,
-        layers: Sequence[lambda_.ILayerVersion],
+        layers: Sequence[lambda_.ILayerVersion] | Callable[[Construct], Sequence[lambda_.ILayerVersion]],
         environment: Mapping[str, str],
         description: str,
         timeout: Duration,
@@ -87,7 +109,7 @@ class StepwiseFunction(Construct):
             architecture=ARCHITECTURE,
             handler=handler,
             code=code,
-            layers=list(layers),
+            layers=list(layers(self) if callable(layers) else layers),
             role=self.role,
             log_group=self.log_group,
             memory_size=memory_size,

@@ -22,7 +22,7 @@ from constructs import Construct
 from infra import names
 from infra.assets import REPO, build_layer, stage_code
 from infra.config import StackConfig
-from infra.constructs.function import ARCHITECTURE, RUNTIME, StepwiseFunction, powertools_layer
+from infra.constructs.function import ARCHITECTURE, RUNTIME, StepwiseFunction, lambda_code, powertools_layer
 from infra.constructs.trigger_router import STREAM_RETRIES, stream_filter
 from infra.nag import acknowledge
 from shared import constants as C
@@ -179,7 +179,7 @@ class Senders(Construct):
             compatible_architectures=[ARCHITECTURE],
             description=f"Sender dependencies not in the runtime or the Powertools layer ({REQUIREMENTS.name})",
         )
-        code = lambda_.Code.from_asset(str(stage_code(CODE_PARTS, "senders", generated=templates(config.workflows))))
+        code = lambda_code(stage_code(CODE_PARTS, "senders", generated=templates(config.workflows)))
         self.sender = StepwiseFunction(
             self,
             "Sender",

@@ -29,7 +29,7 @@ from constructs import Construct
 from infra import names
 from infra.assets import stage_code
 from infra.config import StackConfig
-from infra.constructs.function import StepwiseFunction, nag_arn, powertools_layer
+from infra.constructs.function import StepwiseFunction, lambda_code, nag_arn, powertools_layer
 from infra.constructs.step_runner import EXECUTION_ACTIONS, MACHINE_ACTIONS
 from infra.nag import acknowledge
 from shared import constants as C
@@ -155,7 +155,7 @@ class TriggerRouter(Construct):
         config: StackConfig,
         table: dynamodb.ITable,
         workflows: Sequence[Workflow],
-        deps_layer: lambda_.ILayerVersion,
+        deps_layer: lambda_.ILayerVersion | None,
         now: datetime | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -225,8 +225,8 @@ class TriggerRouter(Construct):
         )
 
         # ---- functions ------------------------------------------------------------------------------------
-        layers = [powertools_layer(self, config), deps_layer]
-        code = lambda_.Code.from_asset(str(stage_code(CODE_PARTS, "trigger-router", generated=generated(workflows))))
+        layers = [powertools_layer(self, config), *([deps_layer] if deps_layer else [])]
+        code = lambda_code(stage_code(CODE_PARTS, "trigger-router", generated=generated(workflows)))
         self.schedule_group = scheduler.CfnScheduleGroup(self, "ScheduleGroup", name=names.schedule_group_name(prefix))
         schedule_target = names.function_arn(prefix, "router-schedule")
         self.scheduler_role = iam.Role(

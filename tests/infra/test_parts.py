@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from infra.assets import AssetBuildError, folder_size, stage_code
+from infra.assets import COMPILE_TIME_ONLY, AssetBuildError, folder_size, pyc_path, stage_code
 from infra.config import StackConfig
 from infra.constructs.observability import workflow_metrics
 from infra.constructs.state_machines import WorkflowLintError, load_workflows
@@ -53,10 +53,14 @@ def test_asset_holds_the_function_and_shared_only_and_imports_on_its_own() -> No
     files = {p.relative_to(asset).as_posix() for p in asset.rglob("*") if p.is_file()}
     assert "functions/step_runner/handler.py" in files and "functions/__init__.py" in files
     assert "shared/store/contacts.py" in files and "shared/workflow/model.py" in files
-    assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
+    # Bytecode: python3.12's, one per source (tests/infra/test_assets_bytecode.py checks its content).
+    sources = {f for f in files if f.endswith(".py")}
+    assert {f for f in files if "__pycache__" in f or f.endswith(".pyc")} == {pyc_path(f) for f in sources}
+    assert not COMPILE_TIME_ONLY & files
     assert {f.split("/")[0] for f in files} == {"functions", "shared"}
-    assert {f.split("/")[1] for f in files if f.startswith("functions/")} == {"__init__.py", "step_runner"}
-    assert folder_size(asset) < 1_000_000
+    assert {f.split("/")[1] for f in sources if f.startswith("functions/")} == {"__init__.py", "step_runner"}
+    assert sum((asset / f).stat().st_size for f in sources) < 1_000_000
+    assert folder_size(asset) < 2_500_000  # with the bytecode
     assert stage_code(CODE_PARTS, "step-runner") == asset  # same content, same folder
     # Imported from the asset alone (the repo taken off sys.path): every project module resolves inside it.
     probe = (
@@ -67,7 +71,12 @@ def test_asset_holds_the_function_and_shared_only_and_imports_on_its_own() -> No
         "print(json.dumps(mods))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", probe, str(REPO), str(asset)], capture_output=True, text=True, check=True, cwd="/"
+        [sys.executable, "-c", probe, str(REPO), str(asset)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # the asset is shipped: no 3.11 bytecode in it
     )
     modules = json.loads(out.stdout)
     assert modules and all(m.startswith(str(asset)) for m in modules), modules
@@ -90,7 +99,14 @@ def test_asset_carries_the_entry_plans_of_the_deployed_workflows_and_the_handler
         "from functions.step_runner.handler import Settings;"
         "print(Settings.from_env().plans()['welcome-series'].passive('')[0]['id'])"
     )
-    out = subprocess.run([sys.executable, "-c", probe, str(asset)], capture_output=True, text=True, check=True, cwd="/")
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(asset)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert out.stdout.strip() == "settle-in"
 
 

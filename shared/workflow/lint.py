@@ -350,6 +350,34 @@ def cycle_without_wait(wf: Workflow) -> Iterator[Finding]:
                 )
 
 
+@check("cycle-without-step")
+def cycle_without_step(wf: Workflow) -> Iterator[Finding]:
+    """A go-to loop of waits alone (waits, waits until a time, go-tos): nothing happens in it, and the compiled
+    machine, whose go-tos are counted by the step-runner calls a loop passes through, would wait in it forever
+    (or spin, once a wait until a time has passed) instead of ending at settings.max_loops."""
+    f = flow(wf)
+
+    def passive(key: str) -> bool:
+        r = f.nodes[key].step.root
+        return isinstance(r, WaitStep | GotoStep) or (isinstance(r, WaitUntilStep) and r.wait_until.at is not None)
+
+    graph = {k: [s for s in f.successors(k) if passive(s)] for k in f.nodes if passive(k)}
+    for component in _strongly_connected(graph):
+        members = set(component)
+        if len(component) == 1 and component[0] not in graph[component[0]]:
+            continue
+        ids = [f.nodes[k].id for k in f.nodes if k in members and not isinstance(f.nodes[k].step.root, GotoStep)]
+        for key in f.nodes:
+            r = f.nodes[key].step.root
+            if key in members and isinstance(r, GotoStep) and f.by_id.get(r.goto) in members:
+                yield (
+                    f.nodes[key].id,
+                    "goto",
+                    f"the loop through {', '.join(ids)} only waits: nothing happens in it and it would never end; "
+                    "add a step to the loop (an action, a decision or a wait for an event) or remove the go-to",
+                )
+
+
 def _strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
     """Tarjan's strongly connected components."""
     index: dict[str, int] = {}

@@ -41,6 +41,7 @@ def test_registry_holds_every_check_in_order() -> None:
         "goto-not-last",
         "unreachable-steps",
         "cycle-without-wait",
+        "cycle-without-step",
         "split-percentages",
         "wait-too-long",
         "unknown-event-field",
@@ -245,6 +246,37 @@ steps:
     wait_until: {event: tag.added, timeout: 1d, on_timeout: [{goto: ask}]}
 """
     assert found(text, "cycle-without-wait") == []
+
+
+def test_a_loop_of_waits_alone_is_refused() -> None:
+    """Found by the differential run (DIFF_SEED=7): `wait 9h, goto` back to it has no step-runner call to count the
+    jumps, so the compiled machine waited in it forever where the file means max_loops visits."""
+    text = """
+name: t
+steps:
+  - {id: hello, send_email: {template: a}}
+  - {id: again, wait: 9h}
+  - {id: at-noon, wait_until: {at: "2026-12-24T12:00:00Z"}}
+  - {id: back, goto: again}
+"""
+    assert found(text, "cycle-without-step") == [
+        "step back, field goto: the loop through again, at-noon only waits: nothing happens in it and it would "
+        "never end; add a step to the loop (an action, a decision or a wait for an event) or remove the go-to"
+    ]
+    assert found(text, "cycle-without-wait") == []
+
+
+def test_a_loop_of_waits_with_a_step_in_it_is_fine() -> None:
+    text = """
+name: t
+steps:
+  - {id: again, wait: 9h}
+  - {id: nudge, send_email: {template: a}}
+  - {id: back, goto: again}
+  - id: ask
+    wait_until: {event: tag.added, timeout: 1d, on_timeout: [{id: pause, wait: 1h}, {goto: ask}]}
+"""
+    assert found(text, "cycle-without-step") == []
 
 
 def test_split_percentages() -> None:

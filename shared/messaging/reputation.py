@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared.store.messages import MessageStore
 
@@ -29,6 +30,20 @@ class Verdict:
 
 
 @dataclass
+class Rates:
+    """The window the guard judges, without judging (no pause, no metric): what `stepwise sending status` shows."""
+
+    since: datetime  # the window's start: 7 days back, or the last resume when later (a resume starts afresh)
+    sends: int
+    bounces: int
+    complaints: int
+    bounce_rate: float
+    complaint_rate: float
+    over: list[str]  # the limits crossed, in words ([] = none)
+    enough: bool  # at least min_sends in the window (below it the guard never pauses)
+
+
+@dataclass
 class ReputationGuard:
     messages: MessageStore
     configuration_set: str
@@ -44,22 +59,38 @@ class ReputationGuard:
         self.messages.add_counts(self.configuration_set, at, {what: 1}, self.window + timedelta(days=1))
         return self.judge(at)
 
-    def judge(self, at: datetime) -> Verdict:
-        totals = self.messages.window(self.configuration_set, at - self.window)
-        sends = totals.get("sends", 0)
-        bounce = totals.get("bounces", 0) / sends if sends else 0.0
-        complaint = totals.get("complaints", 0) / sends if sends else 0.0
-        if self.metric is not None:
-            self.metric(METRIC_BOUNCE_RATE, bounce, self.configuration_set)
-            self.metric(METRIC_COMPLAINT_RATE, complaint, self.configuration_set)
+    def rates(self, at: datetime, state: dict[str, Any] | None = None) -> Rates:
+        """The counters of the window: the last 7 days, or since the last resume when that is later (a person
+        who resumed sending judged the earlier rates; the guard judges afresh from there, by the hour)."""
+        since = at - self.window
+        state = self.messages.reputation_state(self.configuration_set) if state is None else state
+        resumed = (state or {}).get("resumed_at")
+        if resumed:
+            # From the hour after the resume: the counters are hourly, and the resume's own hour holds the counts
+            # that caused the pause (what is counted later in that hour is left out: at most an hour's worth).
+            hour = datetime.fromisoformat(str(resumed)).replace(minute=0, second=0, microsecond=0)
+            since = max(since, hour + timedelta(hours=1))
+        totals = self.messages.window(self.configuration_set, since)
+        sends, bounces, complaints = (totals.get(k, 0) for k in ("sends", "bounces", "complaints"))
+        bounce = bounces / sends if sends else 0.0
+        complaint = complaints / sends if sends else 0.0
         over = []
         if complaint > self.complaint_limit:
             over.append(f"complaint rate {complaint:.2%} over {self.complaint_limit:.1%}")
         if bounce > self.bounce_limit:
             over.append(f"bounce rate {bounce:.2%} over {self.bounce_limit:.0%}")
-        if sends < self.min_sends or not over:
+        return Rates(since, sends, bounces, complaints, bounce, complaint, over, sends >= self.min_sends)
+
+    def judge(self, at: datetime) -> Verdict:
+        r = self.rates(at)
+        sends, bounce, complaint, over = r.sends, r.bounce_rate, r.complaint_rate, r.over
+        if self.metric is not None:
+            self.metric(METRIC_BOUNCE_RATE, bounce, self.configuration_set)
+            self.metric(METRIC_COMPLAINT_RATE, complaint, self.configuration_set)
+        if not r.enough or not over:
             return Verdict(sends, bounce, complaint, False, "")
-        why = f"{' and '.join(over)} in the last {self.window.days} days ({sends} sends)"
+        days = f"the last {self.window.days} days" if r.since == at - self.window else f"since {r.since:%Y-%m-%d %H:%M}"
+        why = f"{' and '.join(over)} in {days} ({sends} sends)"
         rates = {"bounce_rate": round(bounce, 5), "complaint_rate": round(complaint, 5)}
         paused = self.messages.pause(self.configuration_set, why, at, rates)
         if paused and self.alert is not None:
@@ -70,11 +101,15 @@ class ReputationGuard:
             )
         return Verdict(sends, bounce, complaint, paused, why)
 
-    def resume(self, at: datetime, by: str) -> int:
-        """A person clears the pause: held messages are queued again (the stream hands them to the sender)."""
-        self.messages.resume(self.configuration_set, at, by)
+    def resume(self, at: datetime, by: str, reason: str = "") -> int:
+        """A person clears the pause (with an audit record: who, why, the pause lifted, the rates then): held
+        messages are queued again (the stream hands them to the sender). The count requeued."""
+        r = self.rates(at)
+        rates = {"sends": r.sends, "bounce_rate": round(r.bounce_rate, 5), "complaint_rate": round(r.complaint_rate, 5)}
+        held = self.messages.held(self.configuration_set)
+        self.messages.resume(self.configuration_set, at, by, reason, {"rates_then": rates, "held": len(held)})
         count = 0
-        for msg in self.messages.held(self.configuration_set):
+        for msg in held:
             count += self.messages.requeue(str(msg["pk"]).removeprefix("CONTACT#"), msg["message_id"])
         return count
 

@@ -466,30 +466,82 @@ class MessageStore:
         return totals
 
     def pause(self, configuration_set: str, why: str, at: datetime, rates: dict[str, float]) -> bool:
-        """Pause marketing sends; False when already paused (so the team is alerted once per pause)."""
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self._key(reputation_pk(configuration_set), REPUTATION_STATE),
-                UpdateExpression="SET paused = :t, why = :w, paused_at = :at, rates = :r",
-                ConditionExpression="attribute_not_exists(paused) OR paused = :f",
-                ExpressionAttributeValues=serialise(
+        """Pause marketing sends, with an audit record; False when already paused (so the team is alerted once
+        per pause)."""
+        update = {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._key(reputation_pk(configuration_set), REPUTATION_STATE),
+                "UpdateExpression": "SET paused = :t, why = :w, paused_at = :at, rates = :r",
+                "ConditionExpression": "attribute_not_exists(paused) OR paused = :f",
+                "ExpressionAttributeValues": serialise(
                     {":t": True, ":f": False, ":w": why, ":at": at.isoformat(), ":r": rates}
                 ),
-            )
+            }
+        }
+        audit = self._audit_put(configuration_set, at, "paused", {"why": why, "rates": rates, "by": "reputation guard"})
+        try:
+            self.client.transact_write_items(TransactItems=[update, audit])
         except ClientError as err:
-            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if _first_condition_failed(err):
                 return False
             raise
         return True
 
-    def resume(self, configuration_set: str, at: datetime, by: str) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key=self._key(reputation_pk(configuration_set), REPUTATION_STATE),
-            UpdateExpression="SET paused = :f, resumed_at = :at, resumed_by = :b",
-            ExpressionAttributeValues=serialise({":f": False, ":at": at.isoformat(), ":b": by}),
+    def resume(
+        self,
+        configuration_set: str,
+        at: datetime,
+        by: str,
+        reason: str = "",
+        audit: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A person lifts the pause: the state cleared (the pause's why and time kept as last_*), with an audit
+        record of who, why and what was lifted, in one transaction. The state as it was before."""
+        before = self.reputation_state(configuration_set) or {}
+        update = {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._key(reputation_pk(configuration_set), REPUTATION_STATE),
+                "UpdateExpression": "SET paused = :f, resumed_at = :at, resumed_by = :b, resume_reason = :r",
+                "ExpressionAttributeValues": serialise({":f": False, ":at": at.isoformat(), ":b": by, ":r": reason}),
+            }
+        }
+        lifted = {k: before[k] for k in ("why", "paused_at", "rates") if k in before and before.get("paused")}
+        record = {"by": by, "reason": reason, "lifted": lifted, **(audit or {})}
+        self.client.transact_write_items(
+            TransactItems=[update, self._audit_put(configuration_set, at, "resumed", record)]
         )
+        return before
+
+    def reputation_state(self, configuration_set: str) -> dict[str, Any] | None:
+        return self._get_raw(self._key(reputation_pk(configuration_set), REPUTATION_STATE))
+
+    def audit_trail(self, configuration_set: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The guard's pauses and the resumes people made, newest first (one Query)."""
+        page = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :a)",
+            ExpressionAttributeNames={"#pk": C.PK, "#sk": C.SK},
+            ExpressionAttributeValues=serialise({":pk": reputation_pk(configuration_set), ":a": "AUDIT#"}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [deserialise(i) for i in page.get("Items", [])]
+
+    def held_count(self, configuration_set: str) -> int:
+        """How many marketing messages the guard holds (GSI1 HELD#<configuration set>, keys only)."""
+        return len(self._index(f"HELD#{configuration_set}"))
+
+    def _audit_put(self, configuration_set: str, at: datetime, action: str, fields: dict[str, Any]) -> dict[str, Any]:
+        item = {
+            C.PK: reputation_pk(configuration_set),
+            C.SK: f"AUDIT#{at.isoformat()}#{action}",
+            "action": action,
+            "at": at.isoformat(),
+            **fields,
+        }
+        return {"Put": {"TableName": self.table, "Item": serialise(item)}}
 
     # ---- coupons -----------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""The operating commands of a live deployment: history, capacity, diff, stats, erase, stuck and resume (each its own
-module)."""
+"""The operating commands of a live deployment: history, capacity, diff, stats, erase, stuck, resume and sending
+(each its own module)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def clients(*names: str) -> list[Any]:
 
 def add_parsers(sub: Any) -> None:
     """Register the operating commands on the `stepwise` parser."""
-    from stepwise.ops import capacity, diff, erase, history, resume, stats, stuck
+    from stepwise.ops import capacity, diff, erase, history, resume, sending, stats, stuck
 
     history.add_parser(sub)
     capacity.add_parser(sub)
@@ -55,3 +55,4 @@ def add_parsers(sub: Any) -> None:
     erase.add_parser(sub)
     stuck.add_parser(sub)
     resume.add_parser(sub)
+    sending.add_parser(sub)

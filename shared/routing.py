@@ -12,6 +12,8 @@ from shared import constants as C
 from shared.enrollment import Claim, Enroller, Enrolment, confirmed
 from shared.events import ContactEvent, ContactRef
 from shared.facts import facts_from
+from shared.intake.form_types import apply as apply_form_types
+from shared.intake.form_types import deployment_forms
 from shared.runtime.abandonment import observe as observe_checkout
 from shared.runtime.index import RoutingIndex
 from shared.splits import SplitTests
@@ -54,6 +56,8 @@ class Router:
         self.enroller = enroller
         self.sfn = sfn
         self.index = index or RoutingIndex.build(workflows)
+        # stepwise.yaml's settings.forms: which form is which (a provider says only "typeform"), applied first.
+        self.forms = deployment_forms(w.settings.forms for w in workflows)
         if activated_at is not None:
             enroller.activated_at = activated_at
 
@@ -61,6 +65,7 @@ class Router:
         """Route one event. `internal` events come from the step runner's outbox: already applied. Raises
         UnknownContact for a contact_id no contact has, ResumeDeferred when Step Functions throttled a resume
         (retry the event: what was done is not done twice)."""
+        event = apply_form_types(event, self.forms)
         for attempt in range(3):
             try:
                 # After a race, the identities are looked up rather than assumed from the contact's own partition.

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from shared.budgets import Budgets
+from shared.intake.form_types import FormMapping, check_keys
 from shared.messaging.caps import FrequencyCap
 from shared.messaging.windows import SendWindow
 from shared.workflow.conditions import Condition, EventSpec, Where
@@ -106,6 +107,17 @@ class Settings(Strict):
     budgets: Budgets | None = Field(
         default=None, description=f"Runaway budgets (messages per contact per day, entries per hour): {DEPLOYMENT_FILE}"
     )
+    forms: dict[str, FormMapping] | None = Field(
+        default=None,
+        description=f"Form id (or name) -> its form type and name, for every form provider: {DEPLOYMENT_FILE}",
+    )
+
+    @field_validator("forms")
+    @classmethod
+    def _form_keys(cls, v: dict[str, FormMapping] | None) -> dict[str, FormMapping] | None:
+        if v is not None:
+            check_keys(v)
+        return v
 
 
 # ---- actions -----------------------------------------------------------------------------------
@@ -631,7 +643,7 @@ class DeploymentSettings(Strict):
     @field_validator("settings")
     @classmethod
     def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(v) - {"send_window", "frequency_cap", "history_days", "max_loops", "budgets"})
+        unknown = sorted(set(v) - {"send_window", "frequency_cap", "history_days", "max_loops", "budgets", "forms"})
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
         Settings.model_validate(v)
@@ -672,6 +684,14 @@ def load_workflow(path: str | Path) -> Workflow:
             [
                 f"{p}: field settings.frequency_cap: the cap counts sends across every workflow; set it once in "
                 f"{DEPLOYMENT_FILE} beside the workflow files"
+            ],
+        )
+    if isinstance(own, dict) and "forms" in own:
+        raise WorkflowFileError(
+            str(p),
+            [
+                f"{p}: field settings.forms: which form is which serves every workflow of the deployment; set it "
+                f"once in {DEPLOYMENT_FILE} beside the workflow files"
             ],
         )
     shared = load_deployment_settings(p.parent)

@@ -139,6 +139,11 @@ def test_the_demo_runs_every_example_from_the_sample_deliveries(capsys: pytest.C
     assert "+10m1s" in ana and "messages: email:cart-reminder, email:holiday-1, email:cart-reminder-2" in ana
     assert "filter failed: cart_value gt 50" in bo and "messages: none" in bo
     assert "purchased                branch then" in carla
+    # A Typeform answer: stepwise.yaml's settings.forms says form lT4Z3j is the funnel form, so it enters two-offers.
+    laura = blocks["laura@example.com"]
+    assert "(typeform delivery)      unverified     form.submitted" in laura
+    assert "two-offers           (form.submitted)         entered" in laura
+    assert "messages: email:offer-1-intro, email:offer-1-reminder" in laura
     entered = {line.split()[5] for line in out.splitlines() if " entered " in f" {line} " and "(" in line}
     assert {"abandoned-checkout", "two-offers", "welcome-series", "lead-score-alert", "sms-not-delivered"} <= entered
     assert "holiday-series       (broadcast_batch)" in out and "campaign-2           offer-2-intro" in out

@@ -17,6 +17,7 @@ CTX_ALARM_EMAIL = "alarm_email"
 CTX_POWERTOOLS_LAYER_VERSION = "powertools_layer_version"
 CTX_EMAIL_FROM = "email_from"
 CTX_SMS_ORIGINATION = "sms_origination"
+CTX_UNSUBSCRIBE_MAIL_DOMAIN = "unsubscribe_mail_domain"
 CTX_API_THROTTLE_RATE = "api_throttle_rate"
 CTX_API_THROTTLE_BURST = "api_throttle_burst"
 CONTEXT_KEYS = (
@@ -26,6 +27,7 @@ CONTEXT_KEYS = (
     CTX_POWERTOOLS_LAYER_VERSION,
     CTX_EMAIL_FROM,
     CTX_SMS_ORIGINATION,
+    CTX_UNSUBSCRIBE_MAIL_DOMAIN,
     CTX_API_THROTTLE_RATE,
     CTX_API_THROTTLE_BURST,
 )
@@ -35,6 +37,7 @@ CONTEXT_KEYS = (
 POWERTOOLS_LAYER_VERSION = 27
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 # An End User Messaging SMS origination identity IAM can name: a phone number or pool by ARN or id, or a sender id
 # by ARN. A bare E.164 number cannot be turned into an ARN (the ARN carries the number's id), so it is refused.
 _SMS_ORIGINATION = re.compile(
@@ -58,6 +61,10 @@ class StackConfig(BaseModel):
     email_from: str = ""
     # The End User Messaging SMS origination identity SMS are sent from; required when a workflow sends SMS.
     sms_origination: str = ""
+    # A domain SES receives mail for (its MX record points at inbound-smtp.<region>.amazonaws.com, the domain is a
+    # verified SES identity): List-Unsubscribe then also offers mailto:unsubscribe@<domain>, and a receipt rule
+    # hands those mails to the unsubscribe-mail Lambda. "" = the https one-click link only.
+    unsubscribe_mail_domain: str = ""
     # The intake API's stage throttling (requests per second, burst); API Gateway answers 429 above it and every
     # provider retries a 429. Well under the account's 10,000 rps so one stage cannot starve another.
     api_throttle_rate: int = Field(default=50, ge=1, le=10_000)
@@ -68,6 +75,13 @@ class StackConfig(BaseModel):
     def _email(cls, v: str, info: ValidationInfo) -> str:
         if v and not _EMAIL.fullmatch(v):
             raise ValueError(f"{info.field_name} {v!r} is not an e-mail address")
+        return v
+
+    @field_validator("unsubscribe_mail_domain")
+    @classmethod
+    def _mail_domain(cls, v: str) -> str:
+        if v and not _DOMAIN.fullmatch(v):
+            raise ValueError(f"unsubscribe_mail_domain {v!r} is not a lower-case domain name (e.g. mail.example.com)")
         return v
 
     @field_validator("sms_origination")
@@ -93,6 +107,11 @@ class StackConfig(BaseModel):
     def prefix(self) -> str:
         """Physical-name prefix of this stage's resources (state machines, log groups, alarms)."""
         return f"stepwise-{self.stage}"
+
+    @property
+    def unsubscribe_mailto(self) -> str:
+        """The address List-Unsubscribe's mailto: names, "" without unsubscribe_mail_domain."""
+        return f"unsubscribe@{self.unsubscribe_mail_domain}" if self.unsubscribe_mail_domain else ""
 
     @property
     def parameters_prefix(self) -> str:

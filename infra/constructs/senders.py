@@ -14,6 +14,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_ses as ses
+from aws_cdk import aws_ses_actions as ses_actions
 from aws_cdk import aws_smsvoice as smsvoice
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -46,6 +47,15 @@ SENDER_TABLE_ACTIONS = (
 SENDER_INDEX_ACTIONS = ("dynamodb:Query",)
 EMAIL_ACTIONS = ("ses:SendEmail",)  # SES v2 SendEmail (Raw content included) is authorised as ses:SendEmail
 SMS_ACTIONS = ("sms-voice:SendTextMessage",)
+# The unsubscribe-mail Lambda (functions/senders/unsubscribe_mail.py): what unsubscribe.handle and the outbox put do.
+HANDLER_UNSUBSCRIBE_MAIL = "functions.senders.unsubscribe_mail.handler"
+UNSUBSCRIBE_MAIL_TABLE_ACTIONS = (
+    "dynamodb:GetItem",  # ContactStore.get: the contact the token names
+    "dynamodb:PutItem",  # apply_event's writes; the email.unsubscribed outbox item (conditional: once)
+    "dynamodb:UpdateItem",  # apply_event: the contact's consent
+    "dynamodb:DeleteItem",  # apply_event: a membership the unsubscribe ends
+)
+UNSUBSCRIBE_MAIL_TIMEOUT = Duration.seconds(30)
 
 # Every SES event a configuration set can publish that the router turns into a contact event (or a suppression).
 SES_EVENTS = (
@@ -196,6 +206,7 @@ class Senders(Construct):
                 C.ENV_SMS_CONFIGURATION_SET: self.configuration_set_name,
                 C.ENV_UNSUBSCRIBE_URL: unsubscribe_url,
                 C.ENV_UNSUBSCRIBE_KEY_PARAMETER: self.unsubscribe_key_parameter,
+                C.ENV_UNSUBSCRIBE_MAILTO: config.unsubscribe_mailto,
                 C.ENV_TEMPLATES_DIR: C.TEMPLATES_FOLDER,
                 C.ENV_ALERT_TOPIC_ARN: alert_topic.topic_arn,
                 C.ENV_METRICS_NAMESPACE: C.METRICS_NAMESPACE,
@@ -262,4 +273,45 @@ class Senders(Construct):
             description=f"{prefix}: SMS delivery receipts, to the router",
             event_pattern=events.EventPattern(source=[SMS_SOURCE], detail_type=[SMS_DETAIL_TYPE]),
             targets=[feedback],
+        )
+
+        # ---- unsubscribe by email (List-Unsubscribe's mailto:) -------------------------------------------------
+        self.unsubscribe_mail: StepwiseFunction | None = None
+        self.inbound_rules: ses.ReceiptRuleSet | None = None
+        if config.unsubscribe_mailto:
+            self._receive_unsubscribe_mail(config, table, code)
+
+    def _receive_unsubscribe_mail(self, config: StackConfig, table: dynamodb.ITable, code: lambda_.Code) -> None:
+        """An SES receipt rule for unsubscribe@<unsubscribe_mail_domain> invoking the unsubscribe-mail Lambda
+        (asynchronously: SES retries it, the Lambda is idempotent). CloudFormation cannot activate a receipt rule
+        set (one is active per account and region): `aws ses set-active-receipt-rule-set --rule-set-name
+        <prefix>-inbound` once after the first deploy (docs/operations.md)."""
+        fn = StepwiseFunction(
+            self,
+            "UnsubscribeMail",
+            config=config,
+            role_name="unsubscribe-mail",
+            handler=HANDLER_UNSUBSCRIBE_MAIL,
+            code=code,
+            layers=lambda scope: [powertools_layer(scope, config)],
+            environment={
+                C.ENV_TABLE_NAME: table.table_name,
+                C.ENV_UNSUBSCRIBE_KEY_PARAMETER: self.unsubscribe_key_parameter,
+                C.ENV_STAGE: config.stage,
+            },
+            description="unsubscribes the contact a mailed List-Unsubscribe request names (SES receipt rule)",
+            timeout=UNSUBSCRIBE_MAIL_TIMEOUT,
+        )
+        fn.allow(UNSUBSCRIBE_MAIL_TABLE_ACTIONS, [table.table_arn])
+        fn.allow_parameters([self.unsubscribe_key_parameter])
+        self.unsubscribe_mail = fn
+        self.inbound_rules = ses.ReceiptRuleSet(self, "InboundMail", receipt_rule_set_name=f"{config.prefix}-inbound")
+        self.inbound_rules.add_rule(
+            "Unsubscribe",
+            receipt_rule_name=f"{config.prefix}-unsubscribe",
+            recipients=[config.unsubscribe_mailto],
+            actions=[ses_actions.Lambda(function=fn.function, invocation_type=ses_actions.LambdaInvocationType.EVENT)],
+            scan_enabled=True,  # the virus verdict the Lambda reads
+            tls_policy=ses.TlsPolicy.OPTIONAL,  # a mailbox provider's unsubscribe mailer must not bounce
+            enabled=True,
         )

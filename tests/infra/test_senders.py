@@ -239,3 +239,88 @@ def test_email_from_and_throttling_are_checked() -> None:
     with pytest.raises(ValidationError):
         StackConfig(api_throttle_rate=0)
     assert StackConfig.model_validate({"api_throttle_rate": "200"}).api_throttle_rate == 200  # -c gives strings
+
+
+# ---- unsubscribe by email: an SES receipt rule for List-Unsubscribe's mailto: -------------------------------
+
+
+def test_without_a_mail_domain_there_is_no_mailto_and_no_receipt_rule(synth: Synth) -> None:
+    assert synth.of_type("AWS::SES::ReceiptRuleSet") == {} and synth.of_type("AWS::SES::ReceiptRule") == {}
+    assert _env(synth, synth.stack.senders.sender)[C.ENV_UNSUBSCRIBE_MAILTO] == ""
+    assert synth.stack.senders.unsubscribe_mail is None
+
+
+def test_a_mail_domain_gives_the_mailto_a_receipt_rule_and_a_least_privilege_lambda(tmp_path: Path) -> None:
+    from tests.infra.test_iam_drift import granted_actions, needed_actions
+
+    synth = synthesize(tmp_path / "out", unsubscribe_mail_domain="mail.example.com")  # raises on a cdk-nag finding
+    report = json.loads((synth.outdir / "validation-report.json").read_text())
+    assert [(p["conclusion"], p["violations"]) for p in report["pluginReports"]] == [("success", [])]
+    s = synth.stack.senders
+    assert _env(synth, s.sender)[C.ENV_UNSUBSCRIBE_MAILTO] == "unsubscribe@mail.example.com"
+    fn = s.unsubscribe_mail
+    assert fn is not None
+    (rule_set,) = synth.of_type("AWS::SES::ReceiptRuleSet").values()
+    assert rule_set["Properties"] == {"RuleSetName": "stepwise-dev-inbound"}
+    (rule,) = synth.of_type("AWS::SES::ReceiptRule").values()
+    props = synth.resolve(rule["Properties"])
+    lid = synth.logical_id(fn.function)
+    assert props["RuleSetName"] == f"<{synth.logical_id(s.inbound_rules)}>"
+    assert props["Rule"] == {
+        "Name": "stepwise-dev-unsubscribe",
+        "Enabled": True,
+        "Recipients": ["unsubscribe@mail.example.com"],
+        "ScanEnabled": True,
+        "TlsPolicy": "Optional",
+        "Actions": [{"LambdaAction": {"FunctionArn": f"<{lid}.Arn>", "InvocationType": "Event"}}],
+    }
+    (permission,) = [
+        synth.resolve(p["Properties"])
+        for p in synth.of_type("AWS::Lambda::Permission").values()
+        if p["Properties"].get("FunctionName") == {"Fn::GetAtt": [lid, "Arn"]}
+    ]
+    assert (permission["Principal"], permission["SourceAccount"]) == ("ses.amazonaws.com", "123456789012")
+    props = _props(synth, fn.function)
+    assert props["Handler"] == S.HANDLER_UNSUBSCRIBE_MAIL and props["Runtime"] == "python3.12"
+    logs = synth.logical_id(fn.log_group)
+    table = synth.logical_id(synth.stack.storage.table)
+    assert _statements(synth, fn.role) == [
+        {"Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Effect": "Allow", "Resource": f"<{logs}.Arn>"},
+        XRAY,
+        {"Action": list(S.UNSUBSCRIBE_MAIL_TABLE_ACTIONS), "Effect": "Allow", "Resource": f"<{table}.Arn>"},
+        {
+            "Action": "ssm:GetParameter",
+            "Effect": "Allow",
+            "Resource": ARN.format("ssm", "parameter/stepwise/dev/unsubscribe-key"),
+        },
+        {
+            "Action": "kms:Decrypt",
+            "Condition": {"StringEquals": {"kms:ViaService": "ssm.eu-west-1.amazonaws.com"}},
+            "Effect": "Allow",
+            "Resource": ARN.format("kms", "key/*"),
+        },
+    ]
+    # The grants are exactly what its code's calls need (the drift test's own reading of the import closure).
+    needed = needed_actions(
+        "functions.senders.unsubscribe_mail",
+        {"shared/store/contacts.py": "ContactStore: get, apply_event, the outbox item's put_item"},
+        {},
+        {
+            "batch_get_item": "ContactStore.batch_get: routing's identity lookups",
+            "query": "ContactStore queries: routing's; unsubscribe reads one profile",
+            "transact_write_items": "ContactStore transactions (upsert, commit_step): not apply_event's",
+            "get_object": "not called",
+        },
+    )
+    assert needed == granted_actions(synth, fn, [])
+    env = _env(synth, fn)
+    assert (
+        env[C.ENV_TABLE_NAME] == f"<{table}>"
+        and env[C.ENV_UNSUBSCRIBE_KEY_PARAMETER] == "/stepwise/dev/unsubscribe-key"
+    )
+
+
+def test_unsubscribe_mail_domain_is_checked() -> None:
+    with pytest.raises(ValidationError, match="unsubscribe_mail_domain"):
+        StackConfig(unsubscribe_mail_domain="unsubscribe@mail.example.com")
+    assert StackConfig(unsubscribe_mail_domain="mail.example.com").unsubscribe_mailto == "unsubscribe@mail.example.com"

@@ -40,7 +40,8 @@ def execution_arn(machine_arn: str, name: str) -> str:
 # histories cannot be deleted (erasure cannot reach them), so they carry ids only. The input's `event` is a
 # reference (its type and the item's sort key); the step runner reads the event back (`stored_trigger`). Kept for
 # the run's life: a Standard execution lasts at most a year, a restart (a goal's jump, a resume) reuses it.
-TRIGGER_PREFIX = "TRIGGER#"
+# "~" sorts after every kind the router's partition Query reads (ACT# to WAIT$): routing never reads these items.
+TRIGGER_PREFIX = "~TRIGGER#"
 TRIGGER_DAYS = 400
 STORED = "stored"
 

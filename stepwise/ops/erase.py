@@ -75,7 +75,7 @@ def _kind(sk: str) -> str:
         "ENROLL": "enrolments",
         "ACT": "activity",
         "SPLIT": "split assignments",
-        "TRIGGER": "trigger events",
+        "~TRIGGER": "trigger events",
     }.get(head, head.lower())
 
 

@@ -151,19 +151,28 @@ def enrolment_write_fails_once(sim: Simulation) -> Iterator[list[str]]:
     StartExecution would leave it: the run started, nothing recorded it."""
     refused: list[str] = []
 
-    def throttle(params: dict[str, Any], **_: Any) -> None:
-        if not refused and params["Item"]["sk"]["S"].startswith("ENROLL#"):
-            refused.append(params["Item"]["sk"]["S"])
+    def confirm_of(params: dict[str, Any]) -> str | None:
+        """The ENROLL# key a PutItem, or a transaction's Put, writes whole: the confirm (the claim is an update)."""
+        puts = [params] if "Item" in params else [w["Put"] for w in params.get("TransactItems", []) if "Put" in w]
+        keys = [p["Item"]["sk"]["S"] for p in puts if p["Item"]["sk"]["S"].startswith("ENROLL#")]
+        return keys[0] if keys else None
+
+    def throttle(params: dict[str, Any], model: Any, **_: Any) -> None:
+        key = confirm_of(params)
+        if not refused and key is not None:
+            refused.append(key)
             raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}}, "PutItem"
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}}, model.name
             )
 
     events = sim.stack.dynamodb.meta.events
-    events.register("before-parameter-build.dynamodb.PutItem", throttle)
+    for op in ("PutItem", "TransactWriteItems"):
+        events.register(f"before-parameter-build.dynamodb.{op}", throttle)
     try:
         yield refused
     finally:
-        events.unregister("before-parameter-build.dynamodb.PutItem", throttle)
+        for op in ("PutItem", "TransactWriteItems"):
+            events.unregister(f"before-parameter-build.dynamodb.{op}", throttle)
 
 
 def test_a_delivery_retried_after_the_run_started_but_was_not_recorded_completes_the_enrolment() -> None:

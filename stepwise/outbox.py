@@ -189,6 +189,8 @@ def print_outbox(rows: list[dict[str, Any]], out: TextIO, as_json: bool = False)
         print(f"  • {r['at']}  {r['channel']:<5} {r['status']:<11} to {to}  [{r['template']}]", file=out)
         if r["reason"]:
             print(f"   why: {r['reason']}", file=out)
+        if r.get("provider_id"):
+            print(f"   provider id: {r['provider_id']}", file=out)
         if r["subject"]:
             print(f"   subject: {r['subject']}", file=out)
         for k, v in r["headers"].items():

@@ -69,7 +69,10 @@ class Links:
     mailto: str = ""  # an address that accepts unsubscribe requests by email; "" leaves the mailto form out
 
     def url(self, contact_id: str, message_id: str) -> str:
-        return f"{self.base_url.rstrip('/')}/unsubscribe/{make_token(self.key, contact_id, message_id)}"
+        # The base is the API's URL, or already its /unsubscribe/ route (what the stack hands the sender).
+        base = self.base_url.rstrip("/")
+        base = base if base.endswith("/unsubscribe") else f"{base}/unsubscribe"
+        return f"{base}/{make_token(self.key, contact_id, message_id)}"
 
     def headers(self, contact_id: str, message_id: str) -> dict[str, str]:
         value = f"<{self.url(contact_id, message_id)}>"

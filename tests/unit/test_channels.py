@@ -171,3 +171,10 @@ def test_a_call_without_an_answer_is_uncertain_and_one_that_never_connected_is_r
     with pytest.raises(ChannelError) as err:
         SesEmailChannel(client, "news@example.com", "cs").send(outgoing())
     assert (err.value.retryable, err.value.uncertain, err.value.code) == (retryable, uncertain, error)
+
+
+def test_the_link_has_one_unsubscribe_segment_whether_the_base_is_the_api_or_its_route() -> None:
+    # The stack hands the sender `<api>/unsubscribe/`; the intake serves /unsubscribe/{token}.
+    token = make_token(KEY, "c-1", "m-1")
+    for base in ("https://api.example.com", "https://api.example.com/", "https://api.example.com/unsubscribe/"):
+        assert Links(KEY, base).url("c-1", "m-1") == f"https://api.example.com/unsubscribe/{token}"

@@ -12,13 +12,15 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2 import Template as JinjaTemplate
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+if TYPE_CHECKING:  # Jinja2 itself is loaded on the first compile (_environment): see the decision log, cold start
+    from jinja2 import Template as JinjaTemplate
+    from jinja2 import UndefinedError
+    from jinja2.sandbox import SandboxedEnvironment
 
 HTML_SUFFIX = ".html"
 TEXT_SUFFIX = ".txt"
@@ -153,14 +155,16 @@ def html_to_text(body: str) -> str:
     return maker.text()
 
 
+@cache
 def _environment(autoescape: bool) -> SandboxedEnvironment:
+    """The sandbox for HTML (autoescaped) or text, made on first use: a sender whose records render nothing (a
+    suppressed or capped contact, a duplicate) never loads Jinja2."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
     env = SandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined, keep_trailing_newline=True)
     env.filters["money"] = lambda v, currency="": f"{float(v):,.2f}" + (f" {currency}" if currency else "")
     return env
-
-
-_HTML_ENV = _environment(True)
-_TEXT_ENV = _environment(False)
 
 
 def _undefined_name(err: UndefinedError) -> str | None:
@@ -225,8 +229,10 @@ class TemplateSet:
         key = (name, part, text)
         tpl = self._compiled.get(key)
         if tpl is None:
+            from jinja2 import TemplateSyntaxError
+
             try:
-                tpl = (_HTML_ENV if autoescape else _TEXT_ENV).from_string(text)
+                tpl = _environment(autoescape).from_string(text)
             except TemplateSyntaxError as err:
                 raise TemplateError(name, f"{part}: syntax error on line {err.lineno}: {err.message}") from None
             self._compiled[key] = tpl
@@ -257,6 +263,9 @@ class TemplateSet:
         parts = self.parts(name, channel, subject)
         if self.kind(channel) == "email" and "subject" not in parts:
             raise TemplateError(name, "no subject: add 'subject:' to the template's front matter or to the step")
+        from jinja2 import UndefinedError
+        from jinja2.sandbox import SecurityError
+
         out: dict[str, str] = {}
         for part, (text, escape) in parts.items():
             tpl = self.compiled(name or "(built-in alert)", part, text, escape)

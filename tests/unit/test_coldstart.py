@@ -1,8 +1,8 @@
 """Each Lambda handler's import (its cold start) loads none of what only compile time needs.
 
 A fresh interpreter per handler: what an import drags in shows in sys.modules only before anything else loaded it.
-Lint, the compiler and PyYAML belong to `stepwise validate` and `cdk synth`; Jinja2 only to the sender, which
-renders templates; the webhook providers load one by one, as a delivery names them."""
+Lint, the compiler and PyYAML belong to `stepwise validate` and `cdk synth`; Jinja2 only to the sender's first
+render; the webhook providers load one by one, as a delivery names them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ HANDLERS = {
     "functions.trigger_router.intake": COMPILE_TIME,
     "functions.trigger_router.router": COMPILE_TIME,
     "functions.step_runner.handler": COMPILE_TIME,
-    "functions.senders.handler": tuple(m for m in COMPILE_TIME if m != "jinja2"),
+    "functions.senders.handler": COMPILE_TIME,  # Jinja2 too: loaded on the first render (templates._environment)
 }
 PROVIDER_MODULES = ("shopify", "woocommerce", "stripe", "typeform", "tally", "calendly", "webflow", "jotform")
 

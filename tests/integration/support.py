@@ -13,6 +13,7 @@ from shared.workflow.model import Workflow, parse_workflow
 from stepwise.simulate import DEFAULT_START, Simulation, TimedEvent
 
 HISTORY_TTL = timedelta(days=30)
+ANA, BO = "ana@example.com", "bo@example.com"
 
 
 def event(eid: str, etype: str, data: dict[str, Any], **contact: str) -> ContactEvent:
@@ -22,6 +23,21 @@ def event(eid: str, etype: str, data: dict[str, Any], **contact: str) -> Contact
 
 def timed(offset: timedelta, eid: str, etype: str, data: dict[str, Any], **contact: str) -> TimedEvent:
     return TimedEvent(DEFAULT_START + offset, event(eid, etype, data, **contact))
+
+
+def subscribe(sim: Simulation, email: str = ANA, eid: str = "s1", list_name: str = "news") -> None:
+    """The contact joins a list now (what starts most test workflows)."""
+    sim.send(event(eid, "list.subscribed", {"list": list_name}, email=email))
+
+
+def pay(sim: Simulation, email: str = ANA, eid: str = "o1", order_id: str = "1", total: float = 5) -> None:
+    """The contact pays an order now (what meets most test goals)."""
+    sim.send(event(eid, "order.paid", {"order_id": order_id, "total": total}, email=email))
+
+
+def advance(sim: Simulation, **delta: float) -> None:
+    """Move the simulation's clock to DEFAULT_START plus `delta` (at() names the same instant)."""
+    sim.advance(DEFAULT_START + timedelta(**delta))
 
 
 def run_in_order(sim: Simulation, events: list[TimedEvent]) -> None:
@@ -106,4 +122,33 @@ steps:
         end: bought
     else:
       - goto: nag
+"""
+
+
+# ---- workflows more than one test file runs ---------------------------------------------------------------------
+
+# A go-to in on_timeout: a reminder a day until the order is paid, at most max_loops jumps.
+TIMEOUT_LOOP = """
+name: timeout-loop
+triggers: [{event: list.subscribed}]
+settings: {max_loops: 2}
+steps:
+  - id: remind
+    send_email: {template: pay-now}
+  - id: wait-pay
+    wait_until: {event: order.paid, timeout: 1d, on_timeout: [{goto: remind}]}
+  - id: thanks
+    send_email: {template: thanks}
+"""
+# Enrols the contact in the campaign promo, then takes it out a day later (the promo workflow is each test's own).
+JOIN_AND_LEAVE = """
+name: join-and-leave
+triggers: [{event: form.submitted}]
+steps:
+  - id: join
+    subscribe: {campaign: promo}
+  - id: a-day
+    wait: 1d
+  - id: stop-promo
+    remove_from_campaign: promo
 """

@@ -19,9 +19,10 @@ from shared.events import ContactEvent, ContactRef
 from shared.store.contacts import contact_pk
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.cost import analyse
-from stepwise.simulate import DEFAULT_START, Simulation
+from stepwise.simulate import Simulation
 from tests.integration.support import NAG as SUPPORT_NAG
 from tests.integration.support import (
+    advance,
     assert_history_ttl,
     at,
     contact,
@@ -112,14 +113,14 @@ steps:
 def test_wait_until_event_resumes_on_the_event_for_the_same_checkout_only() -> None:
     with Simulation([workflow(CART)]) as sim:
         sim.send(event("a1", "checkout.abandoned", {"checkout_id": "k1"}, email="ana@example.com"))
-        sim.advance(DEFAULT_START + timedelta(hours=5))
+        advance(sim, hours=5)
         # An order for another checkout of Ana's does not end the wait for this one.
         sim.send(event("a2", "checkout.completed", {"checkout_id": "k9"}, email="ana@example.com"))
         assert steps(sim, email="ana@example.com") == [
             (at(), "remind", "done"),
             (at(), "wait-for-order", "waiting"),
         ]
-        sim.advance(DEFAULT_START + timedelta(hours=6))
+        advance(sim, hours=6)
         sim.send(event("a3", "checkout.completed", {"checkout_id": "k1"}, email="ana@example.com"))
         sim.finish()
         assert steps(sim, email="ana@example.com") == [
@@ -172,9 +173,9 @@ def test_wait_until_event_keyed_to_a_nested_field_of_the_trigger() -> None:
     keyed = CART.replace("name: cart", "name: cart-nested").replace("same: [checkout_id]", "same: [cart.id]")
     with Simulation([workflow(keyed)]) as sim:
         sim.send(event("a1", "checkout.abandoned", {"cart": {"id": "k1", "value": 80}}, email="ana@example.com"))
-        sim.advance(DEFAULT_START + timedelta(hours=1))
+        advance(sim, hours=1)
         sim.send(event("a2", "checkout.completed", {"cart": {"id": "k9"}}, email="ana@example.com"))
-        sim.advance(DEFAULT_START + timedelta(hours=2))
+        advance(sim, hours=2)
         sim.send(event("a3", "checkout.completed", {"cart": {"id": "k1"}}, email="ana@example.com"))
         sim.finish()
         assert steps(sim, email="ana@example.com")[2:] == [
@@ -359,9 +360,9 @@ steps:
 def test_goal_met_during_an_event_wait_leaves_nothing_behind_for_that_event() -> None:
     with Simulation([workflow(WAIT_FOR_VISIT)]) as sim:
         sim.send(event("a1", "checkout.abandoned", {"checkout_id": "k1"}, email="ana@example.com"))
-        sim.advance(DEFAULT_START + timedelta(hours=2))
+        advance(sim, hours=2)
         sim.send(event("a2", "order.paid", {"order_id": "o1"}, email="ana@example.com"))
-        sim.advance(DEFAULT_START + timedelta(hours=3))
+        advance(sim, hours=3)
         # The event the stopped run waited for comes after all: nothing waits for it any more.
         visit = event("a3", "page.visited", {"url": "https://shop.example.com/"}, email="ana@example.com")
         assert sim.send(visit) == []
@@ -631,7 +632,7 @@ def test_a_start_refused_after_the_step_committed_is_made_good_by_the_retry() ->
     with Simulation([workflow(JOIN), workflow(CAMPAIGN)]) as sim:
         with start_execution_refused_once("drip") as refused:
             sim.send(event("f1", "form.submitted", {"form": "demo"}, email="hal@example.com"))
-            sim.advance(DEFAULT_START + timedelta(minutes=1))  # the retry comes after a few seconds' backoff
+            advance(sim, minutes=1)  # the retry comes after a few seconds' backoff
         assert len(refused) == 1
         (run,) = executions(sim, "join")
         errors = [
@@ -1064,7 +1065,7 @@ def test_a_campaign_tracks_the_subscribers_stage_and_completing_it_triggers_and_
         ola = contact(sim, email="ola@example.com")["id"]
         # The course opens with a wait: the enroller sets the stage as it records it.
         assert sim.store.get(ola).campaigns == {"course": "day-0"}
-        sim.advance(DEFAULT_START + timedelta(days=1, hours=1))
+        advance(sim, days=1, hours=1)
         assert sim.store.get(ola).campaigns == {"course": "day-2"}
         sim.finish()
         assert messages(sim, email="ola@example.com") == [
@@ -1155,7 +1156,7 @@ def test_a_wait_continues_when_the_contact_clicks_the_email_the_workflow_sent() 
         sim.send(event("f2", "form.submitted", {}, email="sol@example.com"))
         rae = contact(sim, email="rae@example.com")
         (invite,) = rae["messages"]
-        sim.advance(DEFAULT_START + timedelta(hours=5))
+        advance(sim, hours=5)
         # The click report names only the message; a click on some other email does not count.
         sim.send(event("c0", "email.clicked", {"message_id": "not-ours", "link": "x"}, email="rae@example.com"))
         sim.send(

@@ -9,11 +9,22 @@ from datetime import timedelta
 
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.cost import analyse
-from stepwise.simulate import DEFAULT_START, Simulation
-from tests.integration.support import at, event, executions, messages, states_entered, steps
+from stepwise.simulate import Simulation
+from tests.integration.support import (
+    ANA,
+    JOIN_AND_LEAVE,
+    TIMEOUT_LOOP,
+    advance,
+    at,
+    event,
+    executions,
+    messages,
+    pay,
+    states_entered,
+    steps,
+    subscribe,
+)
 from tests.integration.support import workflow as wf
-
-ANA = "ana@example.com"
 
 # ---- a stop that is not a goal's jump drops the records written ahead too ---------------------------------------
 
@@ -26,17 +37,6 @@ steps:
     wait: 2d
   - id: promo-done
     end: {reason: promo over}
-"""
-JOIN_AND_LEAVE = """
-name: join-and-leave
-triggers: [{event: form.submitted}]
-steps:
-  - id: join
-    subscribe: {campaign: promo}
-  - id: a-day
-    wait: 1d
-  - id: stop-promo
-    remove_from_campaign: promo
 """
 
 
@@ -76,7 +76,7 @@ def test_a_goto_after_a_wait_one_too_many_ends_the_run_when_the_wait_is_over() -
     # (13, two short of what the run entered).
     loop = wf(LOOP_THROUGH_A_WAIT)
     with Simulation([loop]) as sim:
-        sim.send(event("s1", "list.subscribed", {"list": "news"}, email=ANA))
+        subscribe(sim)
         sim.finish(timedelta(days=6))
         assert messages(sim, email=ANA) == [(at(days=d), "email", "come-back") for d in range(3)]
         assert steps(sim, email=ANA)[-3:] == [
@@ -94,27 +94,14 @@ def test_a_goto_after_a_wait_one_too_many_ends_the_run_when_the_wait_is_over() -
 
 # ---- a go-to in on_timeout counts, and each visit has its own keys --------------------------------------------
 
-TIMEOUT_LOOP = """
-name: timeout-loop
-triggers: [{event: list.subscribed}]
-settings: {max_loops: 2}
-steps:
-  - id: remind
-    send_email: {template: pay-now}
-  - id: wait-pay
-    wait_until: {event: order.paid, timeout: 1d, on_timeout: [{goto: remind}]}
-  - id: thanks
-    send_email: {template: thanks}
-"""
-
 
 def test_a_wait_entered_again_by_its_on_timeout_goto_is_resumed_by_the_event() -> None:
     # Kills: functions/step_runner/logic.py run(), `ctx.loops += 1` for RUN_TIMED_OUT_GOTO removed (the second
     # visit would reuse the first's keys: no second reminder, and no wait for the order to resume).
     with Simulation([wf(TIMEOUT_LOOP)]) as sim:
-        sim.send(event("s1", "list.subscribed", {"list": "news"}, email=ANA))
-        sim.advance(DEFAULT_START + timedelta(days=1, hours=12))
-        sim.send(event("o1", "order.paid", {"order_id": "1", "total": 5}, email=ANA))
+        subscribe(sim)
+        advance(sim, days=1, hours=12)
+        pay(sim)
         sim.finish()
         assert messages(sim, email=ANA) == [
             (at(), "email", "pay-now"),
@@ -152,7 +139,7 @@ def test_a_goto_after_a_wait_in_on_timeout_ends_the_run_after_that_wait() -> Non
     # Kills: shared/workflow/compiler.py Compiler.ahead, the goto marker not appended (the jump would be counted
     # as the timeout happens, ending the run on day 3 before the grace day).
     with Simulation([wf(GRACE_LOOP)]) as sim:
-        sim.send(event("s1", "list.subscribed", {"list": "news"}, email=ANA))
+        subscribe(sim)
         sim.finish(timedelta(days=8))
         assert messages(sim, email=ANA) == [(at(), "email", "pay-now"), (at(days=2), "email", "pay-now")]
         assert steps(sim, email=ANA)[-3:] == [

@@ -9,11 +9,26 @@ from collections import Counter
 from datetime import timedelta
 
 from shared import constants as C
-from stepwise.simulate import DEFAULT_START, Simulation
-from tests.integration.support import at, contact, event, executions, history, messages, run_in_order, steps, timed
+from stepwise.simulate import Simulation
+from tests.integration.support import (
+    ANA,
+    BO,
+    JOIN_AND_LEAVE,
+    TIMEOUT_LOOP,
+    advance,
+    at,
+    contact,
+    event,
+    executions,
+    history,
+    messages,
+    pay,
+    run_in_order,
+    steps,
+    subscribe,
+    timed,
+)
 from tests.integration.support import workflow as wf
-
-ANA, BO = "ana@example.com", "bo@example.com"
 
 # ---- a branch where two cases match ----------------------------------------------------------------------------
 
@@ -71,9 +86,9 @@ def test_a_click_on_another_email_of_the_run_does_not_resume_a_wait_for_this_one
     with Simulation([wf(CLICKS)]) as sim:
         sim.send(event("f1", "form.submitted", {}, email=ANA))
         sent = {m["step"]: m["message_id"] for m in contact(sim, email=ANA)["messages"]}
-        sim.advance(DEFAULT_START + timedelta(hours=1))
+        advance(sim, hours=1)
         sim.send(event("c1", "email.clicked", {"message_id": sent["newsletter"], "link": "x"}, email=ANA))
-        sim.advance(DEFAULT_START + timedelta(hours=2))
+        advance(sim, hours=2)
         sim.send(event("c2", "email.clicked", {"message_id": sent["invite"], "link": "x"}, email=ANA))
         sim.finish()
         assert steps(sim, email=ANA)[2:] == [
@@ -106,7 +121,7 @@ def test_a_goto_into_the_middle_of_a_run_of_actions_does_not_redo_the_steps_befo
     # Kills: shared/workflow/compiler.py _run_predecessor, `if sid in self.graph.goto_targets: return None` removed
     # (the target merged into the previous Task: the welcome email re-sent on every loop).
     with Simulation([wf(MIDDLE)]) as sim:
-        sim.send(event("s1", "list.subscribed", {"list": "news"}, email=ANA))
+        subscribe(sim)
         sim.finish()
         assert messages(sim, email=ANA) == [
             (at(), "email", "welcome"),
@@ -149,14 +164,14 @@ def test_a_split_picks_no_winner_before_its_after_and_picks_one_after() -> None:
             sim.send(event(f"s{i}", "list.subscribed", {"list": "news"}, email=e))
         paths = {e: _decision(sim, e)["branch"] for e in emails}
         assert min(Counter(paths.values()).values()) >= 10  # every path has min_contacts
-        sim.advance(DEFAULT_START + timedelta(hours=12))
+        advance(sim, hours=12)
         for i, e in enumerate(e for e in emails if paths[e] == "long"):
             sim.send(event(f"o{i}", "order.paid", {"order_id": str(i), "total": 5}, email=e))
-        sim.advance(DEFAULT_START + timedelta(days=1))
+        advance(sim, days=1)
         sim.send(event("early", "list.subscribed", {"list": "news"}, email="early@example.com"))
         early = _decision(sim, "early@example.com")
         assert early["why"].startswith("contact's bucket"), early["why"]
-        sim.advance(DEFAULT_START + timedelta(days=2, hours=1))
+        advance(sim, days=2, hours=1)
         sim.send(event("late", "list.subscribed", {"list": "news"}, email="late@example.com"))
         late = _decision(sim, "late@example.com")
         assert late["branch"] == "long" and late["why"].startswith("winner long chosen"), late["why"]
@@ -253,9 +268,9 @@ def test_conditions_and_contact_actions_at_runtime() -> None:
             sim.send(event(f"sc-{who}", "score.changed", {"score": score}, email=who))
         sim.send(event("l1", "list.subscribed", {"list": "newsletter"}, email=ANA))
         sim.send(event("op-bo", "email.opened", {"template": "welcome"}, email=BO))
-        sim.advance(DEFAULT_START + timedelta(days=9))
+        advance(sim, days=9)
         sim.send(event("op-ana", "email.opened", {"template": "welcome"}, email=ANA))
-        sim.advance(DEFAULT_START + timedelta(days=10))
+        advance(sim, days=10)
         sim.send(event("f-ana", "form.submitted", {"form": "x"}, email=ANA))
         sim.send(event("f-bo", "form.submitted", {"form": "x"}, email=BO))
         sim.finish()
@@ -291,17 +306,6 @@ steps:
     wait: 2d
   - id: promo-offer
     send_email: {template: promo-offer}
-"""
-JOIN_AND_LEAVE = """
-name: join-and-leave
-triggers: [{event: form.submitted}]
-steps:
-  - id: join
-    subscribe: {campaign: promo}
-  - id: a-day
-    wait: 1d
-  - id: stop-promo
-    remove_from_campaign: promo
 """
 
 
@@ -348,9 +352,9 @@ def test_a_goal_met_during_the_last_wait_before_the_loop_bound_is_still_reached(
     # return made `_end_at_loop_limit(ctx)` (the run would end at check's Task on day 1, the second pause never
     # happening and the order on day 1.5 meeting no goal).
     with Simulation([wf(LAST_WAIT)]) as sim:
-        sim.send(event("s1", "list.subscribed", {"list": "news"}, email=ANA))
-        sim.advance(DEFAULT_START + timedelta(days=1, hours=12))
-        sim.send(event("o1", "order.paid", {"order_id": "1", "total": 5}, email=ANA))
+        subscribe(sim)
+        advance(sim, days=1, hours=12)
+        pay(sim)
         sim.finish(timedelta(days=5))
         # The reference: the second pause runs from day 1 to day 2; the order on day 1.5 meets the goal.
         assert steps(sim, email=ANA)[3:] == [
@@ -363,26 +367,12 @@ def test_a_goal_met_during_the_last_wait_before_the_loop_bound_is_still_reached(
         assert messages(sim, email=ANA)[-1] == (at(days=1, hours=12), "email", "thanks")
 
 
-TIMEOUT_LOOP = """
-name: timeout-loop
-triggers: [{event: list.subscribed}]
-settings: {max_loops: 2}
-steps:
-  - id: remind
-    send_email: {template: pay-now}
-  - id: wait-pay
-    wait_until: {event: order.paid, timeout: 1d, on_timeout: [{goto: remind}]}
-  - id: thanks
-    send_email: {template: thanks}
-"""
-
-
 def test_a_goto_in_on_timeout_loops_and_counts_towards_max_loops() -> None:
     # Found by the differential run. Kills: shared/workflow/compiler.py, the States.Timeout Catch's ResultPath
     # always $.run.timed_out (the jump uncounted: the second visit of remind reuses the first's keys, no second
     # reminder, and the run hangs instead of ending by max_loops).
     with Simulation([wf(TIMEOUT_LOOP)]) as sim:
-        sim.send(event("s1", "list.subscribed", {"list": "news"}, email=ANA))
+        subscribe(sim)
         sim.finish(timedelta(days=6))
         assert messages(sim, email=ANA) == [(at(days=d), "email", "pay-now") for d in range(3)]
         assert steps(sim, email=ANA)[-1] == (at(days=3), "loop-limit", "ended")
@@ -407,9 +397,9 @@ def test_a_goal_jump_during_a_wait_leaves_no_records_of_the_waits_after_it() -> 
     # Found by the differential run. Kills: shared/enrollment.py Enroller.stop, the drop_unreached call removed
     # (the second wait's record, written ahead by hello's Task at +1d, would stay after the goal's jump at +12h).
     with Simulation([wf(AHEAD)]) as sim:
-        sim.send(event("s1", "list.subscribed", {"list": "news"}, email=ANA))
-        sim.advance(DEFAULT_START + timedelta(hours=12))
-        sim.send(event("o1", "order.paid", {"order_id": "1", "total": 5}, email=ANA))
+        subscribe(sim)
+        advance(sim, hours=12)
+        pay(sim)
         sim.finish()
         assert steps(sim, email=ANA) == [
             (at(), "hello", "done"),

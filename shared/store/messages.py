@@ -45,10 +45,8 @@ CHECK_INDEX_PK = "CHECK"  # GSI1 partition of engagement checks (email.not_opene
 
 
 class Claim(StrEnum):
-    CLAIMED = "claimed"  # this attempt owns the send
-    DONE = "done"  # the message already has an outcome (a redelivery): nothing to do
-    HELD = "held"  # another attempt claimed it recently and may be sending right now
-    STALE = "stale"  # another attempt claimed it longer ago than the timeout and never recorded the outcome
+    CLAIMED = "claimed"  # this attempt owns the send (the message is marked sent)
+    DONE = "done"  # the message is no longer queued (claimed by another attempt, or decided): nothing to do
     GONE = "gone"  # the message item does not exist (TTL, or a deleted contact)
 
 

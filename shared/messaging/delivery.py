@@ -46,6 +46,9 @@ class Policy:
     # the claim is marked `unconfirmed` with why (never resent). Longer than the sender Lambda's timeout and the
     # providers' usual event delay (seconds); a confirmation arriving later still turns it back to sent.
     confirm_window: timedelta = timedelta(minutes=15)
+    # SMS: the first receipt may be a carrier's final one, which End User Messaging says can take up to 72 hours
+    # (it reports UNKNOWN after that), so a text is marked unconfirmed only past that.
+    sms_confirm_window: timedelta = timedelta(hours=73)
     engagement_window: timedelta | None = timedelta(days=3)  # email.not_opened / not_clicked after this
     counters_keep: timedelta = timedelta(days=8)  # reputation counters outlive the guard's window
 
@@ -190,7 +193,7 @@ class Sender:
             after = _duration(window)
             for etype in ENGAGEMENT_CHECKS:
                 writes.append(self.messages.check_item(contact_id, mid, etype, now + window, after))
-        confirm = self.policy.confirm_window
+        confirm = self.policy.sms_confirm_window if channel == "sms" else self.policy.confirm_window
         writes.append(self.messages.check_item(contact_id, mid, CONFIRM_CHECK, now + confirm, _duration(confirm)))
         return writes
 

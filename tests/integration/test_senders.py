@@ -219,6 +219,8 @@ def test_an_sms_failure_receipt_starts_the_sms_not_delivered_workflow(templates:
         (item,) = sim.store.messages(eva)
         assert (item["status"], item["provider_id"]) == ("sent", sms.provider_id)
         assert [a["type"] for a in sim.store.activity(eva)].count("sms.sent") == 1
+        check = sim.store.get_item(f"CONTACT#{eva}", f"CHECK#{item['message_id']}#provider.confirm")
+        assert check["after"] == "73h"  # a carrier's receipt may take 72 hours: only then is a text unconfirmed
         receipt = {
             "eventType": "TEXT_CARRIER_UNREACHABLE",
             "eventTimestamp": 1796029500000,

@@ -12,6 +12,7 @@ from shared.store.operations import OperationsStore
 from stepwise.ops.history import contact_history, print_report
 from stepwise.simulate import DEFAULT_START, Simulation
 from tests.integration.support import event, workflow
+from tests.integration.test_ops_stats import count_requests
 
 WELCOME = """
 name: welcome
@@ -39,7 +40,10 @@ def test_history_by_phone_shows_condition_values_and_hides_expired_records() -> 
         sim.send(event("e2", "list.subscribed", {"list": "news"}, phone="+44 7700 900123"))
         sim.advance(DEFAULT_START + timedelta(days=4))
         ops = OperationsStore(sim.store)
+        calls = count_requests(sim.store.client)
         report = contact_history(ops, "+447700900123")
+        # The identity, then the contact's partition: no Scan.
+        assert calls == {"BatchGetItem": 1, "Query": 1}
 
         assert report["identities"]["phone"] == "+447700900123"
         assert [w["workflow"] for w in report["workflows"]] == ["welcome"]

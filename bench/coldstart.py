@@ -132,11 +132,11 @@ class Scenarios:
     restores that state into its own moto after the timed import. Each sample's event is new (its own delivery,
     execution)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tree: Path) -> None:
         os.environ.update(FAKE_AWS)
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
             os.environ.pop(name, None)
-        sys.path.insert(0, str(ROOT))
+        sys.path.insert(0, str(tree))
         from moto import mock_aws
 
         from infra.constructs.state_machines import load_workflows
@@ -152,7 +152,7 @@ class Scenarios:
         self.n = 0
         self.table = TABLE
         self.res = create_resources()
-        workflows = [c.workflow for c in load_workflows(ROOT / "workflows")]
+        workflows = [c.workflow for c in load_workflows(tree / "workflows")]
         wf_file, plans = folder / C.WORKFLOWS_FILE, folder / C.ENTRY_PLANS_FILE
         wf_file.write_bytes(dump_workflows(workflows))
         plans.write_bytes(dump_entry_plans(entry_plans(workflows)))
@@ -264,8 +264,38 @@ class Scenarios:
 # ---- the rounds -----------------------------------------------------------------------------------------------
 
 
+def make_events(tree: Path, folder: Path, count: int) -> dict[str, list[Path]]:
+    """`count` events per handler, made by the tree's own code (its formats) in a child process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(
+        [sys.executable, __file__, "--events-into", str(folder), "--tree", str(tree), "--runs", str(count)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{tree}: the events could not be made:\n{out.stderr.strip()[-3000:]}")
+    made: dict[str, list[str]] = json.loads(out.stdout.splitlines()[-1])
+    return {module: [Path(p) for p in paths] for module, paths in made.items()}
+
+
+def write_events(folder: Path, tree: Path, count: int) -> None:
+    scenarios = Scenarios(folder, tree)
+    made: dict[str, list[str]] = {}
+    try:
+        for _ in range(count):
+            for module, path in scenarios.sample().items():
+                made.setdefault(module, []).append(str(path))
+    finally:
+        scenarios.close()
+    print(json.dumps(made))
+
+
 def measure(
-    trees: dict[str, Path], runs: int, pycache: str | None, scenarios: Scenarios | None
+    trees: dict[str, Path], runs: int, pycache: str | None, events: dict[str, dict[str, list[Path]]]
 ) -> dict[tuple[str, str], list[float]]:
     """Median [import wall, cpu, modules (, call wall, cpu, modules)] per (tree, module), rounds interleaved."""
     envs = {name: probe_env(tree, None if pycache is None else f"{pycache}/{name}") for name, tree in trees.items()}
@@ -275,15 +305,14 @@ def measure(
             for module in modules:
                 once(tree, envs[name], module)
     samples: dict[tuple[str, str], list[list[float]]] = {}
-    for _ in range(runs):
-        events = scenarios.sample() if scenarios else {}
+    for i in range(runs):
         for name, tree in trees.items():
             for module in modules:
                 if module == BASELINE and name != next(iter(trees)):
                     continue
                 samples.setdefault((name, module), []).append(once(tree, envs[name], module))
-                if module in events:
-                    call = once(tree, envs[name], module, HANDLERS[module][1], events[module])
+                if module in events.get(name, {}):
+                    call = once(tree, envs[name], module, HANDLERS[module][1], events[name][module][i])
                     samples.setdefault((name, module + "+call"), []).append(call)
     return {key: [statistics.median(col) for col in zip(*rows, strict=True)] for key, rows in samples.items()}
 
@@ -312,7 +341,8 @@ def report(title: str, trees: dict[str, Path], figures: dict[tuple[str, str], li
 def checkout(rev: str) -> Iterator[Path]:
     """The tree of another commit (git archive: the shared working tree is not touched)."""
     with tempfile.TemporaryDirectory(prefix="coldstart-rev-") as tmp:
-        data = subprocess.run(["git", "archive", rev, "functions", "shared"], cwd=ROOT, capture_output=True, check=True)
+        parts = ["functions", "shared", "infra", "stepwise", "tests", "workflows", "templates"]  # the events' makers
+        data = subprocess.run(["git", "archive", rev, *parts], cwd=ROOT, capture_output=True, check=True)
         with tarfile.open(fileobj=__import__("io").BytesIO(data.stdout)) as tar:
             tar.extractall(tmp, filter="data")
         yield Path(tmp)
@@ -323,23 +353,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--mode", choices=("source", "bytecode", "both"), default="both")
     parser.add_argument("--before", metavar="REV", help="also measure this commit's functions/ and shared/")
-    parser.add_argument("--no-call", action="store_true", help="imports only (no moto server, no first call)")
+    parser.add_argument("--no-call", action="store_true", help="imports only (no first call)")
+    parser.add_argument("--events-into", type=Path, help=argparse.SUPPRESS)  # internal: make_events' child
+    parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.events_into:
+        write_events(args.events_into, args.tree, args.runs)
+        return
     with contextlib.ExitStack() as stack:
         trees = {"now": ROOT}
         if args.before:
             trees = {"before": stack.enter_context(checkout(args.before)), "now": ROOT}
-        scenarios = None
+        events = {}
         if not args.no_call:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="coldstart-events-")))
-            scenarios = Scenarios(folder)
-            stack.callback(scenarios.close)
+            events = {name: make_events(tree, folder / name, args.runs) for name, tree in trees.items()}
         if args.mode in ("source", "both"):
-            figures = measure(trees, args.runs, None, scenarios)
+            figures = measure(trees, args.runs, None, events)
             report("source: our modules compiled at import", trees, figures, args.runs)
         if args.mode in ("bytecode", "both"):
             pycache = stack.enter_context(tempfile.TemporaryDirectory(prefix="coldstart-pyc-"))
-            figures = measure(trees, args.runs, pycache, scenarios)
+            figures = measure(trees, args.runs, pycache, events)
             report("bytecode: our modules precompiled", trees, figures, args.runs)
     print("target: each handler's import at most 1.5x boto3's (issue 11)")
 

@@ -122,11 +122,11 @@ def parse_funnel_sk(sk: str) -> FunnelEntry:
 
 
 def funnel_keys(history: dict[str, Any]) -> dict[str, str]:
-    """The funnel index keys of a history record (none for a resumed or held wait's second record: the step's
-    first record counts it)."""
+    """The funnel index keys of a history record (none for a resumed wait's second record, which the readers
+    never counted; a held send's record counts as reaching its step, as it always did, once per entry)."""
     sk = str(history.get(C.SK, ""))
     workflow, step, execution = history.get("workflow"), history.get("step"), history.get("execution")
-    if not workflow or not step or not execution or sk.endswith("#resumed") or "#held-" in sk:
+    if not workflow or not step or not execution or sk.endswith("#resumed"):
         return {}
     kind, outcome = history.get("kind"), str(history.get("outcome", ""))
     mark = "goal" if kind == "goal" and outcome == "reached" else "split" if kind == "split" else "step"

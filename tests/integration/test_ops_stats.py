@@ -17,7 +17,7 @@ from moto import mock_aws
 from shared import constants as C
 from shared.store.contacts import ContactStore, contact_pk, create_table
 from shared.store.operations import MetricsReader, OperationsStore
-from shared.store.run_index import parse_run_sk
+from shared.store.run_index import FunnelEntry, IndexedRun, funnel_keys, parse_funnel_sk, parse_run_sk
 from stepwise.ops.stats import CloudWatchSource, TableSource
 from stepwise.simulate import DEFAULT_START, Simulation
 from tests.integration.support import contact, event, workflow
@@ -239,3 +239,32 @@ def test_the_step_runners_write_keeps_the_current_step_in_its_one_transaction() 
         assert store.get_item(contact_pk("c2"), "ENROLL#w") is None
         # A repeat of a committed step is refused as before, and moves nothing.
         assert not store.commit_step("c1", record("later", "2026-11-02T00:00:00+00:00", "waiting"), [])
+
+
+def test_index_keys_say_what_each_record_counts_as() -> None:
+    run = "arn:aws:states:us-east-1:123456789012:execution:stepwise-w:run-1"
+    base = {"workflow": "w", "execution": run, "at": "2026-11-01T00:00:00+00:00", "version": "v1", "seq": 1}
+
+    def keys(sk: str, **rec: Any) -> FunnelEntry | None:
+        got = funnel_keys({C.SK: f"HIST#run-1#0000#{sk}", **base, **rec})
+        return parse_funnel_sk(got[C.GSI1_SK]) if got else None
+
+    assert keys("pick", step="pick", kind="branch", outcome="branch vip", branch="vip") == FunnelEntry(
+        base["at"], "step", "pick", "vip", "run-1"
+    )
+    assert keys("bought", step="bought", kind="goal", outcome="reached") == FunnelEntry(
+        base["at"], "goal", "bought", "", "run-1"
+    )
+    goal_not_met = keys("bought", step="bought", kind="goal", outcome="not reached")
+    assert goal_not_met is not None and goal_not_met.mark == "step"
+    held = keys("offer#held-2026-11-02T09:00:00Z", step="offer", kind="send_email", outcome="held")
+    assert held is not None and (held.mark, held.name) == ("step", "offer")  # reached the step, held there
+    assert keys("wait#resumed", step="wait", kind="wait_until", outcome="resumed") is None  # its wait counted it
+    # The run index reads both key shapes: with the current step, and the earlier one (a stopped run's).
+    assert parse_run_sk("stopped#2026-11-01T00:00:00+00:00#c1") == IndexedRun(
+        "c1", "stopped", "2026-11-01T00:00:00+00:00"
+    )
+    assert parse_run_sk("running#held#offer#2026-11-01T00:00:00+00:00#2026-11-02T09:00:00Z#v1#c1") == IndexedRun(
+        "c1", "running", "", "held", "offer", "2026-11-01T00:00:00+00:00", "2026-11-02T09:00:00Z", "v1"
+    )
+    assert parse_run_sk("running#entered#-#2026-11-01T00:00:00+00:00#-#-#c1").step == ""

@@ -312,6 +312,19 @@ def sign_t_v1(body: bytes, secret: str, now: datetime, header: str) -> dict[str,
     return {header.lower(): f"t={t},v1={t_v1_signature(secret, t, body)}"}
 
 
+class TimestampedV1:
+    """verify and sign of a provider of the `t=..,v1=..` scheme, whose `signature_header` names its header."""
+
+    signed = True
+    signature_header: str
+
+    def verify(self, delivery: Delivery, secret: str) -> None:
+        verify_t_v1(delivery, secret, self.signature_header)
+
+    def sign(self, body: bytes, secret: str, now: datetime) -> dict[str, str]:
+        return sign_t_v1(body, secret, now, self.signature_header)
+
+
 # ---- contacts and events ----------------------------------------------------------------------------------------
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from shared.events import ContactEvent, ContactRef
 from shared.intake.base import Delivery, MalformedDelivery
 from shared.intake.common import (
     J,
+    TimestampedV1,
     body_hash,
     contact,
     currency,
@@ -19,8 +19,6 @@ from shared.intake.common import (
     parse_json,
     ref_id,
     root,
-    sign_t_v1,
-    verify_t_v1,
 )
 
 HEADER = "Stripe-Signature"
@@ -34,16 +32,9 @@ TYPES = {
 }
 
 
-class Stripe:
+class Stripe(TimestampedV1):
     name = "stripe"
-    signed = True
     signature_header = HEADER
-
-    def verify(self, delivery: Delivery, secret: str) -> None:
-        verify_t_v1(delivery, secret, HEADER)
-
-    def sign(self, body: bytes, secret: str, now: datetime) -> dict[str, str]:
-        return sign_t_v1(body, secret, now, HEADER)
 
     def delivery_id(self, delivery: Delivery) -> str:
         try:

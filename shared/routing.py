@@ -9,7 +9,7 @@ from typing import Any
 
 from shared import clock
 from shared import constants as C
-from shared.enrollment import Claim, Enroller, Enrolment, confirmed
+from shared.enrollment import Claim, Enroller, Enrolment, confirmed, stored_trigger
 from shared.events import ContactEvent, ContactRef
 from shared.facts import facts_from
 from shared.intake.form_types import apply as apply_form_types
@@ -230,7 +230,8 @@ class Router:
                 else:
                     facts = contact_facts = contact_facts or self._facts(snap, now)
                     if g.condition.event_fields():  # read from the run's own triggering event
-                        facts = replace(facts, trigger=self._original_event(record).get("data", {}))
+                        run_event = stored_trigger(self.store, contact_id, self._original_event(record))
+                        facts = replace(facts, trigger=run_event.get("data", {}))
                     trail: list[Evaluation] = []
                     if not evaluate(g.condition, facts, trail):
                         continue

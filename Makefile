@@ -11,7 +11,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: demo test lint bench install synth clean differential constraints
+.PHONY: demo test lint bench install synth clean differential constraints property
 
 # Exactly the versions in constraints.txt (what the tests last passed with); `make constraints` rewrites it.
 $(STAMP): pyproject.toml constraints.txt
@@ -50,6 +50,10 @@ lint: $(STAMP)
 differential: $(STAMP)
 	DIFF_EXAMPLES=$${DIFF_EXAMPLES:-150} DIFF_SEED=$${DIFF_SEED:-20261130} DIFF_SHRINK=1 \
 		$(BIN)/pytest -p no:xdist -q tests/differential
+
+# The validate-means-runs property test, larger than CI's 25 examples (PROPERTY_SEED picks other files; no shrink).
+property: $(STAMP)
+	PROPERTY_SLOW_EXAMPLES=$${PROPERTY_SLOW_EXAMPLES:-100} $(BIN)/pytest -p no:xdist -q -m slow tests/property
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

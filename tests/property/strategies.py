@@ -58,6 +58,8 @@ class Builder:
         self.ids: list[str] = []
         self.pending: list[tuple[dict[str, Any], str]] = []  # (mapping, key) to fill with a step id at the end
         self.goals = 0
+        self.goal_ids: list[str] = []
+        self.goal_refs: list[dict[str, Any]] = []  # split winners by a named goal, filled at the end
         self.tricky = list(TRICKY_IDS)
         # Kinds are taken in turn from a drawn order, so even the simplest examples Hypothesis starts with (and
         # 25 seeded ones in CI) use every kind: independent draws would repeat the first kind of the list.
@@ -95,13 +97,18 @@ class Builder:
                 body["subject"] = "Hello {{ first_name }}"
             if draw(st.booleans()):
                 body["transactional"] = True
+            if draw(st.integers(0, 3)) == 0:
+                body["campaign"] = draw(st.sampled_from([OTHER, "spring-sale"]))
             window = draw(st.sampled_from([None, "anytime", {"between": "09:00-20:00", "timezone": "Europe/Rome"}]))
             if window is not None:
                 body["send_window"] = window
         elif kind == "send_site_message":
             body = {"template": draw(st.sampled_from(TEMPLATES))}
         elif kind == "notify":
-            body = {"to": ["team@example.com"], "subject": "Lead"}
+            body = {"to": draw(st.sampled_from([["team@example.com"], ["A@Example.com", "b@example.com"]])),
+                    "subject": "Lead"}  # fmt: skip
+            if draw(st.booleans()):
+                body["template"] = draw(st.sampled_from(TEMPLATES))
         elif kind in ("add_tag", "remove_tag"):
             body = draw(st.one_of(st.sampled_from(TAGS), st.lists(st.sampled_from(TAGS), min_size=1, unique=True)))
         elif kind in ("subscribe", "unsubscribe"):
@@ -117,9 +124,20 @@ class Builder:
                 )
             )
         elif kind == "adjust_score":
-            body = draw(st.one_of(st.integers(-5, 5).filter(bool), st.builds(lambda n: {"set": n}, st.integers(0, 9))))
+            body = draw(
+                st.one_of(
+                    st.integers(-5, 5).filter(bool),
+                    st.builds(lambda n: {"set": n}, st.integers(0, 9)),
+                    st.builds(lambda n: {"add": n}, st.integers(-3, 3)),
+                )
+            )
         elif kind == "generate_coupon":
-            body = draw(st.sampled_from([{"amount_off": 5.5}, {"prefix": "XM-", "percent_off": 10, "valid_for": "7d"}]))
+            body = draw(
+                st.sampled_from(
+                    [{"amount_off": 5.5}, {"prefix": "XM-", "percent_off": 10, "valid_for": "7d"},
+                     {"percent_off": 100, "field": "gift_code", "valid_for": 86400}]
+                )
+            )  # fmt: skip
         elif kind == "start_workflow":
             body = {"workflow": draw(st.sampled_from([OTHER, NAME]))}
             at = draw(st.sampled_from([None, "o-wait", "o-send", "*"]))
@@ -145,6 +163,9 @@ class Builder:
         draw = self.draw
         count = draw(st.integers(3 if depth == 0 else min_size, 6 if depth == 0 else 2))
         out = [self.step(depth) for _ in range(count)]
+        for step in out:  # a label on any kind (actions draw their own)
+            if "name" not in step and draw(st.integers(0, 7)) == 0:
+                step["name"] = "Check: «label»"
         tail = draw(st.sampled_from(["none"] * 6 + ["goto", "goto-named", "end", "end-named", "end-reason"]))
         if tail.startswith("goto"):
             g: dict[str, Any] = {"goto": "?"}
@@ -200,15 +221,19 @@ class Builder:
             sid = self.sid("split")
             first = draw(st.sampled_from([1, 33.3, 50, 99]))
             shares = [first, 100 - first] if first != 33.3 else [33.3, 33.3, 33.4]
-            step = {
+            step: dict[str, Any] = {
                 "id": sid,
                 "split": [
                     {"name": f"p{i}", "percent": p, "steps": self.steps(depth + 1)} for i, p in enumerate(shares)
                 ],
             }
             if draw(st.integers(0, 3)) == 0:
-                step["winner"] = {"by": draw(st.sampled_from(["email_opened", "email_clicked"])), "min_contacts": 10,
-                                  "after": "1h"}  # fmt: skip
+                by = draw(st.sampled_from(["email_opened", "email_clicked", "goal", "goal-named"]))
+                winner: dict[str, Any] = {"by": by.removesuffix("-named"), "min_contacts": 10, "after": "1h"}
+                if by == "goal-named":  # a goal step's id: lint refuses one that is not a goal (nothing promised)
+                    winner["goal"] = "?"
+                    self.goal_refs.append(winner)
+                step["winner"] = winner
             return step
         self.goals += 1
         goal: dict[str, Any] = draw(
@@ -219,7 +244,9 @@ class Builder:
         )  # fmt: skip
         if draw(st.booleans()):
             goal = {**goal, "otherwise": "end"}
-        return {"id": self.sid("goal"), "goal": goal}
+        sid = self.sid("goal")
+        self.goal_ids.append(sid)
+        return {"id": sid, "goal": goal}
 
 
 def _triggers(draw: st.DrawFn) -> list[dict[str, Any]]:
@@ -249,11 +276,18 @@ def workflow_files(draw: st.DrawFn, webhook_url: str) -> str:
     steps = b.steps(0, min_size=1)
     for mapping, key in b.pending:
         mapping[key] = draw(st.sampled_from(b.ids)) if b.ids else "nowhere"
-    raw: dict[str, Any] = {"name": NAME, "triggers": _triggers(draw)}
+    for winner in b.goal_refs:
+        winner["goal"] = draw(st.sampled_from(b.goal_ids or b.ids))
+    raw: dict[str, Any] = {"name": NAME}
+    if draw(st.integers(0, 3)) == 0:
+        raw["description"] = "Generated: every kind: 'quoted' & ünïcode"
+    raw["triggers"] = _triggers(draw)
     reentry = draw(st.sampled_from([None, "once", "always", {"once_per": "1d"}]))
     if reentry is not None:
         raw["reentry"] = reentry
     settings: dict[str, Any] = {"max_loops": draw(st.integers(1, 3))}
+    if draw(st.integers(0, 3)) == 0:
+        settings["history_days"] = draw(st.sampled_from([1, 90, 365]))
     if draw(st.integers(0, 3)) == 0:
         settings["send_window"] = {"between": "22:00-06:00", "timezone": "America/New_York"}
     raw["settings"] = settings

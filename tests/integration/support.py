@@ -49,6 +49,11 @@ def workflow(text: str) -> Workflow:
     return parse_workflow(yaml.safe_load(text), "<test workflow>")
 
 
+def tagging(name: str, event_type: str) -> Workflow:
+    """A one-step workflow: `event_type` enters the contact, which is tagged with the workflow's name."""
+    return workflow(f"name: {name}\ntriggers: [{{event: {event_type}}}]\nsteps:\n  - {{id: mark, add_tag: {name}}}\n")
+
+
 def at(**delta: float) -> str:
     """DEFAULT_START plus `delta`, as history records and messages show times."""
     return (DEFAULT_START + timedelta(**delta)).isoformat()

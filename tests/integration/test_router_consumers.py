@@ -30,7 +30,7 @@ from tests.integration.intake_support import (
     intake_env,
     shopify_delivery,
 )
-from tests.integration.support import event, workflow
+from tests.integration.support import event, tagging, workflow
 
 MAX_RECEIVES = 3
 BUYERS = workflow(
@@ -313,33 +313,9 @@ def test_the_router_binds_the_broadcaster_where_it_is_given_the_broadcast_machin
 
 # ---- feedback and engagement checks through the deployed entry points --------------------------------------
 
-BOUNCED = workflow(
-    """
-name: bounced
-triggers: [{event: email.bounced}]
-steps:
-  - id: mark
-    add_tag: bounced
-"""
-)
-UNOPENED = workflow(
-    """
-name: unopened
-triggers: [{event: email.not_opened}]
-steps:
-  - id: mark
-    add_tag: unopened
-"""
-)
-UNCLICKED = workflow(
-    """
-name: unclicked
-triggers: [{event: email.not_clicked}]
-steps:
-  - id: mark
-    add_tag: unclicked
-"""
-)
+BOUNCED = tagging("bounced", "email.bounced")
+UNOPENED = tagging("unopened", "email.not_opened")
+UNCLICKED = tagging("unclicked", "email.not_clicked")
 CONFIGURATION_SET = "stepwise-test"
 SCHEDULER_ENV = {  # what the deployed schedule handler is given (infra/constructs/trigger_router.py)
     C.ENV_SCHEDULE_GROUP: "stepwise-test",

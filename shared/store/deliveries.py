@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,7 +37,12 @@ class Deliveries:
 
     def claim(self, dedupe_key: str, provider: str, archive_key: str, now: datetime) -> bool:
         """True when this delivery is new (or an earlier attempt claimed it and died before enqueueing): the
-        caller must enqueue it, then call `enqueued`. False: a duplicate, already enqueued or being enqueued."""
+        caller must enqueue it, then call `enqueued`. False: a duplicate, already enqueued or being enqueued.
+
+        The claim names its attempt: when botocore retries the put after a reply was lost (the first put landed),
+        the retry's failed condition returns the item, and an item of this very attempt is this delivery's own
+        claim, not a duplicate's (else the delivery would be answered 200 and never queued)."""
+        attempt = uuid.uuid4().hex
         item = {
             C.PK: delivery_pk(dedupe_key),
             C.SK: "DELIVERY",
@@ -44,6 +50,7 @@ class Deliveries:
             "provider": provider,
             "archive_key": archive_key,
             "claimed_at": epoch(now),
+            "attempt": attempt,
             C.TTL_ATTRIBUTE: epoch(now + timedelta(days=DEDUPE_DAYS)),
         }
         try:
@@ -53,10 +60,12 @@ class Deliveries:
                 ConditionExpression="attribute_not_exists(#pk) OR (#status = :claimed AND claimed_at < :stale)",
                 ExpressionAttributeNames={"#pk": C.PK, "#status": "status"},
                 ExpressionAttributeValues=serialise({":claimed": CLAIMED, ":stale": epoch(now - CLAIM_LEASE)}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as err:
             if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
+                found = err.response.get("Item") or {}
+                return bool(found.get("attempt", {}).get("S") == attempt)
             raise
         return True
 

@@ -215,3 +215,30 @@ def test_clients_are_made_once_per_container_with_short_timeouts_and_standard_re
         config = client.meta.config
         assert (config.connect_timeout, config.read_timeout) == (1, 2), client.meta.service_model.service_name
         assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+
+
+def test_a_claim_whose_reply_was_lost_and_retried_by_botocore_still_queues_the_delivery(aws: dict[str, Any]) -> None:
+    """The dedupe put lands, its reply is lost, botocore retries it: the retry's condition fails on the item the
+    first try wrote. That item is this delivery's own claim, so the delivery is queued (202), not taken for a
+    duplicate (200 and nothing queued, which the provider would never send again)."""
+    ddb = intake.deps().dynamodb
+    retried: list[int] = []
+
+    def lose_first_reply(attempts: int, caught_exception: Any, request_dict: dict[str, Any], **_: Any) -> int | None:
+        if not retried and caught_exception is None and b"DELIVERY#" in request_dict["body"]:
+            retried.append(attempts)
+            return 0  # retry at once, as botocore does on a connection reset after the write
+        return None
+
+    ddb.meta.events.register_first("needs-retry.dynamodb.PutItem", lose_first_reply)
+    try:
+        body, headers = shopify_delivery("orders.paid", event_id="lost-reply")
+        answer = post("/webhooks/shopify", body, headers)
+    finally:
+        ddb.meta.events.unregister("needs-retry.dynamodb.PutItem", lose_first_reply)
+    assert retried == [1]
+    assert answer["statusCode"] == 202 and response_json(answer)["duplicate"] is False
+    (message,) = queued(aws)
+    assert message["dedupe_key"] == response_json(answer)["id"]
+    # A real redelivery afterwards is still a duplicate.
+    assert post("/webhooks/shopify", body, headers)["statusCode"] == 200

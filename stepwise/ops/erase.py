@@ -30,6 +30,8 @@ NOT_REACHED = [
     "workflow, the execution's name, the trigger's id and type: the event itself is kept in the contact's "
     "partition, erased here) and expire with the machine's retention, 90 days after the run ends",
     "the table's DynamoDB stream: images of the deleted items stay readable for 24 hours (no delete)",
+    "the intake's dead-letter queue and the failed-events queue (SQS, 14 days): a delivery or event whose routing "
+    "failed is also kept there; SQS deletes only by receipt (the dead-letter store copy, in S3, is erased)",
     "messages already sent: the provider delivered them (SES keeps no copy to delete)",
     "DynamoDB point-in-time backups, where enabled: 35 days",
     "delivery dedupe claims (DELIVERY#, 30 days) are kept: they hold no identity, and refuse a provider's "

@@ -239,6 +239,15 @@ def test_erase_leaves_nothing_behind(api: LocalApi) -> None:
     # Execution histories cannot be deleted: they never held her address, phone or name (ids only).
     runs = histories(api)
     assert runs and naming(list(runs.values()), needles[1:]) == []
+    # SQS: nothing about her waits on the intake queue; the dead-letter queue keeps the failed delivery's message
+    # (14 days: erasure cannot delete SQS messages by content; the receipt says so).
+    sqs = api.sqs
+    queued = {}
+    for url in sqs.list_queues()["QueueUrls"]:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+        queued[url.rsplit("/", 1)[-1]] = naming([m["Body"] for m in got], needles)
+    assert queued.pop("stepwise-local-intake-dlq") and not any(queued.values())
+    assert any("dead-letter queue" in line for line in receipt.as_dict()["not_reached"])
     # Nothing was sent to her after the erasure; the other contact's queued message was.
     assert sent_to(api) == [ERASED["email"], KEPT["email"], KEPT["email"]]
     # The list's index holds only the other contact now; the other contact is whole.

@@ -69,6 +69,7 @@ ROUTER_TABLE_ACTIONS = (
     "dynamodb:DeleteItem",
     "dynamodb:ConditionCheckItem",  # shared/lifecycle.py: the workflow's activation checked in the enrolment
     "dynamodb:Query",
+    "dynamodb:BatchWriteItem",  # ArchiveIndex.add: a dead letter indexed by the identities it names (erasure)
 )
 ROUTER_INDEX_ACTIONS = ("dynamodb:Query",)  # GSI1: a list's members (broadcasts), an identity's contact
 ROUTER_ARCHIVE_READ = ("s3:GetObject",)  # deliveries too large for SQS; a broadcast's snapshot (HeadObject too)
@@ -79,6 +80,7 @@ INTAKE_TABLE_ACTIONS = (
     "dynamodb:PutItem",  # the dedupe claim; apply_event's writes for email.unsubscribed
     "dynamodb:UpdateItem",  # the claim marked "enqueued"; the contact's consent
     "dynamodb:DeleteItem",  # apply_event: a membership the unsubscribe ends
+    "dynamodb:BatchWriteItem",  # ArchiveIndex.add: an unrouted, duplicate or unresolved delivery indexed (erasure)
 )
 INTAKE_ARCHIVE_ACTIONS = ("s3:PutObject",)  # the raw delivery; an unresolved one's dead letter
 INTAKE_QUEUE_ACTIONS = ("sqs:SendMessage",)

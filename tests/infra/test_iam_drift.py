@@ -21,6 +21,7 @@ DYNAMODB = {
     "delete_item": {"dynamodb:DeleteItem"},
     "query": {"dynamodb:Query"},
     "batch_get_item": {"dynamodb:BatchGetItem"},
+    "batch_write_item": {"dynamodb:BatchWriteItem"},
     "transact_write_items": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
 }
 STATES = {

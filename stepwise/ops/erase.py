@@ -33,6 +33,8 @@ NOT_REACHED = [
     "the intake's dead-letter queue and the failed-events queue (SQS, 14 days): a delivery or event whose routing "
     "failed is also kept there; SQS deletes only by receipt (the dead-letter store copy, in S3, is erased)",
     "messages already sent: the provider delivered them (SES keeps no copy to delete)",
+    "broadcast list snapshots (broadcasts/ in the archive bucket: the contact ids of a list's members at a "
+    "fixed-date send, 7 days): shared by every member, not rewritten per erasure",
     "DynamoDB point-in-time backups, where enabled: 35 days",
     "delivery dedupe claims (DELIVERY#, 30 days) are kept: they hold no identity, and refuse a provider's "
     "retry of an erased delivery",

@@ -15,7 +15,7 @@ from infra.constructs.state_machines import load_workflows
 from shared import constants as C
 from shared.store.contacts import table_definition
 from shared.workflow.compiler import compile_workflow
-from shared.workflow.model import load_workflow, workflow_files
+from shared.workflow.model import DEPLOYMENT_FILE, load_workflow, workflow_files
 from tests.infra.conftest import REPO, Synth
 
 WORKFLOWS = workflow_files(REPO / "workflows")
@@ -196,8 +196,13 @@ def test_emf_dimensions_under_the_deployed_environment_match_the_dashboards(
 
 def test_one_machine_per_workflow_file_and_samples_are_not_workflows(synth: Synth) -> None:
     assert sorted(_machines(synth)) == sorted(load_workflow(p).name for p in WORKFLOWS)
-    # Every workflow file of workflows/ is deployed; the samples folder (event files) is not.
-    shipped = sorted(p for p in (REPO / "workflows").iterdir() if p.suffix in (".yaml", ".yml"))
+    # Every workflow file of workflows/ is deployed; the samples folder (event files) and the deployment's
+    # settings file (stepwise.yaml: form types, budgets) are not.
+    settings = {DEPLOYMENT_FILE, "stepwise.yml"}
+    shipped = sorted(
+        p for p in (REPO / "workflows").iterdir() if p.suffix in (".yaml", ".yml") and p.name not in settings
+    )
+    assert (REPO / "workflows" / DEPLOYMENT_FILE).is_file()
     assert shipped and shipped == WORKFLOWS and not any("samples" in p.parts for p in WORKFLOWS)
 
 

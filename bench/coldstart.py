@@ -10,8 +10,8 @@ same rounds (issue 11 target: import at most 1.5x).
 the event meets (restored by plain boto3 calls: no test code and nothing of ours is imported for it before the
 call; moto's own time is in the call's, as AWS's round trips are in a Lambda's): the intake a signed Shopify delivery,
 the router that delivery's SQS message (the example workflows loaded, the contact recorded), the step runner an
-add_tag Task for that contact; the sender's first call is not measured yet (import only). Its ratio is against
-the bare boto3 import too: it includes creating the boto3 clients and the calls' round trips, so it is no 1.5x
+add_tag Task for that contact, the sender the outbox INSERT of an email to them (rendered and sent). Its ratio is
+against the bare boto3 import too: it includes creating the boto3 clients and the calls' round trips, so it is no 1.5x
 figure; it shows whether work was cut or only moved into the first request (compare with --before).
 
 Modes:
@@ -73,6 +73,8 @@ if sys.argv[2]:
         sqs.create_queue(QueueName=queue)
     for name, value in spec["parameters"].items():
         ssm.put_parameter(Name=name, Value=value, Type="SecureString")
+    for identity in spec.get("email_identities", []):
+        aws.client("sesv2").create_email_identity(EmailIdentity=identity)
     class Context:
         function_name = "stepwise-probe"
         memory_limit_in_mb = 512
@@ -164,8 +166,16 @@ class Scenarios:
             C.ENV_WORKFLOWS_FILE: str(wf_file),
             C.ENV_ENTRY_PLANS: str(plans),
             C.ENV_MAX_RECEIVE_COUNT: "5",
+            # The sender's: the repository's templates, a verified From, the unsubscribe link's key.
+            C.ENV_TEMPLATES_DIR: str(tree / "templates"),
+            C.ENV_EMAIL_FROM: "news@example.com",
+            C.ENV_SES_CONFIGURATION_SET: "stepwise-probe",
+            C.ENV_UNSUBSCRIBE_URL: "https://api.example.com/unsubscribe/",
+            C.ENV_UNSUBSCRIBE_KEY_PARAMETER: "/stepwise/test/unsubscribe-key",
         }
         os.environ.update(self.env)
+        self.res["ssm"].put_parameter(Name="/stepwise/test/unsubscribe-key", Value="k" * 32, Type="SecureString")
+        __import__("boto3").client("sesv2").create_email_identity(EmailIdentity="news@example.com")
         self.secret = SHOPIFY_SECRET
 
     def close(self) -> None:
@@ -190,6 +200,7 @@ class Scenarios:
             "buckets": buckets,
             "queues": [u.rsplit("/", 1)[-1] for u in sqs.list_queues().get("QueueUrls", [])],
             "parameters": {p["Name"]: p["Value"] for p in params},
+            "email_identities": ["news@example.com"],
         }
 
     def write(self, name: str, event: Any, state: dict[str, Any]) -> Path:
@@ -201,6 +212,7 @@ class Scenarios:
         """One event per handler: a new delivery (intake), its queue message (router), a Task for the contact it
         made (step runner)."""
         from functions.trigger_router import intake, router
+        from shared import constants as C
         from shared.workflow.compiler import compile_workflow
         from shared.workflow.model import Workflow
         from tests.integration.intake_support import Context, http_event, shopify_delivery
@@ -249,6 +261,35 @@ class Scenarios:
             entered="2026-12-02T00:00:00Z",
         )
         events["functions.step_runner.handler"] = self.write("step", payload, self.snapshot())
+        # The sender: the outbox INSERT of an email queued for that contact, as the table's stream delivers it.
+        from boto3.dynamodb.types import TypeSerializer
+
+        message = {
+            C.PK: f"CONTACT#{contact_id}",
+            C.SK: f"MSG#probe-{self.n}",
+            "message_id": f"probe-{self.n}",
+            "channel": "email",
+            "workflow": "holiday-series",
+            "step": "thanks",
+            "template": "holiday-thanks",
+            "to": email,
+            "status": "queued",
+            "at": "2026-12-02T00:00:00+00:00",
+        }
+        self.res["dynamodb"].put_item(
+            TableName=self.table, Item={k: TypeSerializer().serialize(v) for k, v in message.items()}
+        )
+        record = {
+            "eventID": str(self.n),
+            "eventName": "INSERT",
+            "eventSource": "aws:dynamodb",
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/stepwise-test/stream/x",
+            "dynamodb": {
+                "NewImage": {k: TypeSerializer().serialize(v) for k, v in message.items()},
+                "SequenceNumber": str(100 + self.n),
+            },
+        }
+        events["functions.senders.handler"] = self.write("send", {"Records": [record]}, self.snapshot())
         return events
 
     def contact_of(self, email: str) -> str:

@@ -6,6 +6,9 @@ let live (docs/mutation.md). Each test compiles a small workflow and checks the 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -638,9 +641,7 @@ def test_the_frequency_cap_holds_marketing_sends_of_its_channels_only() -> None:
     )
     p = payload(states(w)["promo"])
     assert p["deferrable"] == ["promo"]
-    assert p["sending"] == {"frequency_cap": {"email": 2, "timezone": "UTC"}} or p["sending"] == {
-        "frequency_cap": {"email": 2}
-    }
+    assert p["sending"] == {"frequency_cap": {"email": 2, "timezone": "UTC"}}  # the unset sms cap left out
     assert "send_window" not in p["sending"]
     steps = {s.id: s for s, _ in w.walk()}
     assert deferrable(w, steps["promo"]) and not deferrable(w, steps["receipt"]) and not deferrable(w, steps["text"])
@@ -887,3 +888,55 @@ def test_entry_plans_list_the_waits_before_the_first_task_without_go_tos() -> No
         "w": [{"id": "w", "kind": "wait", "seconds": 60}],
         "w2": [{"id": "w2", "kind": "wait", "seconds": 120}, {"id": "w", "kind": "wait", "seconds": 60}],
     }
+
+
+def test_entry_plans_carry_the_reentry_policy_and_the_budgets_set() -> None:
+    text = """
+name: r
+triggers: [{event: form.submitted}]
+reentry: always
+settings:
+  budgets: {entries_per_hour: 50}
+steps: [{id: a, add_tag: x}]
+"""
+    plan = entry_plan(parse_workflow(yaml.safe_load(text)))
+    assert plan.budgets == {"entries_per_hour": 50, "alert": []}  # the unset budget left out
+    assert plan.reentry is not None and plan.reentry.mode == "always"
+    assert plan.ahead == {}  # the first state is a Task
+    assert entry_plan(wf("  - id: a\n    add_tag: x\n")).budgets == {}
+
+
+def test_asl_timestamps_are_utc_whatever_the_machines_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = datetime(2026, 11, 27, 8, 0, tzinfo=timezone(timedelta(hours=1)))
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert asl_timestamp(at) == "2026-11-27T07:00:00Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_ahead_goes_on_past_a_timed_wait_until_to_the_waits_after_it() -> None:
+    c = Compiler(
+        wf(
+            "  - id: at\n    wait_until: {at: 2026-11-27T08:00:00Z}\n  - id: w\n    wait: 1m\n"
+            "  - id: bye\n    end: ok\n"
+        ),
+        ARN,
+    )
+    assert c.ahead("at") == [
+        {"id": "at", "kind": "wait_until", "at": "2026-11-27T08:00:00+00:00"},
+        {"id": "w", "kind": "wait", "seconds": 60},
+        {"id": "bye", "kind": "end", "reason": "ok"},
+    ]
+
+
+def test_the_version_hashes_the_file_as_written_by_alias_so_it_stays_the_same_across_releases() -> None:
+    # History records and pinned runs name the version: it is the hash of the file's own keys ("if", "else"),
+    # not of the model's field names, so a refactor of the model does not change every deployed version.
+    w = wf("  - id: i\n    if: {has_tag: a}\n    then: [{id: x, add_tag: b}]\n    else: [{id: y, add_tag: c}]\n")
+    dumped = w.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert "if" in dumped["steps"][0] and "else" in dumped["steps"][0]
+    canon = json.dumps(dumped, sort_keys=True)
+    assert workflow_version(w) == hashlib.sha256(canon.encode()).hexdigest()[:12]

@@ -1,0 +1,645 @@
+"""The enroller (shared/enrollment.py) driven directly against moto's DynamoDB and Step Functions in-process:
+execution names and ARNs, the execution input, re-entry, activation, the claim that makes an enrolment race-free,
+the repeat of a start that stopped before recording it, restarts, runaway entry budgets, the passive steps a run
+opens with, and stopping a run. Fast enough to run for every mutant of the module (docs/mutation.md)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from shared import constants as C
+from shared.enrollment import (
+    BEING_ENTERED,
+    CLAIM_GRACE,
+    DUPLICATE,
+    RACED,
+    Enroller,
+    Enrolment,
+    confirmed,
+    execution_arn,
+    execution_input,
+)
+from shared.history import EntryPlan
+from shared.lifecycle import read_status, status_pk, write_status
+from shared.store.contacts import contact_pk
+from shared.workflow.compiler import entry_plan
+from shared.workflow.model import Reentry
+from tests.unit.test_routing_mutants import ACCOUNT, REGION, TEMPLATE, Env, env_fixture, wf  # noqa: F401
+
+MACHINE = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:stepwise-news"
+EVENT = {"id": "e1", "type": "list.subscribed", "contact": {"email": "ada@example.com"}, "data": {"list": "weekly"}}
+
+
+def _contact(env: Env, cid: str = "c-ada", **profile: Any) -> str:
+    env.store.put_item({C.PK: contact_pk(cid), C.SK: "PROFILE", "contact_id": cid, "fields": {}, **profile})
+    return cid
+
+
+def _record(env: Env, cid: str, workflow: str = "news") -> dict[str, Any]:
+    got = env.item(cid, f"ENROLL#{workflow}")
+    assert got is not None
+    return got
+
+
+# ---- pure -----------------------------------------------------------------------------------------------------
+
+
+def test_an_execution_arn_is_named_on_its_machine_whatever_qualifier_the_arn_has() -> None:
+    exec_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:stepwise-news:run-1"
+    assert execution_arn(MACHINE, "run-1") == exec_arn
+    assert execution_arn(MACHINE + ":live", "run-1") == exec_arn
+    assert execution_arn(MACHINE + ":7", "run-1") == exec_arn
+
+
+def test_the_execution_input_is_what_every_compiled_machine_expects() -> None:
+    assert execution_input("c-1", "news", {"type": "x.y"}) == {
+        "contact_id": "c-1",
+        "workflow": "news",
+        "event": {"type": "x.y"},
+        "start_delay": 0,
+        "run": {"loops": 0, "branch": "", "resume_at": ""},
+    }
+    got = execution_input("c-1", "news", {}, resume_at="goal", start_delay=60)
+    assert got["start_delay"] == 60 and got["run"] == {"loops": 0, "branch": "", "resume_at": "goal"}
+
+
+def test_a_confirmed_record_leaves_out_the_claim_bookkeeping() -> None:
+    assert confirmed(None) is None
+    assert confirmed({"claim": {"execution_arn": "x"}, "rev": 1}) is None
+    assert confirmed({"execution_arn": "a", "status": "running", "claim": {}, "rev": 3}) == {
+        "execution_arn": "a",
+        "status": "running",
+    }
+
+
+# ---- entering -------------------------------------------------------------------------------------------------
+
+
+def test_an_enrolment_starts_one_named_execution_and_records_it(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    got = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert got.started and got.reason == "started"
+    assert got.execution_arn is not None and got.execution_arn.startswith(MACHINE.replace("stateMachine", "execution"))
+    name = got.execution_arn.rsplit(":", 1)[-1]
+    assert name.startswith("news-") and len(name) == len("news-") + 24
+    desc = env.sfn.describe_execution(executionArn=got.execution_arn)
+    assert json.loads(desc["input"])["contact_id"] == cid and json.loads(desc["input"])["workflow"] == "news"
+    rec = _record(env, cid)
+    assert rec["execution_arn"] == got.execution_arn and rec["status"] == "running"
+    assert rec["entered_at"] == env.clock.at.isoformat() and rec["count"] == 1 and rec["goals"] == []
+    assert rec["workflow"] == "news" and rec[C.GSI1_PK] == "RUN#news" and rec[C.GSI1_SK].startswith("running#")
+    assert rec[C.GSI1_SK].endswith(f"#{cid}")
+    assert "claim" not in rec and rec["rev"] == 1 and "version_arn" not in rec
+    assert enroller.current(cid, "news") == confirmed(rec)
+    assert env.metrics == [(C.METRIC_ENTERED, "news", C.METRIC_ENTRY_STEP, {})]
+    # The same key again (a redelivery) starts nothing.
+    again = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert not again.started and again.reason == "already in this workflow"
+    assert again.execution_arn == got.execution_arn
+    assert len(env.executions("news")) == 1 and len(env.metrics) == 1
+
+
+def test_execution_names_are_stable_per_contact_workflow_key_and_start_and_fit_the_limit(env: Env) -> None:
+    long = "w" * 60
+    env.machines("news", long)
+    enroller = env.enroller()
+    cid = _contact(env)
+    a = enroller.prepare(cid, "news", EVENT, key="k1")
+    b = enroller.prepare(cid, "news", EVENT, key="k1")
+    c = enroller.prepare(cid, "news", EVENT, key="k2")
+    d = enroller.prepare(cid, "news", EVENT, key="k1", resume_at="goal")
+    e = enroller.prepare(_contact(env, "c-bob"), "news", EVENT, key="k1")
+    names = [x.name for x in (a, b, c, d, e)]  # type: ignore[union-attr]
+    assert names[0] == names[1] and len(set(names)) == 4
+    got = enroller.enrol(cid, long, EVENT, key="k1")
+    assert got.execution_arn is not None
+    assert got.execution_arn.rsplit(":", 1)[-1].startswith("w" * 40 + "-")
+    assert len(got.execution_arn.rsplit(":", 1)[-1]) == 65
+
+
+def test_a_redelivery_after_the_run_ended_is_a_duplicate_and_clears_its_claim(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1", reentry=Reentry(mode="always"))
+    assert first.execution_arn is not None
+    env.sfn.stop_execution(executionArn=first.execution_arn)
+    again = enroller.enrol(cid, "news", EVENT, key="k1", reentry=Reentry(mode="always"))
+    assert (again.started, again.execution_arn, again.reason) == (False, None, DUPLICATE)
+    rec = _record(env, cid)
+    assert "claim" not in rec and rec["execution_arn"] == first.execution_arn and rec["count"] == 1
+
+
+def test_reentry_once_once_per_and_always(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+
+    def enter(key: str, reentry: Reentry) -> Enrolment:
+        got = enroller.enrol(cid, "news", EVENT, key=key, reentry=reentry)
+        if got.execution_arn:
+            env.sfn.stop_execution(executionArn=got.execution_arn)
+        return got
+
+    assert enter("k1", Reentry(mode="once")).started
+    assert enter("k2", Reentry(mode="once")).reason == "entered before and re-entry is once"
+    week = Reentry(mode="once_per", period=7 * 86400)
+    refused = enter("k3", week)
+    assert refused.reason == f"entered {env.clock.at.isoformat()}, within once_per period" and not refused.started
+    env.clock.advance(days=7)
+    assert enter("k4", week).started
+    env.clock.advance(days=6, hours=23)
+    assert not enter("k5", week).started
+    assert enter("k6", Reentry(mode="always")).started
+    assert enter("k7", Reentry(mode="always")).started
+    assert _record(env, cid)["count"] == 4
+
+
+def test_without_a_reentry_the_workflows_own_from_its_entry_plan_applies(env: Env) -> None:
+    env.machines("news")
+    plan = EntryPlan(version="v1", history_days=30, reentry=Reentry(mode="always"))
+    enroller = env.enroller({"news": plan})
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert first.execution_arn is not None
+    env.sfn.stop_execution(executionArn=first.execution_arn)
+    assert enroller.enrol(cid, "news", EVENT, key="k2").started
+    # No plan and no reentry: nothing refuses a second entry.
+    plain = env.enroller()
+    env.sfn.stop_execution(executionArn=_record(env, cid)["execution_arn"])
+    assert plain.enrol(cid, "news", EVENT, key="k3").started
+    # A reentry given wins over the plan's.
+    env.sfn.stop_execution(executionArn=_record(env, cid)["execution_arn"])
+    assert enroller.enrol(cid, "news", EVENT, key="k4", reentry=Reentry(mode="once")).reason == (
+        "entered before and re-entry is once"
+    )
+
+
+# ---- activation -----------------------------------------------------------------------------------------------
+
+
+def test_a_workflow_with_no_status_is_activated_at_the_given_time_once(env: Env) -> None:
+    env.machines("news")
+    at = env.clock.at - timedelta(hours=2)
+    enroller = env.enroller(activated_at=at)
+    cid = _contact(env)
+    assert enroller.enrol(cid, "news", EVENT, key="k1", occurred_at=env.clock.at).started
+    status = read_status(env.store, "news")
+    assert status.active and status.since == at
+    later = env.enroller(activated_at=env.clock.at + timedelta(days=1))
+    env.sfn.stop_execution(executionArn=_record(env, cid)["execution_arn"])
+    assert later.enrol(cid, "news", EVENT, key="k2", occurred_at=env.clock.at).started
+    assert read_status(env.store, "news").since == at  # never moved
+
+
+def test_without_an_activation_time_the_machines_creation_date_or_now_is_used(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller(activated_at=None)
+    created = env.sfn.describe_state_machine(stateMachineArn=MACHINE)["creationDate"]
+    # The machine is dated by the wall clock, which is ahead of the domain clock here: now is used.
+    assert created > env.clock.at and enroller.deployed_at("news") == env.clock.at
+    env.clock.at = created + timedelta(hours=1)
+    assert enroller.deployed_at("news") == created
+    assert enroller.deployed_at("never-deployed") == env.clock.at
+    cid = _contact(env)
+    assert enroller.enrol(cid, "news", EVENT, key="k1", occurred_at=env.clock.at).started
+    assert read_status(env.store, "news").since == created
+
+
+def test_an_inactive_workflow_or_an_event_before_activation_enters_nobody(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    since = env.clock.at - timedelta(hours=1)
+    write_status(env.store, "news", active=True, since=since)
+    got = enroller.enrol(cid, "news", EVENT, key="k1", occurred_at=since - timedelta(seconds=1))
+    assert (got.started, got.reason) == (
+        False,
+        f"the event happened before the workflow was activated ({since.isoformat()})",
+    )
+    assert enroller.enrol(cid, "news", EVENT, key="k2", occurred_at=since).started
+    env.sfn.stop_execution(executionArn=_record(env, cid)["execution_arn"])
+    write_status(env.store, "news", active=False, since=env.clock.at)
+    got = enroller.enrol(cid, "news", EVENT, key="k3", reentry=Reentry(mode="always"))
+    assert not got.started and got.reason.startswith("workflow is not active")
+    assert len(env.executions("news")) == 1
+
+
+def test_a_status_written_before_since_ms_existed_is_brought_up_to_date(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    since = env.clock.at - timedelta(hours=1)
+    env.store.put_item(
+        {C.PK: status_pk("news"), C.SK: "STATUS", "workflow": "news", "active": True, "since": since.isoformat()}
+    )
+    assert enroller.enrol(cid, "news", EVENT, key="k1", occurred_at=env.clock.at).started
+    item = env.store.get_item(status_pk("news"), "STATUS")
+    assert item is not None and item["since_ms"] == int(since.timestamp() * 1000) and item["active"] is True
+
+
+# ---- claims ---------------------------------------------------------------------------------------------------
+
+
+def test_a_fresh_claim_of_another_key_is_respected_and_an_abandoned_one_taken_over(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    write_status(env.store, "news", active=True, since=env.clock.at - timedelta(days=1))
+    other = enroller.prepare(cid, "news", EVENT, key="other")
+    assert not isinstance(other, Enrolment)
+    assert env.store.transact_failures(other.writes) is None  # its writer then dies before StartExecution
+    got = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert (got.started, got.execution_arn, got.reason) == (False, None, BEING_ENTERED)
+    env.clock.advance(seconds=CLAIM_GRACE.total_seconds() - 1)
+    assert enroller.enrol(cid, "news", EVENT, key="k1").reason == BEING_ENTERED
+    env.clock.advance(seconds=1)
+    taken = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert taken.started and taken.execution_arn != other.execution_arn
+    assert _record(env, cid)["rev"] == 2
+
+
+def test_a_claim_whose_run_started_unrecorded_is_the_contacts_run(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    write_status(env.store, "news", active=True, since=env.clock.at - timedelta(days=1))
+    other = enroller.prepare(cid, "news", EVENT, key="other", resume_at="later")
+    assert not isinstance(other, Enrolment)
+    assert env.store.transact_failures(other.writes) is None
+    started = env.sfn.start_execution(stateMachineArn=other.machine, name=other.name, input="{}")
+    got = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert (got.started, got.execution_arn, got.reason) == (False, started["executionArn"], "already in this workflow")
+    rec = _record(env, cid)
+    assert rec["execution_arn"] == started["executionArn"] and rec["status"] == "running" and rec["count"] == 1
+    assert rec["entered_at"] == started["startDate"].isoformat() and rec["rev"] == 1
+    assert "claim" not in rec
+
+
+def test_a_claim_lost_to_a_racing_enrolment_is_decided_again(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    write_status(env.store, "news", active=True, since=env.clock.at - timedelta(days=1))
+    mine = enroller.prepare(cid, "news", EVENT, key="k1")
+    assert not isinstance(mine, Enrolment)
+    rival = enroller.enrol(cid, "news", EVENT, key="rival")
+    assert rival.started
+    failed = env.store.transact_failures(mine.writes)
+    assert failed == [1]
+    assert enroller.refused(mine, failed) is None  # worth re-reading: the rival's run will show
+    assert enroller.enrol(cid, "news", EVENT, key="k1").reason == "already in this workflow"
+
+
+def test_an_enrolment_that_keeps_losing_its_claim_gives_up(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    write_status(env.store, "news", active=True, since=env.clock.at - timedelta(days=1))
+    calls: list[int] = []
+
+    def bump(params: dict[str, Any], **_: Any) -> None:
+        # Before each transaction of ours, another enrolment moves the item's revision on.
+        calls.append(1)
+        item = env.item(cid, "ENROLL#news") or {C.PK: contact_pk(cid), C.SK: "ENROLL#news"}
+        env.store.put_item({**item, "rev": int(item.get("rev", 0)) + 1})
+
+    env.ddb.meta.events.register("before-call.dynamodb.TransactWriteItems", bump)
+    try:
+        got = enroller.enrol(cid, "news", EVENT, key="k1")
+    finally:
+        env.ddb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", bump)
+    assert (got.started, got.execution_arn, got.reason) == (False, None, RACED)
+    assert len(calls) == 4 and env.executions("news") == []
+
+
+# ---- the repeat of a start ------------------------------------------------------------------------------------
+
+
+def _die(**_: Any) -> None:
+    """The enroller's process dies right after StartExecution answered (a Lambda timeout), before any record."""
+    raise TimeoutError("the invocation timed out")
+
+
+def test_a_retry_after_a_crash_between_the_start_and_its_records_completes_the_enrolment(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    env.sfn.meta.events.register("after-call.sfn.StartExecution", _die)
+    try:
+        with pytest.raises(TimeoutError):
+            enroller.enrol(cid, "news", EVENT, key="k1")
+    finally:
+        env.sfn.meta.events.unregister("after-call.sfn.StartExecution", _die)
+    (only,) = env.executions("news")
+    assert env.item(cid, "ENROLL#news") is not None and "execution_arn" not in _record(env, cid)
+    # The retry, a moment later by the wall clock: StartExecution answers as the first time did.
+    env.clock.at = datetime.now(UTC) + timedelta(minutes=1)
+    got = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert got.started and got.execution_arn == only["executionArn"]
+    assert got.reason == "started (recorded on a repeat: the first try stopped before recording)"
+    rec = _record(env, cid)
+    assert rec["entered_at"] == only["startDate"].isoformat()  # dated by the execution itself
+    assert rec["count"] == 1 and "claim" not in rec
+    # And once recorded, the same delivery again is a duplicate.
+    again = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert not again.started
+
+
+def test_a_repeat_of_a_recorded_running_start_is_a_duplicate(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    claim = enroller.prepare(cid, "news", EVENT, key="k1", restart=True)
+    assert not isinstance(claim, Enrolment) and env.store.transact_failures(claim.writes) is None
+    env.clock.at = datetime.now(UTC) + timedelta(minutes=1)
+    got = enroller.launch(claim)
+    assert (got.started, got.execution_arn, got.reason) == (False, None, DUPLICATE)
+    rec = _record(env, cid)
+    assert "claim" not in rec and rec["execution_arn"] == first.execution_arn
+
+
+def test_an_old_delivery_of_a_run_the_contact_left_and_reentered_is_a_duplicate(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1", reentry=Reentry(mode="always"))
+    assert first.execution_arn is not None
+    env.sfn.stop_execution(executionArn=first.execution_arn)
+    env.clock.at = datetime.now(UTC) + timedelta(minutes=1)
+    second = enroller.enrol(cid, "news", EVENT, key="k2", reentry=Reentry(mode="always"))
+    assert second.started
+    env.sfn.stop_execution(executionArn=_record(env, cid)["execution_arn"])
+    old = enroller.enrol(cid, "news", EVENT, key="k1", reentry=Reentry(mode="always"))
+    assert (old.started, old.reason) == (False, DUPLICATE)
+    assert "claim" not in _record(env, cid)
+
+
+def test_a_start_refused_for_another_reason_is_raised(env: Env) -> None:
+    enroller = env.enroller()  # no machine deployed
+    cid = _contact(env)
+    with pytest.raises(ClientError) as err:
+        enroller.enrol(cid, "news", EVENT, key="k1")
+    assert err.value.response["Error"]["Code"] == "StateMachineDoesNotExist"
+
+
+# ---- restarts (a goal's jump, stepwise resume) ----------------------------------------------------------------
+
+
+def test_a_restart_is_the_same_entry_whatever_the_status(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert first.execution_arn is not None
+    entered = _record(env, cid)["entered_at"]
+    env.store.put_item({**_record(env, cid), "goals": ["g1"]})
+    enroller.stop(cid, "news", "goal g1 met")
+    write_status(env.store, "news", active=False, since=env.clock.at)
+    env.clock.advance(hours=3)
+    env.metrics.clear()
+    got = enroller.enrol(cid, "news", EVENT, key="goal:x", resume_at="g1", restart=True)
+    assert got.started
+    rec = _record(env, cid)
+    assert rec["entered_at"] == entered and rec["count"] == 1 and rec["goals"] == ["g1"]
+    assert rec["execution_arn"] == got.execution_arn and rec["status"] == "running"
+    assert env.metrics == []  # not counted as an entry again
+    run = json.loads(env.sfn.describe_execution(executionArn=str(got.execution_arn))["input"])
+    assert run["run"]["resume_at"] == "g1"
+
+
+def test_a_restart_runs_the_version_the_run_entered_with(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    version = MACHINE + ":3"
+    assert enroller.pinned_version(None) == ""
+    assert enroller.pinned_version({"version_arn": version, "execution_arn": "x"}) == version
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    rec = _record(env, cid)
+    assert enroller.pinned_version(rec) == ""  # started through the unqualified machine
+    assert enroller.pinned_version({"execution_arn": first.execution_arn + "-gone"}) == ""
+    env.store.put_item({**rec, "version_arn": version})
+    claim = enroller.prepare(cid, "news", EVENT, key="goal:1", restart=True)
+    assert not isinstance(claim, Enrolment) and claim.machine == version and claim.start.version_arn == version
+    assert not claim.checks_status and not any("ConditionCheck" in w for w in claim.writes)  # no entry check
+    given = MACHINE + ":9"
+    claim = enroller.prepare(cid, "news", EVENT, key="goal:1", restart=True, version_arn=given)
+    assert not isinstance(claim, Enrolment) and claim.machine == given
+    fresh = enroller.prepare(cid, "news", EVENT, key="k2", reentry=Reentry(mode="always"))
+    assert not isinstance(fresh, Enrolment) or fresh.reason == "already in this workflow"
+
+
+# ---- runaway entry budgets ------------------------------------------------------------------------------------
+
+
+def test_an_entry_budget_reached_pauses_the_workflow(env: Env) -> None:
+    env.machines("news")
+    plan = EntryPlan(version="v1", history_days=30, budgets={"entries_per_hour": 2, "alert": ["team@example.com"]})
+    enroller = env.enroller({"news": plan})
+    ids = [_contact(env, f"c-{i}") for i in range(3)]
+    assert enroller.enrol(ids[0], "news", EVENT, key="k").started
+    assert enroller.enrol(ids[1], "news", EVENT, key="k").started
+    hour = env.clock.at.strftime("%Y-%m-%dT%H")
+    got = enroller.enrol(ids[2], "news", EVENT, key="k")
+    assert not got.started
+    assert got.reason == f"runaway budget: 2 entries per hour reached ({hour}:00Z): workflow paused"
+    status = read_status(env.store, "news")
+    assert not status.active and "runaway budget" in status.reason
+    assert env.item(ids[2], "ENROLL#news") is None or "execution_arn" not in _record(env, ids[2])
+    # A restart is the same entry: not counted against the budget.
+    claim = enroller.prepare(ids[0], "news", EVENT, key="goal:1", restart=True)
+    assert not isinstance(claim, Enrolment) and claim.budget_at is None
+
+
+def test_without_an_entry_budget_nothing_is_counted(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller({"news": EntryPlan(version="v1", history_days=30, budgets={"entries_per_hour": 0})})
+    claim = enroller.prepare(_contact(env), "news", EVENT, key="k")
+    assert not isinstance(claim, Enrolment) and claim.budget_at is None
+    assert not any("ADD" in str(w.get("Update", {}).get("UpdateExpression", "")) for w in claim.writes)
+    budgeted = env.enroller({"news": EntryPlan(version="v1", history_days=30, budgets={"entries_per_hour": 5})})
+    claim = budgeted.prepare(_contact(env), "news", EVENT, key="k")
+    # After the entry check and the claim: where refused() looks for it.
+    assert not isinstance(claim, Enrolment) and claim.budget_at == 2
+
+
+# ---- the passive steps a run opens with -----------------------------------------------------------------------
+
+OPENS_WITH_WAIT = wf("""
+name: news
+triggers: [{event: list.subscribed, delay: 1h}]
+steps:
+  - id: first-pause
+    wait: 1d
+  - id: second-pause
+    wait: 2h
+  - id: hello
+    send_email: {template: hello}
+  - id: clicked
+    goal: {event: email.clicked}
+  - id: after-goal
+    wait: 3h
+  - id: bye
+    send_email: {template: bye}
+""")
+
+
+def test_a_run_that_opens_with_waits_has_their_records_from_its_start(env: Env) -> None:
+    env.machines("news")
+    plan = entry_plan(OPENS_WITH_WAIT)
+    enroller = env.enroller({"news": plan})
+    cid = _contact(env)
+    got = enroller.enrol(cid, "news", EVENT, key="k1", start_delay=3600)
+    assert got.started
+    hist = [h for h in env.history(cid) if h["workflow"] == "news"]
+    assert [(h["step"], h["execution"]) for h in hist] == [
+        ("first-pause", got.execution_arn),
+        ("second-pause", got.execution_arn),
+    ]
+    start = env.clock.at + timedelta(hours=1)  # the trigger's delay comes first
+    assert hist[0]["at"] == start.isoformat()
+    names = [m[0] for m in env.metrics]
+    assert names[0] == C.METRIC_ENTERED and len(names) == 3
+    # A repeat writes nothing twice.
+    again = enroller.prepare(cid, "news", EVENT, key="k1", restart=True)
+    assert not isinstance(again, Enrolment)
+    enroller._record_start(again.start, str(got.execution_arn), env.clock.at)
+    assert len([h for h in env.history(cid) if h["workflow"] == "news"]) == 2
+    assert len(env.metrics) == 3
+
+
+def test_a_restart_at_a_goal_records_the_waits_after_it_from_its_own_start(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller({"news": entry_plan(OPENS_WITH_WAIT)})
+    cid = _contact(env, campaigns={"news": None}, stages={})
+    got = enroller.enrol(cid, "news", EVENT, key="g", resume_at="after-goal", start_delay=3600, restart=True)
+    assert got.started
+    (rec,) = [h for h in env.history(cid) if h["step"] == "after-goal"]
+    assert rec["at"] == env.clock.at.isoformat()  # a resume_at wins over the start delay
+    # The contact is in the campaign: its stage is the last passive step.
+    profile = env.item(cid, "PROFILE")
+    assert profile is not None and profile["campaigns"]["news"] == "after-goal"
+
+
+def test_a_run_without_a_plan_or_passive_steps_records_nothing_at_its_start(env: Env) -> None:
+    env.machines("news")
+    plain = wf("""
+name: news
+triggers: [{event: list.subscribed}]
+steps: [{id: hello, send_email: {template: hello}}]
+""")
+    cid = _contact(env)
+    assert env.enroller({"news": entry_plan(plain)}).enrol(cid, "news", EVENT, key="k1").started
+    assert env.enroller().enrol(_contact(env, "c-2"), "news", EVENT, key="k1").started
+    assert [h for h in env.history(cid) + env.history("c-2") if h["workflow"] == "news"] == []
+
+
+# ---- stopping -------------------------------------------------------------------------------------------------
+
+
+def test_stopping_a_run_aborts_it_and_marks_the_record(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    assert enroller.stop(cid, "news", "why") is False  # no run
+    got = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert enroller.is_running(_record(env, cid))
+    reason = "goal reached " + "x" * 300
+    assert enroller.stop(cid, "news", reason) is True
+    desc = env.sfn.describe_execution(executionArn=str(got.execution_arn))
+    assert desc["status"] == "ABORTED"
+    rec = _record(env, cid)
+    assert rec["status"] == "stopped" and rec["stopped_because"] == reason
+    assert rec[C.GSI1_PK] == "RUN#news" and rec[C.GSI1_SK] == f"stopped#{rec['entered_at']}#{cid}"
+    assert not enroller.is_running(rec)
+    assert enroller.stop(cid, "news", "again") is False
+
+
+def test_a_run_is_running_only_when_its_record_and_its_execution_say_so(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    enroller.enrol(cid, "news", EVENT, key="k1")
+    rec = confirmed(_record(env, cid))
+    assert rec is not None and enroller.is_running(rec)
+    assert not enroller.is_running(None) and not enroller.is_running({})
+    assert not enroller.is_running({**rec, "status": "stopped"})
+    assert not enroller.is_running({**rec, "execution_arn": rec["execution_arn"] + "-gone"})
+    env.sfn.stop_execution(executionArn=rec["execution_arn"])
+    assert not enroller.is_running(rec)
+
+
+# ---- killing the first run's survivors (docs/mutation.md) -----------------------------------------------------
+
+
+def test_the_deployment_date_is_read_from_the_machine_behind_the_alias_the_template_names(env: Env) -> None:
+    # As deployed, the template names the workflow's alias (infra/names.py alias_arn_template).
+    env.machines("news")
+    created = env.sfn.describe_state_machine(stateMachineArn=MACHINE)["creationDate"]
+    env.clock.at = created + timedelta(days=1)
+    enroller = Enroller(env.store, env.sfn, TEMPLATE + ":live", None)
+    assert enroller.deployed_at("news") == created
+
+
+def test_a_repeat_of_a_recorded_running_start_writes_its_opening_waits_once(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller({"news": entry_plan(OPENS_WITH_WAIT)})
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+
+    def records() -> list[dict[str, Any]]:  # TTL aside: the clock is moved a month on below
+        return env.store.query_prefix(contact_pk(cid), "HIST#", live_only=False)
+
+    before = sorted(h[C.SK] for h in records())
+    assert len(before) == 2
+    claim = enroller.prepare(cid, "news", EVENT, key="k1", restart=True)
+    assert not isinstance(claim, Enrolment) and env.store.transact_failures(claim.writes) is None
+    env.clock.at = datetime.now(UTC) + timedelta(minutes=1)
+    assert enroller.launch(claim).reason == DUPLICATE
+    assert sorted(h[C.SK] for h in records()) == before
+    assert {h["execution"] for h in records()} == {first.execution_arn}
+
+
+def test_stopping_a_run_deletes_the_records_it_wrote_ahead_and_will_never_reach(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller({"news": entry_plan(OPENS_WITH_WAIT)})
+    cid = _contact(env)
+    enroller.enrol(cid, "news", EVENT, key="k1", start_delay=3600)  # its waits dated from an hour from now
+    assert len(env.history(cid)) == 2
+    assert enroller.stop(cid, "news", "goal met")
+    assert env.history(cid) == []
+
+
+def test_the_event_a_run_was_started_with_is_read_back_from_its_reference(env: Env) -> None:
+    from shared.enrollment import stored_trigger
+
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    got = enroller.enrol(cid, "news", EVENT, key="k1")
+    carried = json.loads(env.sfn.describe_execution(executionArn=str(got.execution_arn))["input"])["event"]
+    assert "contact" not in carried and carried["type"] == "list.subscribed"  # ids only in the execution
+    assert stored_trigger(env.store, cid, carried) == EVENT
+    # An input carrying the event itself is taken as it is.
+    assert stored_trigger(env.store, cid, EVENT) == EVENT
+    assert stored_trigger(env.store, cid, {"type": "x.y", "stored": "S", "contact": {"email": "a@b.c"}}) == {
+        "type": "x.y",
+        "stored": "S",
+        "contact": {"email": "a@b.c"},
+    }
+    # Gone (erased, or older than it is kept): its type and no data.
+    assert stored_trigger(env.store, cid, {"type": "list.subscribed", "stored": "TRIGGER#gone"}) == {
+        "type": "list.subscribed",
+        "data": {},
+    }
+    assert stored_trigger(env.store, cid, {"stored": "TRIGGER#gone"}) == {"type": "", "data": {}}
+    assert stored_trigger(env.store, "c-other", carried) == {"type": "list.subscribed", "data": {}}

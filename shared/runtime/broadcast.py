@@ -3,10 +3,8 @@ its contacts batch by batch, each exactly once, under the StartExecution quota, 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,10 +27,6 @@ if TYPE_CHECKING:
 KIND_FIRE = "broadcast"
 SNAPSHOT_PREFIX = "broadcasts/"
 KEEP = timedelta(days=90)
-# Contacts a batch enters at once. A contact costs about 5 sequential requests (a claim, StartExecution, its
-# confirmation, the opening records: ~60 ms in AWS), so one at a time a batch would manage ~16 starts/s, short of
-# its 28.5/s pace; 4 at a time leave room for requests up to ~140 ms (bench/broadcast.py shows the bound).
-BATCH_WORKERS = 4
 _THROTTLE_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"})
 
 
@@ -234,12 +228,11 @@ def run_batch(
     *,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
-    workers: int = BATCH_WORKERS,
 ) -> dict[str, Any]:
-    """Enter one batch of the snapshot, `workers` contacts at a time, all paced together to `rate` StartExecution
-    calls a second (0: unpaced). A batch marked done is skipped whole; a contact already entered on this date is
-    skipped before any call. A throttle (or any failure) stops the batch's other contacts from starting; those
-    in flight finish; the batch then fails and its retry skips whoever was entered."""
+    """Enter one batch of the snapshot, one contact after another, paced to `rate` StartExecution calls a second
+    (0: unpaced). A batch marked done is skipped whole; a contact already entered on this date is skipped before
+    any call. A throttle (or any failure) stops the batch: its retry skips whoever was entered. The fan-out is the
+    Distributed Map's (MaxConcurrency batches at once, shared/workflow/broadcast.py), never threads in a batch."""
     router = ctx.router
     bid, n, contacts = str(payload["broadcast_id"]), int(payload["batch"]), list(payload["contacts"])
     marker_pk, marker_sk = f"BROADCAST#{bid}", f"BATCH#{n:07d}"
@@ -262,35 +255,18 @@ def run_batch(
         if record is None or datetime.fromisoformat(record["entered_at"]) < at:
             todo.append((i, contact_id, item))
         # else: entered on this date already (an earlier attempt): no Step Functions call
-    failed = threading.Event()
-
-    def enter(i: int, contact_id: str, item: dict[str, Any] | None) -> Enrolment | None:
-        if failed.is_set():
-            return None  # the batch failed meanwhile: not started, the retry enters it
+    entered = 0
+    routed: list[dict[str, Any]] = []
+    for i, contact_id, item in todo:
         pace.wait()
         try:
-            return _enrol(router.enroller, contact_id, wf, event, key, item)
+            res = _enrol(router.enroller, contact_id, wf, event, key, item)
         except ClientError as err:
-            failed.set()
             if err.response["Error"]["Code"] in _THROTTLE_CODES:
                 raise Throttled(
                     f"batch {n} of broadcast {bid}: throttled at contact {i + 1} of {len(contacts)}"
                 ) from err
             raise
-        except BaseException:
-            failed.set()
-            raise
-
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=f"batch-{n}") as pool:
-        futures = [pool.submit(enter, *job) for job in todo]
-    errors = [err for err in (f.exception() for f in futures) if err is not None]
-    if errors:
-        raise errors[0]  # the first contact's, in list order
-    entered = skipped = 0
-    routed: list[dict[str, Any]] = []
-    for (_, contact_id, _), future in zip(todo, futures, strict=True):
-        res = future.result()
-        assert res is not None  # None only after a failure, which raised above
         entered += res.started
         routed.append(
             {
@@ -316,20 +292,18 @@ def run_batch(
 
 
 class _Pace:
-    """StartExecution calls spaced `interval` seconds apart across a batch's workers (0: no spacing)."""
+    """StartExecution calls of a batch spaced `interval` seconds apart (0: no spacing)."""
 
     def __init__(self, interval: float, sleep: Callable[[float], None], monotonic: Callable[[], float]) -> None:
         self.interval, self.sleep, self.monotonic = interval, sleep, monotonic
         self.next = float("-inf")
-        self._lock = threading.Lock()
 
     def wait(self) -> None:
         if not self.interval:
             return
-        with self._lock:  # each caller takes the next slot
-            now = self.monotonic()
-            slot = max(now, self.next)
-            self.next = slot + self.interval
+        now = self.monotonic()
+        slot = max(now, self.next)
+        self.next = slot + self.interval
         if slot > now:
             self.sleep(slot - now)
 

@@ -128,7 +128,7 @@ def test_the_schedule_exists_from_the_start_and_fires_at_the_date(sim: Simulatio
     assert run["status"] == "SUCCEEDED"
 
 
-# The unmarked tests use a few hundred contacts in batches of 20 (MaxConcurrency 10); the slow ones, 1,000 and 10,000
+# The unmarked tests use a few hundred contacts in batches of 20 (MaxConcurrency 40); the slow ones, 1,000 and 10,000
 # in the deployed batches of 100, need more than a minute on this shared machine: STEPWISE_SLOW=1 runs them (the
 # 10,000 one: 32 minutes at load average 15 here, 653 s of CPU).
 SLOW = [

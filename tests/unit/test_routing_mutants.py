@@ -858,3 +858,42 @@ def test_an_open_counts_for_a_split_judged_by_opens(env: Env) -> None:
     assert r.handle(ev("k1", "email.clicked", {"message_id": "m-short"}, contact_id=cid)) == []
     out = r.handle(ev("o1", "email.opened", {"message_id": "m-short"}, contact_id=cid))
     assert acts(out) == [("news", "converted", "split news/pick/short: email.opened")]
+
+
+def test_a_wait_that_does_not_match_does_not_stop_the_next_one_from_resuming(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e0", "list.subscribed"))
+    cid = sub.contact
+    # Waits are read in sort-key order: each non-matching one here comes before one that matches.
+    _wait(env, cid, "a-pricing", event="email.clicked", where={"link": {"contains": "pricing"}})
+    _wait(env, cid, "b-any-click", event="email.clicked")
+    out = r.handle(ev("c1", "email.clicked", {"link": "https://x.io/about"}, contact_id=cid))
+    assert acts(out) == [("news", "resumed", "b-any-click: event email.clicked arrived")]
+    _wait(env, cid, "c-order-8", event="order.paid", same={"order.id": "o-8"})
+    _wait(env, cid, "d-order-7", event="order.paid", same={"order.id": "o-7"})
+    out = r.handle(ev("p1", "order.paid", {"order": {"id": "o-7"}}, contact_id=cid))
+    assert acts(out) == [("news", "resumed", "d-order-7: event order.paid arrived")]
+    _wait(env, cid, "e-nothing")
+    _wait(env, cid, "f-open", event="email.opened")
+    out = r.handle(ev("o1", "email.opened", {}, contact_id=cid))
+    assert acts(out) == [("news", "resumed", "f-open: event email.opened arrived")]
+    assert _waiting(env, cid) == {"a-pricing", "c-order-8", "e-nothing"}
+
+
+def test_a_condition_wait_on_recent_activity_counts_only_activity_within_its_window(env: Env) -> None:
+    waiter = wf("""
+name: waiter
+triggers: [{event: form.submitted}]
+steps:
+  - id: until-bought
+    wait_until: {condition: {did_event: {event: order.paid, within: 2d}}, timeout: 3d}
+""")
+    r = env.router(NEWS, waiter)  # the waiter's condition is why the router reads two days of activity
+    (sub,) = r.handle(ev("e0", "list.subscribed"))
+    cid = sub.contact
+    _wait(env, cid, "until-bought", condition={"did_event": {"event": "order.paid", "within": 172800}})
+    _activity(env, cid, "order.paid", env.clock.at - timedelta(days=3))
+    assert r.handle(ev("t0", "tag.added", {"tag": "x"}, contact_id=cid)) == []
+    _activity(env, cid, "order.paid", env.clock.at - timedelta(hours=1), "new")
+    out = r.handle(ev("t1", "tag.added", {"tag": "y"}, contact_id=cid))
+    assert [o.action for o in out] == ["resumed"]

@@ -517,7 +517,12 @@ def test_a_split_is_a_decide_task_with_one_choice_per_path_and_its_paths_steps_f
         p = mine(s["s"])
         assert p["path_steps"] == {"p1": ["m1", "inner", "m2"], "p2": []}
         assert p["ahead"] == {"p1": [], "p2": []} and p["goto"] == {"p1": False, "p2": False}
-        assert p["step"]["kind"] == "split" and "steps" not in str(p["step"]["split"])
+        assert p["step"] == {
+            "id": "s",
+            "split": [{"name": "p1", "percent": 50.0}, {"name": "p2", "percent": 50.0}],  # no nested steps
+            "winner": {"by": by, "min_contacts": 100, "after": "1d"},
+            "kind": "split",
+        }
         assert s["s.branch"] == {
             "Type": "Choice",
             "Choices": [{"Variable": "$.run.branch", "StringEquals": "p1", "Next": "m1"}],
@@ -940,3 +945,53 @@ def test_the_version_hashes_the_file_as_written_by_alias_so_it_stays_the_same_ac
     assert "if" in dumped["steps"][0] and "else" in dumped["steps"][0]
     canon = json.dumps(dumped, sort_keys=True)
     assert workflow_version(w) == hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+
+GOTO_FIRST = """
+  - id: i
+    if: {has_tag: a}
+    then:
+      - goto: later
+  - id: nap
+    wait: 1m
+  - id: later
+    wait: 2m
+  - id: t
+    add_tag: x
+"""
+
+
+def test_a_go_to_early_in_the_file_leaves_the_steps_after_it_resumable_and_planned() -> None:
+    s = states(wf(GOTO_FIRST))
+    assert s["Entry"]["Choices"] == [resume("i", "i"), resume("nap", "nap"), resume("later", "later"), resume("t", "t")]
+    plan = entry_plan(wf(GOTO_FIRST))
+    assert plan.ahead == {
+        "nap": [{"id": "nap", "kind": "wait", "seconds": 60}, {"id": "later", "kind": "wait", "seconds": 120}],
+        "later": [{"id": "later", "kind": "wait", "seconds": 120}],
+    }
+
+
+def test_step_specs_are_json_and_name_an_unnamed_step_in_errors() -> None:
+    w = wf("  - id: at\n    wait_until: {at: 2026-11-27T08:00:00+01:00}\n")
+    assert step_spec(w.steps[0]) == {
+        "id": "at",
+        "wait_until": {"at": "2026-11-27T08:00:00+01:00", "same": []},
+        "kind": "wait_until",
+    }
+    w = wf("  - id: s\n    set_field: {plan: gold}\n")
+    w.steps[0].root.id = None
+    w.steps[0].root.__dict__["set_field"] = {"x.$": 1}
+    with pytest.raises(CompileError, match=r"^step \?: key 'x\.\$'"):
+        step_spec(w.steps[0])
+
+
+def test_a_timed_wait_until_is_passed_on_the_way_to_a_go_to_and_an_event_wait_is_not() -> None:
+    c = Compiler(
+        wf("  - id: a\n    add_tag: x\n  - id: at\n    wait_until: {at: 2026-11-27T08:00:00Z}\n  - goto: a\n"), ARN
+    )
+    assert c.passes_goto("at") is True
+    c = Compiler(
+        wf("  - id: a\n    add_tag: x\n  - id: ev\n    wait_until: {event: order.paid, timeout: 1h}\n  - goto: a\n"),
+        ARN,
+    )
+    assert c.passes_goto("ev") is False

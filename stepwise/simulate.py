@@ -430,9 +430,7 @@ class Simulation:
         """The earliest of the clock's next wake-up and the next fixed-date trigger."""
         schedule = min((s.at for s in self._pending_schedules()), default=None)
         due = [
-            d
-            for d in (self.stack.clock.next_deadline(), min((t for t, _ in self.timers), default=None), schedule)
-            if d
+            d for d in (self.stack.clock.next_deadline(), min((t for t, _ in self.timers), default=None), schedule) if d
         ]
         return min(due, default=None)
 

@@ -238,13 +238,16 @@ class Enroller:
         restart: bool = False,
         occurred_at: datetime | None = None,
         version_arn: str = "",
+        item: dict[str, Any] | None = _UNSET,
     ) -> Enrolment:
         """Start `workflow` for the contact unless policy forbids it. `key` makes the execution name:
         the same key (a redelivered event, a retried step) can never start a second execution. Without a
         `reentry`, the workflow's own policy from its entry plan applies. A deactivated workflow takes nobody,
         and an event that happened (`occurred_at`) before the workflow was activated does not count. Two
-        enrolments racing for one contact and workflow claim the ENROLL# item: one wins, the other re-reads."""
-        for _ in range(4):
+        enrolments racing for one contact and workflow claim the ENROLL# item: one wins, the other re-reads.
+        `item`: the ENROLL# item as the caller already read it (a broadcast batch reads its contacts' at once; None
+        when there is none), used by the first try only."""
+        for attempt in range(4):
             claim = self.prepare(
                 contact_id,
                 workflow,
@@ -256,6 +259,7 @@ class Enroller:
                 restart=restart,
                 occurred_at=occurred_at,
                 version_arn=version_arn,
+                item=item if attempt == 0 else _UNSET,
             )
             if isinstance(claim, Enrolment):
                 return claim

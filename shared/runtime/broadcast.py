@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from shared import clock
 from shared import constants as C
-from shared.enrollment import RACED, Enroller, Enrolment, confirmed
+from shared.enrollment import Enroller, Enrolment, confirmed
 from shared.events import stable_hash
 from shared.runtime import schedules as sched
 from shared.store.broadcasts import BroadcastStore
@@ -313,17 +313,4 @@ def _enrol(
 ) -> Enrolment:
     """Enroller.enrol for a batch: the first try decides from the ENROLL# item the batch read (`item`, None when
     the contact has none); a lost race re-reads, as enrol does."""
-    for attempt in range(4):
-        if attempt == 0:
-            claim = enroller.prepare(contact_id, wf.name, event, key=key, reentry=wf.reentry, item=item)
-        else:
-            claim = enroller.prepare(contact_id, wf.name, event, key=key, reentry=wf.reentry)
-        if isinstance(claim, Enrolment):
-            return claim
-        failed = enroller.store.transact_failures(claim.writes)
-        if failed is None:
-            return enroller.launch(claim)
-        refused = enroller.refused(claim, failed)
-        if refused is not None:
-            return refused
-    return Enrolment(False, None, RACED)
+    return enroller.enrol(contact_id, wf.name, event, key=key, reentry=wf.reentry, item=item)

@@ -1,7 +1,7 @@
 """The compiled machine on the local stack and the reference interpreter agree on every generated case: the same
 history records (time, step, outcome) in the same order, the same messages, the same contact at the end.
 
-Seeded and bounded for CI (DIFF_EXAMPLES, default 12); `make differential` runs a larger seeded run."""
+Seeded and bounded for CI (DIFF_EXAMPLES, default 30); `make differential` runs a larger seeded run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from tests.differential.harness import Case, run_machine, run_reference
 from tests.differential.strategies import cases
 
-EXAMPLES = int(os.environ.get("DIFF_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("DIFF_EXAMPLES", "30"))
 SEED = int(os.environ.get("DIFF_SEED", "0"))
 
 

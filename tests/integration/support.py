@@ -157,3 +157,18 @@ steps:
   - id: stop-promo
     remove_from_campaign: promo
 """
+
+
+# A trial onboarding any contact may re-enter: a send, a 3-day wait, a send (the ops tests stop, find and resume it).
+TRIAL_ONBOARDING = """
+name: onboarding
+triggers: [{event: list.subscribed, where: {list: trial}}]
+reentry: always
+steps:
+  - id: hello
+    send_email: {template: hello}
+  - id: three-days
+    wait: 3d
+  - id: tips
+    send_email: {template: tips}
+"""

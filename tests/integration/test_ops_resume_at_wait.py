@@ -13,20 +13,9 @@ from shared.workflow.compiler import compile_workflow, entry_plan
 from stepwise.ops.resume import restart_plan, resume
 from stepwise.ops.stuck import find_stuck
 from stepwise.simulate import DEFAULT_START, Simulation
+from tests.integration.support import TRIAL_ONBOARDING as ONBOARDING
 from tests.integration.support import contact, event, history, messages, workflow
 
-ONBOARDING = """
-name: onboarding
-triggers: [{event: list.subscribed, where: {list: trial}}]
-reentry: always
-steps:
-  - id: hello
-    send_email: {template: hello}
-  - id: three-days
-    wait: 3d
-  - id: tips
-    send_email: {template: tips}
-"""
 # A wait after the wait: the plan of a restart at three-days holds both, as the compiler's does.
 WAITS_IN_A_ROW = ONBOARDING.replace(
     "  - id: tips", '  - id: fixed\n    wait_until: {at: "2026-12-31T09:00:00Z"}\n  - id: tips'

@@ -13,20 +13,8 @@ from shared.store.operations import OperationsStore
 from stepwise.ops.resume import resume
 from stepwise.ops.stuck import find_stuck
 from stepwise.simulate import DEFAULT_START, Simulation
+from tests.integration.support import TRIAL_ONBOARDING as ONBOARDING
 from tests.integration.support import contact, event, messages, steps, workflow
-
-ONBOARDING = """
-name: onboarding
-triggers: [{event: list.subscribed, where: {list: trial}}]
-reentry: always
-steps:
-  - id: hello
-    send_email: {template: hello}
-  - id: three-days
-    wait: 3d
-  - id: tips
-    send_email: {template: tips}
-"""
 
 
 def _ops(sim: Simulation, calls: list[str]) -> OperationsStore:

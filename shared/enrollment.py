@@ -39,7 +39,9 @@ def execution_arn(machine_arn: str, name: str) -> str:
 # The event a run was started with is kept in the contact's partition, not in the execution's input: Step Functions
 # histories cannot be deleted (erasure cannot reach them), so they carry ids only. The input's `event` is a
 # reference (its type and the item's sort key); the step runner reads the event back (`stored_trigger`). Kept for
-# the run's life: a Standard execution lasts at most a year, a restart (a goal's jump, a resume) reuses it.
+# the run's life: a Standard execution lasts at most a year, a restart (a goal's jump, a resume) reuses it. The
+# router deletes it when the run succeeds (`Router.execution_ended`); a failed, timed-out or stopped run keeps it
+# (resume redrives or restarts it) until its TTL.
 # "~" sorts after every kind the router's partition Query reads (ACT# to WAIT$): routing never reads these items.
 TRIGGER_PREFIX = "~TRIGGER#"
 TRIGGER_DAYS = 400
@@ -72,6 +74,14 @@ def stored_trigger(store: ContactStore, contact_id: str, event: dict[str, Any]) 
     item = store.get_item(contact_pk(contact_id), str(event[STORED]))
     found = (item or {}).get("event")
     return dict(found) if isinstance(found, dict) else {"type": event.get("type", ""), "data": {}}
+
+
+def stored_key(event: Any) -> str | None:
+    """The sort key of the ~TRIGGER# item an execution input's event references; None for an event carried whole
+    (or none). A run that succeeded has its item deleted by the router (`Router.execution_ended`)."""
+    if not isinstance(event, dict) or STORED not in event or "contact" in event:
+        return None
+    return str(event[STORED])
 
 
 def execution_input(

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from shared import clock
 from shared import constants as C
-from shared.enrollment import Claim, Enroller, Enrolment, confirmed, stored_trigger
+from shared.enrollment import Claim, Enroller, Enrolment, confirmed, stored_key, stored_trigger
 from shared.events import ContactEvent, ContactRef
 from shared.facts import facts_from
 from shared.intake.form_types import apply as apply_form_types
@@ -326,7 +328,9 @@ class Router:
         contact_id, workflow = run_input.get("contact_id"), run_input.get("workflow")
         if status != "SUCCEEDED" or not contact_id or not workflow:
             return []
-        record = self.enroller.current(contact_id, workflow)
+        raw = self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}")
+        record = confirmed(raw)
+        self._forget_trigger(contact_id, execution_arn, run_input.get("event"), raw)
         if record is None or record.get("execution_arn") != execution_arn:
             return []  # not the contact's current run of it (a goal restarted it, say)
         profile = self.store.get_item(contact_pk(contact_id), "PROFILE") or {}
@@ -345,6 +349,30 @@ class Router:
         ]
         self.store.leave_campaign(contact_id, workflow)  # last: a repeat after a crash routes the event again
         return out
+
+    def _forget_trigger(self, contact_id: str, execution_arn: str, event: Any, raw: dict[str, Any] | None) -> None:
+        """A run that succeeded needs its trigger event (~TRIGGER#, shared/enrollment.py) no more: delete it, unless
+        another run may go on with the same one (a restart of this entry by a goal's jump or a resume: the contact's
+        current run, or an enrolment claimed and not yet confirmed). A failed, timed-out or stopped run keeps it, so
+        resume can redrive or restart it. One DeleteItem per run; a DescribeExecution too when another run is the
+        contact's current one."""
+        key = stored_key(event)
+        if key is None:
+            return
+        pending = ((raw or {}).get("claim") or {}).get("execution_arn")
+        if pending and pending != execution_arn:
+            return  # an enrolment under way: it may be a restart passing this run's reference on
+        current = (raw or {}).get("execution_arn")
+        if current and current != execution_arn:
+            try:
+                desc = self.sfn.describe_execution(executionArn=current)
+            except ClientError as err:
+                if err.response["Error"]["Code"] != "ExecutionDoesNotExist":
+                    raise
+                desc = {}
+            if stored_key(json.loads(desc.get("input") or "{}").get("event")) == key:
+                return
+        self.store.delete_item(contact_pk(contact_id), key)
 
     def fire_schedule(self, wf: Workflow, trigger: ScheduleTrigger) -> list[Routed]:
         """A fixed-date trigger: every contact of the list enters once, through the broadcast (the list snapshot to

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared import constants as C
-from shared.events import stable_hash
+from shared.events_base import stable_hash
 from shared.lifecycle import STATUS_SK, epoch_ms, status_pk
 from shared.store.contacts import ContactStore, contact_pk, epoch
 

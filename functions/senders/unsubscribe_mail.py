@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared import clock
 from shared import constants as C
-from shared.events import stable_hash
+from shared.events_base import stable_hash
 from shared.messaging import unsubscribe
 from shared.store.contacts import ContactStore, epoch
 

@@ -13,10 +13,11 @@ import binascii
 import gc
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -24,8 +25,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.trigger_router.intake_settings import IntakeSettings
 from functions.trigger_router.secrets import Secrets
-from functions.trigger_router.settings import IntakeSettings
 from shared import clock
 from shared import constants as C
 from shared.intake.base import (
@@ -38,9 +39,11 @@ from shared.intake.base import (
     NotAContactEvent,
     SignatureRejected,
 )
-from shared.runtime.inbound import AcceptedDelivery, dumps, event_json
 from shared.store.archive import Archive, ArchiveIndex, delivery_key
 from shared.store.deliveries import Deliveries
+
+if TYPE_CHECKING:  # pydantic and the event models load with the first delivery that is validated, not at import
+    from shared.runtime.inbound import AcceptedDelivery
 
 logger = Logger(service=C.SERVICE_NAME)
 app = APIGatewayHttpResolver()
@@ -240,6 +243,8 @@ def _secret_source(secrets: Secrets) -> Any:
 
 def _enqueue(accepted: Accepted, delivery: Delivery) -> Response:
     """Archive (before acknowledging), claim the dedupe key, enqueue once. A duplicate enqueues nothing."""
+    from shared.runtime.inbound import AcceptedDelivery, event_json
+
     d = deps()
     key = delivery_key(accepted.provider, _safe_key(accepted.dedupe_key), delivery.received_at)
     events = [event_json(e) for e in accepted.events]
@@ -380,7 +385,10 @@ def _route_provider() -> str:
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=dumps(body))
+    # Plain values only (counts, ids, messages): the queue message's Decimal-aware dumps is not needed here.
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body, sort_keys=True)
+    )
 
 
 def _count(name: str, **dimensions: str) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from shared.events import ContactEvent
+if TYPE_CHECKING:  # the providers build the events; this seam only names them (the intake's import stays light)
+    from shared.events import ContactEvent
 
 MAX_BODY_BYTES = 1_048_576  # larger bodies get 413 before anything else is read
 

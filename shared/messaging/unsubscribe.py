@@ -9,10 +9,12 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.events import ContactEvent, ContactRef
 from shared.store.contacts import ContactNotFound, ContactStore
+
+if TYPE_CHECKING:  # the sender only builds links: the event model is loaded where an unsubscribe makes its event
+    from shared.events import ContactEvent
 
 _MAC_BYTES = 16  # 128 bits of HMAC-SHA256: unguessable, and the link stays short
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"  # what a mailbox provider POSTs (RFC 8058 section 3.2)
@@ -114,6 +116,8 @@ def handle(
         if message and message.get(k):
             data[k] = message[k]
     store.apply_event(contact_id, "email.unsubscribed", data, at)  # consent.email = false, now
+    from shared.events import ContactEvent, ContactRef
+
     event = ContactEvent(
         id=f"unsubscribe:{message_id}",
         type="email.unsubscribed",

@@ -23,7 +23,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared import constants as C
-from shared.events import normalise_phone
+from shared.events_base import normalise_phone
 from shared.store.codec import deserialise, epoch, serialise
 
 DELIVERIES_PREFIX = "deliveries/"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from shared import clock
 from shared import constants as C
-from shared.events import ContactRef, stable_hash
+from shared.events_base import stable_hash
 from shared.store.codec import deserialise, epoch, serialise  # the store's other modules import them here
 from shared.store.run_index import (
     ENTERED_PREFIX,
@@ -22,6 +22,9 @@ from shared.store.run_index import (
     progress_sk,
     progress_state,
 )
+
+if TYPE_CHECKING:  # the store reads a ContactRef's fields, never builds one: its import stays free of pydantic
+    from shared.events import ContactRef
 
 
 class ConditionFailed(Exception):

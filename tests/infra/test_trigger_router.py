@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from functions.trigger_router.settings import IntakeSettings, RouterSettings
+from functions.trigger_router.intake_settings import IntakeSettings
+from functions.trigger_router.settings import RouterSettings
 from infra.constructs import trigger_router as tr
 from shared import constants as C
 from shared.runtime import schedules

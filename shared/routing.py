@@ -20,6 +20,7 @@ from shared.runtime.abandonment import observe as observe_checkout
 from shared.runtime.index import RoutingIndex
 from shared.splits import SplitTests
 from shared.store.contacts import ContactStore, IdentityRace, Snapshot, UnknownContact, activity_item, contact_pk
+from shared.store.run_index import message_event_keys
 from shared.waits import ResumeDeferred, resume_wait
 from shared.workflow.conditions import Condition, Evaluation, Facts, Where, evaluate, lookup
 from shared.workflow.model import ScheduleTrigger, Workflow
@@ -117,6 +118,8 @@ class Router:
             data=event.data,
         )
         activity = activity_item(contact_id, event.digest(), event.type, event.data, at, archive_key)
+        if message is not None and message.get("execution"):  # the funnel counts it for the entry that sent it
+            activity.update(message_event_keys(event.type, event.data, at.isoformat(), str(message["execution"])))
         snap.activity.append(activity)
         entries = self._triggers(snap, event, now)
         claims = [e for e in entries if isinstance(e, _Pending)]

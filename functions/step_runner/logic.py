@@ -286,6 +286,7 @@ def _message(ctx: Ctx, step_id: str, channel: str, **body: Any) -> dict[str, Any
             "channel": channel,
             "workflow": ctx.req.workflow,
             "step": step_id,
+            "execution": ctx.execution_name,  # its events count for this run's entry in `stats` (run_index.py)
             "status": "queued",
             "at": ctx.now.isoformat(),
             "entered": ctx.run.order_stamp(),

@@ -11,7 +11,7 @@ pages of the index by workflow, never a Scan and never one Query per contact.
 - The funnel index: gsi1pk FUNNEL#<workflow>, gsi1sk beginning with the record's ISO time, so `stats --since` is
   one key range: every history record of a run (`funnel_keys`), one marker per entry (ENTERED# items, written with
   the confirmed enrolment) and the message events of the workflow's messages (ACT# items of email/sms.sent,
-  delivered, opened, clicked)."""
+  delivered, opened, clicked), each naming the run that sent the message, so they are counted per entry too."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ class FunnelEntry:
     mark: str  # entered, step, goal, split, msg
     name: str  # the step (step, goal, split), the count a message event is (sent, delivered, ...), "" for an entry
     branch: str  # the branch a decision took ("" otherwise)
-    run: str  # the execution name (entries, records) or the message id (message events)
+    run: str  # the execution name (entries, records); message events: <execution>/<message id> (`message_run`)
 
 
 def funnel_sk(at: str, mark: str, name: str, branch: str, run: str) -> str:
@@ -135,10 +135,20 @@ def funnel_keys(history: dict[str, Any]) -> dict[str, str]:
     return {C.GSI1_PK: funnel_pk(str(workflow)), C.GSI1_SK: funnel_sk(str(history["at"]), mark, str(step), branch, run)}
 
 
-def message_event_keys(etype: str, data: dict[str, Any], at: str) -> dict[str, str]:
-    """The funnel index keys of a message event (an ACT# item) that names its workflow and message."""
+def message_event_keys(etype: str, data: dict[str, Any], at: str, execution: str = "") -> dict[str, str]:
+    """The funnel index keys of a message event (an ACT# item) that names its workflow and message. `execution`:
+    the name of the run that sent the message (its MSG# item says it), so `stats` counts the event for that run's
+    entry like the run's records; the key's run is then `<execution>/<message id>` (`message_run`)."""
     what = MESSAGE_EVENTS.get(etype)
     workflow, message_id = data.get("workflow"), data.get("message_id")
     if what is None or not workflow or not message_id:
         return {}
-    return {C.GSI1_PK: funnel_pk(str(workflow)), C.GSI1_SK: funnel_sk(at, "msg", what, "", str(message_id))}
+    run = f"{execution}/{message_id}" if execution else str(message_id)
+    return {C.GSI1_PK: funnel_pk(str(workflow)), C.GSI1_SK: funnel_sk(at, "msg", what, "", run)}
+
+
+def message_run(run: str) -> tuple[str, str]:
+    """(execution name, message id) of a message event's key; the execution is "" on a key written before the
+    events named their run."""
+    execution, _, message_id = run.rpartition("/")
+    return execution, message_id

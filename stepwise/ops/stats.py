@@ -18,6 +18,7 @@ from shared import clock
 from shared import constants as C
 from shared.store.contacts import ContactStore
 from shared.store.operations import FunnelEntry, MetricsReader, OperationsStore
+from shared.store.run_index import message_run
 from shared.workflow.durations import DurationError, parse_duration
 
 DELIVERED = ("email.delivered", "sms.delivered")
@@ -80,6 +81,7 @@ class TableSource:
         entries: set[str] = set()
         continued: dict[str, str] = {}  # a restart's execution -> the entry it goes on with
         records: list[FunnelEntry] = []
+        message_events: list[FunnelEntry] = []
         messages: dict[str, set[str]] = defaultdict(set)
         start = self.ops.index_pages
         for e in self.ops.funnel(workflow, since):
@@ -88,7 +90,7 @@ class TableSource:
             elif e.mark == "continued":  # a restart (a goal's jump, a resume): the same entry goes on
                 continued[e.run] = e.name
             elif e.mark == "msg":
-                messages[e.name].add(e.run)
+                message_events.append(e)
             else:
                 records.append(e)
         funnel_pages = self.ops.index_pages - start
@@ -107,6 +109,11 @@ class TableSource:
                 split_steps.add(r.name)
             elif r.mark == "goal":
                 goals[r.name].add(run)
+        for e in message_events:  # per entry too: the event of a message sent by a run entered since `since`
+            execution, message_id = message_run(e.run)
+            if execution and continued.get(execution, execution) not in entries:
+                continue  # sent by a run entered before `since` (a key without its run: counted by its time)
+            messages[e.name].add(message_id)
         f.entered = len(entries)
         f.reached = {s: len(c) for s, c in sorted(reached.items())}
         f.branches = {s: dict(sorted(c.items())) for s, c in sorted(branches.items())}

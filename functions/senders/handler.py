@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
 
 from shared import constants as C
 from shared.messaging.channels import SesAlertChannel, SesEmailChannel, SmsChannel
@@ -33,10 +33,10 @@ REQUIRED = (
 )
 
 
-class Settings(BaseModel):
-    """Configuration, read once per cold start; a missing key fails loudly."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+@dataclass(frozen=True)
+class Settings:
+    """Configuration, read once per cold start; a missing key fails loudly. The stack's own environment variables
+    (strings, checked for presence): a frozen dataclass, so the sender's import loads no pydantic (issue 11 item 9)."""
 
     table_name: str
     email_from: str

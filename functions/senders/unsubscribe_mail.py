@@ -7,13 +7,13 @@ to the router through the table's outbox (an EVENT# item: the router's stream co
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
 
 from shared import clock
 from shared import constants as C
@@ -25,8 +25,9 @@ logger = Logger(service=C.SERVICE_NAME)
 REQUIRED = (C.ENV_TABLE_NAME, C.ENV_UNSUBSCRIBE_KEY_PARAMETER)
 
 
-class MailSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+@dataclass(frozen=True)
+class MailSettings:
+    """The stack's environment variables (checked for presence): a dataclass, so the import loads no pydantic."""
 
     table_name: str
     unsubscribe_key_parameter: str

@@ -134,6 +134,7 @@ class Claim:
     writes: list[dict[str, Any]]
     checks_status: bool  # writes[0] is the workflow's entry check
     budget_at: int | None = None  # the position in `writes` of the entry budget's counter, when it has one
+    keeps_event: bool = False  # `writes` put the ~TRIGGER# item `event` references (the last write)
 
     @property
     def execution_arn(self) -> str:
@@ -363,7 +364,7 @@ class Enroller:
         reference, trigger = trigger_reference(contact_id, workflow, key, event, now)
         if trigger is not None:  # last: the positions refused() reads (entry check, budget) stay where they are
             writes.append(self.store.put(trigger))
-        return Claim(start, name, machine, reference, occurred_at, writes, not restart, budget_at)
+        return Claim(start, name, machine, reference, occurred_at, writes, not restart, budget_at, trigger is not None)
 
     def _entry_budget(self, workflow: str) -> int | None:
         plan = self.plans.get(workflow)
@@ -433,6 +434,10 @@ class Enroller:
                 desc = self.sfn.describe_execution(executionArn=execution_arn(arn, name))
             except ClientError:
                 return Enrolment(False, None, DUPLICATE)
+            if desc["status"] == "SUCCEEDED" and claim.keeps_event:
+                # A repeat of an entry whose run is over put its event back; the run's end had deleted it (the
+                # router's Router.execution_ended): it goes again. A failed run's is kept (resume reads it).
+                self.store.delete_item(contact_pk(start.contact_id), str(claim.event[STORED]))
             return self._repeat(start, desc["executionArn"], desc["startDate"], desc["status"] == "RUNNING")
         # StartExecution of a running execution with the same name and input succeeds and answers as it did the
         # first time: a start date before this call began says this is a repeat, not a new run.

@@ -8,7 +8,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from shared.enrollment import STORED, TRIGGER_PREFIX, Enroller, stored_key
+from shared.enrollment import DUPLICATE, STORED, TRIGGER_PREFIX, Enroller, stored_key
+from shared.events import stable_hash
 from shared.store.contacts import ERASED_SK, contact_pk
 from shared.store.operations import OperationsStore
 from stepwise.ops.erase import erase
@@ -96,6 +97,12 @@ def test_a_failed_run_keeps_its_trigger_and_a_resume_restart_goes_on_with_it() -
         assert sim.stack.sfn.describe_execution(executionArn=failed)["status"] == "FAILED"
         sim.store.put_item(profile)
         (kept,) = triggers(sim, ana)  # a failed run keeps it: resume needs it
+        # The event again (as the router enrols it; its partition's restored profile aside): a duplicate, kept.
+        again = Enroller(sim.store, sim.stack.sfn, sim.arn_template).enrol(
+            ana, "onboarding", kept["event"], key=stable_hash("list.subscribed", "a1")
+        )
+        assert again.reason == DUPLICATE
+        assert [(t["sk"], t["event"]) for t in triggers(sim, ana)] == [(kept["sk"], kept["event"])]
 
         ops = OperationsStore(sim.store, sfn=sim.stack.sfn, workers=1)
         done = resume(ops, Enroller(sim.store, sim.stack.sfn, sim.arn_template), ana, "onboarding", at="tips")
@@ -167,3 +174,16 @@ def test_erase_removes_the_trigger_a_failed_run_kept() -> None:
         receipt = erase(ops, ANA, settle_seconds=0)
         assert receipt.items["trigger events"] == 1
         assert [i["sk"] for i in ops.partition(ana).items] == [ERASED_SK]  # the tombstone (its time) only
+
+
+def test_a_redelivered_event_of_a_run_that_succeeded_leaves_no_trigger_behind() -> None:
+    with Simulation([workflow(ONBOARDING)]) as sim:
+        sim.send(event("a1", "list.subscribed", {"list": "trial"}, email=ANA))
+        ana = contact(sim, email=ANA)["id"]
+        sim.finish()
+        assert triggers(sim, ana) == []
+        # The same event again (a stream retry, a provider's resend past the intake's dedupe): reentry is always,
+        # so it is claimed again, its execution exists and has ended: a duplicate, refused.
+        routed = sim.send(event("a1", "list.subscribed", {"list": "trial"}, email=ANA))
+        assert [r.action for r in routed] == ["not entered"]
+        assert triggers(sim, ana) == []

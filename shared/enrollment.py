@@ -364,6 +364,18 @@ class Enroller:
         reference, trigger = trigger_reference(contact_id, workflow, key, event, now)
         if trigger is not None:  # last: the positions refused() reads (entry check, budget) stay where they are
             writes.append(self.store.put(trigger))
+        elif restart and stored_key(reference) is not None:
+            # A restart goes on with the entry's event for up to another year: its item lives as long (a write in
+            # the claim's transaction; never failing, so an item gone already comes back as a TTL with no event).
+            ttl = int((now + timedelta(days=TRIGGER_DAYS)).timestamp())
+            writes.append(
+                self.store.update_if(
+                    contact_pk(contact_id),
+                    str(stored_key(reference)),
+                    {C.TTL_ATTRIBUTE: ttl},
+                    "attribute_exists(#pk) OR attribute_not_exists(#pk)",
+                )
+            )
         return Claim(start, name, machine, reference, occurred_at, writes, not restart, budget_at, trigger is not None)
 
     def _entry_budget(self, workflow: str) -> int | None:

@@ -110,6 +110,9 @@ def test_a_failed_run_keeps_its_trigger_and_a_resume_restart_goes_on_with_it() -
         # The restart passes the failed run's reference on: no second item.
         assert run_input(sim, done.execution_arn)["event"] == run_input(sim, failed)["event"]
         assert {STORED, "type"} == set(run_input(sim, done.execution_arn)["event"])
+        (refreshed,) = triggers(sim, ana)
+        assert refreshed["event"] == kept["event"]
+        assert refreshed["expires_at"] > kept["expires_at"]  # a year from the restart
         sim.finish()
         assert sim.stack.sfn.describe_execution(executionArn=done.execution_arn)["status"] == "SUCCEEDED"
         assert kept["sk"] and triggers(sim, ana) == []  # the restarted run succeeded: gone
@@ -128,7 +131,11 @@ def test_a_goal_jump_restart_reads_the_trigger_and_it_goes_when_the_restarted_ru
         assert restarted != first
         assert sim.stack.sfn.describe_execution(executionArn=first)["status"] == "ABORTED"
         assert stored_key(run_input(sim, restarted)["event"]) == item["sk"]
-        assert triggers(sim, ana) == [item]  # the jumped-from run was stopped: the item stays for the new run
+        (kept,) = triggers(sim, ana)  # the jumped-from run was stopped: the item stays for the new run
+        assert (kept["sk"], kept["event"]) == (item["sk"], item["event"])
+        # ... and lives as long as the restarted run may (a year from the jump, not from the entry).
+        assert kept["expires_at"] == item["expires_at"] + 86400
+        item = kept
         # Its end reported again as if it had succeeded (a late or odd report): the current run still uses the item.
         sim.router.execution_ended(first, "SUCCEEDED", run_input(sim, first))
         assert triggers(sim, ana) == [item]

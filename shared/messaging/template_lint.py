@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from jinja2 import nodes
 
 from shared import constants as C
 from shared.events import CATALOGUE
-from shared.messaging.templates import TemplateError, TemplateSet
+from shared.messaging.templates import Source, TemplateError, TemplateSet, front_matter_block
 from shared.workflow.lint import END, flow, trigger_events
 from shared.workflow.model import (
     GenerateCouponStep,
@@ -163,7 +164,10 @@ def template_problems(wf: Workflow, path: str | Path, folder: str | Path | None 
     uses = template_uses(wf)
     if not uses:
         return []
-    ts = TemplateSet.load(root)
+    try:
+        ts = TemplateSet.load(root)
+    except TemplateError as err:  # a front matter the sender cannot read: the template names it
+        return [f"{path}: {err}"]
     events = trigger_events(wf)
     coupons = coupon_fields(wf)
     problems: list[str] = []
@@ -173,6 +177,9 @@ def template_problems(wf: Workflow, path: str | Path, folder: str | Path | None 
             wanted = f"{use.template}.sms.txt" if use.channel == "sms" else f"{use.template}.html"
             problems.append(f"{where}: template {use.template!r} does not exist (no {root / wanted})")
             continue
+        disagreement = yaml_disagreement(ts.source(use.template, use.channel))
+        if disagreement:
+            problems.append(f"{where}: template {use.template!r}: {disagreement}")
         try:
             parts = ts.parts(use.template, use.channel, use.subject or None)
         except TemplateError as err:
@@ -193,6 +200,28 @@ def template_problems(wf: Workflow, path: str | Path, folder: str | Path | None 
                 if problem:
                     problems.append(f"{path}: step {use.step}, template {use.template}, variable {problem}")
     return problems
+
+
+def yaml_disagreement(src: Source) -> str | None:
+    """Why PyYAML would read the template's front matter otherwise than the sender does (shared/messaging/
+    front_matter.py, YAML's one-line subset); None when both read the same. The sender never loads PyYAML, so
+    `stepwise validate` proves here that what it reads is what the file says in YAML."""
+    if src.channel_kind != "email":
+        return None
+    block = front_matter_block(src.files[0].read_text(encoding="utf-8"))
+    if block is None:
+        return None
+    try:
+        loaded = yaml.safe_load(block) or {}
+    except yaml.YAMLError as err:
+        return f"front matter is not valid YAML: {' '.join(str(err).split())}"
+    yaml_subject = loaded.get("subject") if isinstance(loaded, dict) else loaded
+    if not isinstance(loaded, dict) or yaml_subject != src.subject:
+        return (
+            f"front matter: the sender reads subject {src.subject!r} where YAML reads {yaml_subject!r}; "
+            "put the subject in double quotes"
+        )
+    return None
 
 
 def _unknown(name: str, attr: str | None, events: list[str], has_coupon: bool) -> str | None:

@@ -17,6 +17,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shared.messaging import front_matter
+
 if TYPE_CHECKING:  # Jinja2 itself is loaded on the first compile (_environment): see the decision log, cold start
     from jinja2 import Template as JinjaTemplate
     from jinja2 import UndefinedError
@@ -79,20 +81,23 @@ def split_front_matter(raw: str, where: str) -> tuple[dict[str, Any], str]:
     m = _FRONT.match(raw)
     if not m:
         return {}, raw
-    import yaml  # only for a front-matter block: the sender's import stays free of PyYAML
-
     try:
-        meta = yaml.safe_load(m.group(1)) or {}
-    except yaml.YAMLError as err:
-        raise TemplateError(where, f"front matter is not valid YAML: {err}") from None
-    if not isinstance(meta, dict):
-        raise TemplateError(where, "front matter must be a mapping, e.g. subject: Your cart is waiting")
+        # YAML's one-line `key: value` subset, read without PyYAML (compile time only): front_matter.py.
+        meta = front_matter.read(m.group(1))
+    except front_matter.FrontMatterError as err:
+        raise TemplateError(where, f"front matter: {err}") from None
     unknown = sorted(set(meta) - _FRONT_KEYS)
     if unknown:
         raise TemplateError(where, f"front matter has unknown key(s) {', '.join(unknown)} (known: subject)")
     if "subject" in meta and not isinstance(meta["subject"], str):
-        raise TemplateError(where, "front matter subject must be text")
+        raise TemplateError(where, "front matter subject must be text (a number, yes/no or a date: put it in quotes)")
     return meta, raw[m.end() :]
+
+
+def front_matter_block(raw: str) -> str | None:
+    """The text between a template's opening `---` lines; None when it opens with none."""
+    m = _FRONT.match(raw)
+    return m.group(1) if m else None
 
 
 class _TextMaker(HTMLParser):

@@ -27,7 +27,8 @@ class Budgets(BaseModel):
     """`settings.budgets` in stepwise.yaml: `{messages_per_contact_per_day: 10, entries_per_hour: 500,
     alert: [ops@example.com]}`. A budget left out is not enforced."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built where it is first validated (stepwise.yaml's settings, as a field of their model), not at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     messages_per_contact_per_day: int | None = Field(default=None, ge=1, le=1000)
     entries_per_hour: int | None = Field(default=None, ge=1, le=1_000_000)

@@ -100,7 +100,7 @@ def _hist(
         C.TTL_ATTRIBUTE: epoch(at + timedelta(days=30)),
     }
     if wf == WORKFLOW:
-        rec |= funnel_keys(rec)  # as ContactStore.commit_step writes it
+        rec |= funnel_keys(rec, contact)  # as ContactStore.commit_step writes it
     return rec
 
 
@@ -115,10 +115,18 @@ def _write(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:
 
 def _enrolment(contact: str, execution: str, at: datetime, last: dict[str, Any] | None, wf: str) -> dict[str, Any]:
     """The ENROLL# item as the engine leaves it: the current step (the run's latest record) on the run index
-    key, as ContactStore.progress_write writes it; or, for `LEGACY`, the key shape before (no step)."""
+    key, as ContactStore.progress_write writes it; or, for `LEGACY`, the key shape before (no step, unsharded)."""
     from shared import constants as C
     from shared.store.contacts import contact_pk
-    from shared.store.run_index import PROGRESS, order_key, progress_sk, progress_state, run_index_pk, run_index_sk
+    from shared.store.run_index import (
+        PROGRESS,
+        RUN_INDEX_PREFIX,
+        order_key,
+        progress_sk,
+        progress_state,
+        run_index_pk,
+        run_index_sk,
+    )
 
     item: dict[str, Any] = {
         C.PK: contact_pk(contact),
@@ -130,7 +138,7 @@ def _enrolment(contact: str, execution: str, at: datetime, last: dict[str, Any] 
         "count": 1,
         "goals": [],
         "rev": 1,
-        C.GSI1_PK: run_index_pk(wf),
+        C.GSI1_PK: f"{RUN_INDEX_PREFIX}{wf}" if wf == LEGACY else run_index_pk(wf, contact),
         C.GSI1_SK: run_index_sk("running", at.isoformat(), contact),
     }
     if wf == WORKFLOW and last is not None:
@@ -159,7 +167,7 @@ def _entered(contact: str, execution: str, at: datetime) -> dict[str, Any]:
         "workflow": WORKFLOW,
         "execution_arn": execution,
         "entered_at": at.isoformat(),
-        C.GSI1_PK: funnel_pk(WORKFLOW),
+        C.GSI1_PK: funnel_pk(WORKFLOW, contact),
         C.GSI1_SK: funnel_sk(at.isoformat(), "entered", "", "", name),
         C.TTL_ATTRIBUTE: epoch(at + timedelta(days=30)),
     }
@@ -368,7 +376,7 @@ def main() -> None:
     from shared import constants as C
     from shared.store.contacts import ContactStore, contact_pk, create_table
     from shared.store.operations import OperationsStore
-    from shared.store.run_index import funnel_pk, run_index_pk
+    from shared.store.run_index import FUNNEL_PREFIX, RUN_INDEX_PREFIX, SHARDS, index_pks
     from stepwise.ops.diff import waiting_by_step
     from stepwise.ops.history import contact_history
     from stepwise.ops.stats import TableSource
@@ -421,11 +429,16 @@ def main() -> None:
             f"(seeded {len(batch):,} items through BatchWriteItem for {args.enrolments:,} + {args.legacy:,} "
             f"enrolments in {time.perf_counter() - t0:.1f} s)"
         )
-        run_kb = index_bytes(ddb, table, run_index_pk(WORKFLOW)) / 1024
-        funnel_kb = index_bytes(ddb, table, funnel_pk(WORKFLOW)) / 1024
+        sizes = {
+            family: [index_bytes(ddb, table, pk) / 1024 for pk in index_pks(family, WORKFLOW)]
+            for family in (RUN_INDEX_PREFIX, FUNNEL_PREFIX)
+        }
+        run_kb, funnel_kb = (sizes[f] for f in (RUN_INDEX_PREFIX, FUNNEL_PREFIX))
         print(
-            f"(index sizes: run index {run_kb:,.0f} KB = {int(run_kb // 1024) + 1} page(s) of 1 MB in DynamoDB, "
-            f"funnel index {funnel_kb:,.0f} KB = {int(funnel_kb // 1024) + 1} page(s); moto returns each in one)"
+            f"(index sizes over {SHARDS} shards + the unsharded key: run index {sum(run_kb):,.0f} KB = "
+            f"{sum(int(kb // 1024) + 1 for kb in run_kb)} page(s) of 1 MB in DynamoDB, funnel index "
+            f"{sum(funnel_kb):,.0f} KB = {sum(int(kb // 1024) + 1 for kb in funnel_kb)} page(s); moto returns each"
+            " key in one)"
         )
         since = now - timedelta(days=30)
         runs: list[tuple[str, str, int, Any]] = [

@@ -504,7 +504,7 @@ class Enroller:
                 "entered_at": entered_at,
                 # The run index (GSI1): a workflow's enrolments by status and current step without a Scan
                 # (shared/store/run_index.py).
-                C.GSI1_PK: run_index_pk(start.workflow),
+                C.GSI1_PK: run_index_pk(start.workflow, start.contact_id),
                 C.GSI1_SK: progress_sk("running", progress, start.contact_id),
                 PROGRESS: progress,
                 "count": (record or {}).get("count", 0) + (0 if restart else 1),
@@ -562,7 +562,7 @@ class Enroller:
                 **record,
                 "status": "stopped",
                 "stopped_because": reason,
-                C.GSI1_PK: run_index_pk(workflow),
+                C.GSI1_PK: run_index_pk(workflow, contact_id),
                 C.GSI1_SK: run_index_sk("stopped", str(record["entered_at"]), contact_id),
             }
         )
@@ -581,7 +581,7 @@ def entry_marker(start: _Start, exec_arn: str, at: datetime, history_days: int, 
         "workflow": start.workflow,
         "execution_arn": exec_arn,
         "entered_at": at.isoformat(),
-        C.GSI1_PK: funnel_pk(start.workflow),
+        C.GSI1_PK: funnel_pk(start.workflow, start.contact_id),
         C.GSI1_SK: funnel_sk(at.isoformat(), mark[0], mark[1], "", name),
         C.TTL_ATTRIBUTE: epoch(at + timedelta(days=history_days)),
     }

@@ -119,7 +119,10 @@ class Router:
         )
         activity = activity_item(contact_id, event.digest(), event.type, event.data, at, archive_key)
         if message is not None and message.get("execution"):  # the funnel counts it for the entry that sent it
-            activity.update(message_event_keys(event.type, event.data, at.isoformat(), str(message["execution"])))
+            execution = str(message["execution"])
+            activity.update(
+                message_event_keys(event.type, event.data, at.isoformat(), execution, contact_id=contact_id)
+            )
         snap.activity.append(activity)
         entries = self._triggers(snap, event, now)
         claims = [e for e in entries if isinstance(e, _Pending)]

@@ -61,7 +61,7 @@ class Lifecycle:
                     **record,
                     "status": "stopped",
                     "stopped_because": "workflow deactivated",
-                    C.GSI1_PK: run_index_pk(workflow),
+                    C.GSI1_PK: run_index_pk(workflow, contact_id),
                     C.GSI1_SK: run_index_sk("stopped", str(record["entered_at"]), contact_id),
                 }
             )

@@ -21,6 +21,7 @@ from shared.store.run_index import (
     order_key,
     progress_sk,
     progress_state,
+    run_index_pk,
 )
 
 if TYPE_CHECKING:  # the store reads a ContactRef's fields, never builds one: its import stays free of pydantic
@@ -268,7 +269,7 @@ def activity_item(
         # erasure, at the cost of one attribute on an item written anyway.
         **({"archive_key": archive_key} if archive_key else {}),
         # A workflow's message event is on the funnel index (shared/store/run_index.py): `stats` counts it there.
-        **message_event_keys(etype, data, at.isoformat()),
+        **message_event_keys(etype, data, at.isoformat(), contact_id=contact_id),
     }
 
 
@@ -669,7 +670,7 @@ class ContactStore:
         no request of its own); when that write's condition fails (no enrolment of this run, or a later step
         recorded first), the step is committed again without it.
         """
-        hist = {C.PK: contact_pk(contact_id), **funnel_keys(history), **history}
+        hist = {C.PK: contact_pk(contact_id), **funnel_keys(history, contact_id), **history}
         guarded = {
             "Put": {
                 "Item": serialise(hist),
@@ -723,7 +724,7 @@ class ContactStore:
                 "ExpressionAttributeValues": serialise(
                     {
                         ":p": progress,
-                        ":g1": f"RUN#{workflow}",
+                        ":g1": run_index_pk(str(workflow), contact_id),
                         ":g2": progress_sk("running", progress, contact_id),
                         ":e": str(execution),
                         ":running": "running",

@@ -3,6 +3,7 @@ on GSI1, batched deletes, execution stops, archive objects and CloudWatch metric
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +19,11 @@ from shared.events import ContactRef
 from shared.store.archive import DEAD_LETTERS_PREFIX, DELIVERIES_PREFIX
 from shared.store.contacts import ContactStore, contact_pk, deserialise, epoch, serialise
 from shared.store.run_index import (
+    FUNNEL_PREFIX,
     RUN_INDEX_PREFIX,
     FunnelEntry,
     IndexedRun,
-    funnel_pk,
+    index_pks,
     parse_funnel_sk,
     parse_run_sk,
     run_index_pk,
@@ -30,7 +32,8 @@ from shared.store.run_index import (
 
 # The run index and the funnel index (GSI1, KEYS_ONLY; key formats in shared/store/run_index.py): a workflow's
 # enrolments by status and current step, and its entries, step records and message events by time, are bounded
-# Query pages of the index, never a Scan of the table and never one Query per contact.
+# Query pages of the index, never a Scan of the table and never one Query per contact: each read is one key range on
+# each of the workflow's shard keys and its unsharded key (`index_pks`), merged in sort-key order.
 __all__ = [
     "RUN_INDEX_PREFIX",
     "FunnelEntry",
@@ -147,14 +150,22 @@ class OperationsStore:
         """The workflow's enrolments from GSI1 (keys only), of one status when given (and, with it, one state of
         the current step: waiting, held, ...), each with its current step as the step runner last recorded it."""
         prefix = f"{status}#{state + '#' if state else ''}" if status is not None else None
-        for sk in self._index_keys(run_index_pk(workflow), prefix=prefix):
+        for sk in self._sharded_keys(RUN_INDEX_PREFIX, workflow, prefix=prefix):
             yield parse_run_sk(sk)
 
     def funnel(self, workflow: str, since: datetime) -> Iterator[FunnelEntry]:
         """The workflow's entries, step records and message events since `since`, from the funnel index: one key
-        range of GSI1 (their keys begin with their time), paginated."""
-        for sk in self._index_keys(funnel_pk(workflow), low=since.isoformat()):
+        range of GSI1 on each shard (their keys begin with their time), paginated, merged in time order."""
+        for sk in self._sharded_keys(FUNNEL_PREFIX, workflow, low=since.isoformat()):
             yield parse_funnel_sk(sk)
+
+    def _sharded_keys(
+        self, family: str, workflow: str, *, prefix: str | None = None, low: str | None = None
+    ) -> Iterator[str]:
+        """The sort keys of one key range over all the workflow's index keys, in sort-key order as one partition's
+        Query gave them (each shard's pages come sorted: a merge, read page by page)."""
+        streams = [self._index_keys(pk, prefix=prefix, low=low) for pk in index_pks(family, workflow)]
+        yield from heapq.merge(*streams)
 
     def _index_keys(self, pk: str, *, prefix: str | None = None, low: str | None = None) -> Iterator[str]:
         key = "#g = :g"

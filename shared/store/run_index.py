@@ -1,20 +1,25 @@
 """The keys the operating commands read on GSI1 (KEYS_ONLY), so that `stuck`, `stats` and `diff` read bounded Query
 pages of the index by workflow, never a Scan and never one Query per contact.
 
-- The run index: every ENROLL#<workflow> item carries gsi1pk RUN#<workflow> and a gsi1sk that says where the run
+- The run index: every ENROLL#<workflow> item carries gsi1pk RUN#<workflow>#<shard> and a gsi1sk that says where the run
   is now. The step runner rewrites it in the transaction of every step it commits (`progress_write`), so the key
   is the contact's current step:
       <status>#<state>#<step>#<at>#<until>#<version>#<contact id>
   state: entered (no step yet), waiting, held (a send held to `until`), ended, passed (an action, a decision, a
   goal, a timed-out or resumed wait: the run has moved on from it). An entry written before the step was on the
   key (and a stopped run's) is <status>#<entered_at>#<contact id>; `parse_run_sk` reads both.
-- The funnel index: gsi1pk FUNNEL#<workflow>, gsi1sk beginning with the record's ISO time, so `stats --since` is
+- The funnel index: gsi1pk FUNNEL#<workflow>#<shard>, gsi1sk beginning with the record's ISO time, so `stats --since` is
   one key range: every history record of a run (`funnel_keys`), one marker per entry (ENTERED# items, written with
   the confirmed enrolment) and the message events of the workflow's messages (ACT# items of email/sms.sent,
-  delivered, opened, clicked), each naming the run that sent the message, so they are counted per entry too."""
+  delivered, opened, clicked), each naming the run that sent the message, so they are counted per entry too.
+- Shards: <shard> is `shard_of(contact id)`, a stable hash of the contact id modulo `SHARDS`, so one workflow's
+  index writes spread over SHARDS partition keys (each takes about 1,000 writes/s) instead of one. A reader
+  Queries every key `index_pks` lists (the SHARDS shards, then the unsharded key items written before sharding
+  still carry) and merges them in sort-key order: SHARDS + 1 Query pages at least, never one per contact."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +42,29 @@ MESSAGE_EVENTS = {
 }
 
 
-def run_index_pk(workflow: str) -> str:
-    return f"{RUN_INDEX_PREFIX}{workflow}"
+# Index partition keys per workflow and family (docs/decision_log.md, "Sharded run and funnel index keys"): 16 x
+# about 1,000 writes/s a key. Changing it moves where new items go; readers then still need the old shards.
+SHARDS = 16
 
 
-def funnel_pk(workflow: str) -> str:
-    return f"{FUNNEL_PREFIX}{workflow}"
+def shard_of(contact_id: str) -> int:
+    """The index shard of a contact: the same in every process and release (CRC-32, not Python's salted hash),
+    so all of a contact's index keys of a workflow are on one shard."""
+    return zlib.crc32(contact_id.encode()) % SHARDS
+
+
+def index_pks(prefix: str, workflow: str) -> list[str]:
+    """The partition keys a reader Queries for a workflow (prefix RUN_INDEX_PREFIX or FUNNEL_PREFIX): every
+    shard, then the unsharded key of the items written before sharding."""
+    return [f"{prefix}{workflow}#{shard}" for shard in range(SHARDS)] + [f"{prefix}{workflow}"]
+
+
+def run_index_pk(workflow: str, contact_id: str) -> str:
+    return f"{RUN_INDEX_PREFIX}{workflow}#{shard_of(contact_id)}"
+
+
+def funnel_pk(workflow: str, contact_id: str) -> str:
+    return f"{FUNNEL_PREFIX}{workflow}#{shard_of(contact_id)}"
 
 
 def run_index_sk(status: str, entered_at: str, contact_id: str) -> str:
@@ -121,9 +143,10 @@ def parse_funnel_sk(sk: str) -> FunnelEntry:
     return FunnelEntry(at, mark, _value(name), _value(branch), run)
 
 
-def funnel_keys(history: dict[str, Any]) -> dict[str, str]:
-    """The funnel index keys of a history record (none for a resumed wait's second record, which the readers
-    never counted; a held send's record counts as reaching its step, as it always did, once per entry)."""
+def funnel_keys(history: dict[str, Any], contact_id: str) -> dict[str, str]:
+    """The funnel index keys of a history record of `contact_id` (none for a resumed wait's second record, which
+    the readers never counted; a held send's record counts as reaching its step, as it always did, once per
+    entry)."""
     sk = str(history.get(C.SK, ""))
     workflow, step, execution = history.get("workflow"), history.get("step"), history.get("execution")
     if not workflow or not step or not execution or sk.endswith("#resumed"):
@@ -132,11 +155,15 @@ def funnel_keys(history: dict[str, Any]) -> dict[str, str]:
     mark = "goal" if kind == "goal" and outcome == "reached" else "split" if kind == "split" else "step"
     branch = str(history.get("branch") or "")
     run = str(execution).rsplit(":", 1)[-1]
-    return {C.GSI1_PK: funnel_pk(str(workflow)), C.GSI1_SK: funnel_sk(str(history["at"]), mark, str(step), branch, run)}
+    keys = funnel_sk(str(history["at"]), mark, str(step), branch, run)
+    return {C.GSI1_PK: funnel_pk(str(workflow), contact_id), C.GSI1_SK: keys}
 
 
-def message_event_keys(etype: str, data: dict[str, Any], at: str, execution: str = "") -> dict[str, str]:
-    """The funnel index keys of a message event (an ACT# item) that names its workflow and message. `execution`:
+def message_event_keys(
+    etype: str, data: dict[str, Any], at: str, execution: str = "", *, contact_id: str
+) -> dict[str, str]:
+    """The funnel index keys of a message event (an ACT# item of `contact_id`) that names its workflow and
+    message. `execution`:
     the name of the run that sent the message (its MSG# item says it), so `stats` counts the event for that run's
     entry like the run's records; the key's run is then `<execution>/<message id>` (`message_run`)."""
     what = MESSAGE_EVENTS.get(etype)
@@ -144,7 +171,7 @@ def message_event_keys(etype: str, data: dict[str, Any], at: str, execution: str
     if what is None or not workflow or not message_id:
         return {}
     run = f"{execution}/{message_id}" if execution else str(message_id)
-    return {C.GSI1_PK: funnel_pk(str(workflow)), C.GSI1_SK: funnel_sk(at, "msg", what, "", run)}
+    return {C.GSI1_PK: funnel_pk(str(workflow), contact_id), C.GSI1_SK: funnel_sk(at, "msg", what, "", run)}
 
 
 def message_run(run: str) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from shared import constants as C
 from shared.store.operations import OperationsStore
+from shared.store.run_index import SHARDS, run_index_pk
 from shared.workflow.compiler import compile_workflow
 from stepwise.ops.diff import RUNNER_ARN, diff, step_specs, waiting_by_step
 from stepwise.simulate import DEFAULT_START, Simulation
@@ -53,7 +54,8 @@ def test_diff_counts_contacts_waiting_on_a_removed_step() -> None:
         calls = count_requests(sim.store.client)
         waiting, read = waiting_by_step(ops, "onboarding")
         assert waiting == {"think-about-it": 4} and read == 7
-        assert calls == {"Query": 1}  # one page of the run index: no Scan, no Query per contact
+        # One page of each run index shard and of the unsharded key: no Scan, no Query per contact.
+        assert calls == {"Query": SHARDS + 1}
         report = diff(compile_workflow(v1, RUNNER_ARN), compile_workflow(v2, RUNNER_ARN), "onboarding", ops, v1, v2)
         changes = {(c.step, c.change) for c in report.changes}
         assert ("think-about-it", "removed") in changes
@@ -81,7 +83,8 @@ def test_run_index_is_written_on_enrolment() -> None:
         (run,) = list(ops.runs("onboarding"))
         assert run.status == "running"
         item = sim.store.get_item(f"CONTACT#{run.contact_id}", "ENROLL#onboarding")
-        assert item is not None and item[C.GSI1_PK] == "RUN#onboarding"
+        assert item is not None and item[C.GSI1_PK] == run_index_pk("onboarding", run.contact_id)
+        assert item[C.GSI1_PK].startswith("RUN#onboarding#")
         assert list(ops.runs("onboarding", status="stopped")) == []
         # The key says where the run is: at the 5-day wait since it entered (the Task before it recorded it).
         assert (run.state, run.step, run.at) == ("waiting", "think-about-it", sim.now.isoformat())

@@ -17,7 +17,7 @@ from moto import mock_aws
 from shared import constants as C
 from shared.store.contacts import ContactStore, contact_pk, create_table
 from shared.store.operations import MetricsReader, OperationsStore
-from shared.store.run_index import FunnelEntry, IndexedRun, funnel_keys, parse_funnel_sk, parse_run_sk
+from shared.store.run_index import SHARDS, FunnelEntry, IndexedRun, funnel_keys, parse_funnel_sk, parse_run_sk
 from stepwise.ops.stats import CloudWatchSource, TableSource
 from stepwise.simulate import DEFAULT_START, Simulation
 from tests.integration.support import contact, event, workflow
@@ -83,7 +83,8 @@ def test_table_funnel_matches_what_the_runner_counted(monkeypatch: pytest.Monkey
         assert set(f.splits) == {"subject"} and f.splits["subject"]["winner"] is None
         sent = sum(1 for c in sim.contacts() for m in sim.store.messages(c) if m.get("status") == "sent")
         assert sent == 10 and f.messages["sent"] == sent
-        assert f.reads == {"funnel_index_pages": 1, "run_index_pages": 1, "partition_queries": 0}
+        # One page of each shard and of the unsharded key, for each index.
+        assert f.reads == {"funnel_index_pages": SHARDS + 1, "run_index_pages": SHARDS + 1, "partition_queries": 0}
         # Entered later than `since`: nobody.
         assert TableSource(ops).funnel("promo", DEFAULT_START + timedelta(days=1)).entered == 0
 
@@ -185,8 +186,9 @@ def test_waiting_per_step_and_entries_come_from_the_indexes_in_bounded_pages() -
         assert f.reached["hello"] == 7 and f.reached["first-wait"] == 7
         assert f.reached["nudge"] == 4 and f.reached["second-wait"] == 4 and f.reached["bye"] == 1
         assert f.waiting == {"first-wait": 3, "second-wait": 3}
-        # Two Queries of the index (the funnel's key range, the running enrolments), nothing per contact, no Scan.
-        assert calls == Counter({"Query": 2})
+        # Two key ranges of the index (the funnel's, the running enrolments), each a Query of every shard and of
+        # the unsharded key: nothing per contact, no Scan.
+        assert calls == Counter({"Query": 2 * (SHARDS + 1)})
         assert f.reads["partition_queries"] == 0
 
         # Since the second round of entries: Rae's second entry and b0, b1 only.
@@ -246,7 +248,7 @@ def test_index_keys_say_what_each_record_counts_as() -> None:
     base = {"workflow": "w", "execution": run, "at": "2026-11-01T00:00:00+00:00", "version": "v1", "seq": 1}
 
     def keys(sk: str, **rec: Any) -> FunnelEntry | None:
-        got = funnel_keys({C.SK: f"HIST#run-1#0000#{sk}", **base, **rec})
+        got = funnel_keys({C.SK: f"HIST#run-1#0000#{sk}", **base, **rec}, "c1")
         return parse_funnel_sk(got[C.GSI1_SK]) if got else None
 
     assert keys("pick", step="pick", kind="branch", outcome="branch vip", branch="vip") == FunnelEntry(

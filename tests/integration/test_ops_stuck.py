@@ -10,6 +10,7 @@ from typing import Any
 from shared.enrollment import Enroller
 from shared.store.contacts import contact_pk
 from shared.store.operations import OperationsStore
+from shared.store.run_index import SHARDS
 from stepwise.ops.resume import resume
 from stepwise.ops.stuck import find_stuck
 from stepwise.simulate import DEFAULT_START, Simulation
@@ -52,8 +53,9 @@ def test_stuck_finds_a_failed_run_and_a_run_past_its_wait_and_resume_continues_i
         assert found == {(ana, "failed", "three-days"), (bo, "overdue", "three-days")}
         assert "ContactNotFound" in next(s.detail for s in report.stuck if s.problem == "failed")
         assert "Scan" not in calls and "Query" in calls
-        # The run index's page and one BatchGetItem of the stuck runs' records: no Query per contact.
-        assert sorted(calls) == ["BatchGetItem", "Query"]
+        # The run index's page on each shard and on the unsharded key, and one BatchGetItem of the stuck runs'
+        # records: no Query per contact.
+        assert sorted(calls) == ["BatchGetItem"] + ["Query"] * (SHARDS + 1)
         # Now, nobody's wait is late: only Ana's failed run.
         assert {s.contact_id for s in find_stuck(ops, "onboarding", machine).stuck} == {ana}
         assert cy not in found

@@ -69,8 +69,8 @@ def test_message_events_count_for_the_entries_made_since(monkeypatch: pytest.Mon
 def test_a_message_event_key_without_its_run_is_read_as_before() -> None:
     data = {"workflow": "w", "message_id": "m1"}
     at = "2026-11-01T00:00:00+00:00"
-    old = parse_funnel_sk(message_event_keys("email.opened", data, at)[C.GSI1_SK])
-    new = parse_funnel_sk(message_event_keys("email.opened", data, at, "w-run1")[C.GSI1_SK])
+    old = parse_funnel_sk(message_event_keys("email.opened", data, at, contact_id="c1")[C.GSI1_SK])
+    new = parse_funnel_sk(message_event_keys("email.opened", data, at, "w-run1", contact_id="c1")[C.GSI1_SK])
     assert (old.mark, old.name, message_run(old.run)) == ("msg", "opened", ("", "m1"))
     assert (new.mark, new.name, message_run(new.run)) == ("msg", "opened", ("w-run1", "m1"))
-    assert message_event_keys("tag.added", data, at, "w-run1") == {}
+    assert message_event_keys("tag.added", data, at, "w-run1", contact_id="c1") == {}

@@ -27,6 +27,7 @@ from shared.enrollment import (
 from shared.history import EntryPlan
 from shared.lifecycle import read_status, status_pk, write_status
 from shared.store.contacts import contact_pk
+from shared.store.run_index import shard_of
 from shared.workflow.compiler import entry_plan
 from shared.workflow.model import Reentry
 from tests.unit.test_routing_mutants import ACCOUNT, REGION, TEMPLATE, Env, env_fixture, wf  # noqa: F401
@@ -94,7 +95,8 @@ def test_an_enrolment_starts_one_named_execution_and_records_it(env: Env) -> Non
     rec = _record(env, cid)
     assert rec["execution_arn"] == got.execution_arn and rec["status"] == "running"
     assert rec["entered_at"] == env.clock.at.isoformat() and rec["count"] == 1 and rec["goals"] == []
-    assert rec["workflow"] == "news" and rec[C.GSI1_PK] == "RUN#news" and rec[C.GSI1_SK].startswith("running#")
+    assert rec["workflow"] == "news" and rec[C.GSI1_PK] == f"RUN#news#{shard_of(cid)}"
+    assert rec[C.GSI1_SK].startswith("running#")
     assert rec[C.GSI1_SK].endswith(f"#{cid}")
     assert "claim" not in rec and rec["rev"] == 1 and "version_arn" not in rec
     assert enroller.current(cid, "news") == confirmed(rec)
@@ -559,7 +561,7 @@ def test_stopping_a_run_aborts_it_and_marks_the_record(env: Env) -> None:
     assert desc["status"] == "ABORTED"
     rec = _record(env, cid)
     assert rec["status"] == "stopped" and rec["stopped_because"] == reason
-    assert rec[C.GSI1_PK] == "RUN#news" and rec[C.GSI1_SK] == f"stopped#{rec['entered_at']}#{cid}"
+    assert rec[C.GSI1_PK] == f"RUN#news#{shard_of(cid)}" and rec[C.GSI1_SK] == f"stopped#{rec['entered_at']}#{cid}"
     assert not enroller.is_running(rec)
     assert enroller.stop(cid, "news", "again") is False
 

@@ -30,7 +30,7 @@ from shared.store.contacts import contact_pk
 from shared.store.run_index import shard_of
 from shared.workflow.compiler import entry_plan
 from shared.workflow.model import Reentry
-from tests.unit.test_routing_mutants import ACCOUNT, REGION, TEMPLATE, Env, env_fixture, wf  # noqa: F401
+from tests.unit.test_routing_mutants import ACCOUNT, REGION, TEMPLATE, Env, aws_fixture, env_fixture, wf  # noqa: F401
 
 MACHINE = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:stepwise-news"
 EVENT = {"id": "e1", "type": "list.subscribed", "contact": {"email": "ada@example.com"}, "data": {"list": "weekly"}}

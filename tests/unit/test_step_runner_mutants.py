@@ -11,10 +11,11 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -27,6 +28,7 @@ from functions.step_runner.logic import Deps, InvalidStep, LoopLimitReached, Sen
 from shared import clock, webhooks
 from shared import constants as C
 from shared.enrollment import Enroller
+from shared.events import stable_hash
 from shared.history import EntryPlan
 from shared.lifecycle import STATUS_SK, status_pk
 from shared.store.contacts import ContactNotFound, ContactStore, contact_pk, create_table
@@ -61,6 +63,7 @@ class Env:
     metrics: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list)
     plans: dict[str, EntryPlan] = field(default_factory=dict)
     secret: bytes | None = None
+    secrets_asked: list[str] = field(default_factory=list)
     policy: webhooks.WebhookPolicy = field(default_factory=webhooks.WebhookPolicy)
 
     def metric(self, name: str, workflow: str, step: str, dims: dict[str, str]) -> None:
@@ -71,8 +74,13 @@ class Env:
             self.store, self.sfn, TEMPLATE, self.metric, self.plans, activated_at=self.clock.at - timedelta(days=1)
         )
         secret = self.secret
-        secret_for = (lambda name: secret) if secret is not None else None
-        return Deps(self.store, enroller, self.sfn, self.metric, self.policy, secret_for)
+
+        def secret_for(name: str) -> bytes:
+            assert secret is not None
+            self.secrets_asked.append(name)
+            return secret
+
+        return Deps(self.store, enroller, self.sfn, self.metric, self.policy, secret_for if secret else None)
 
     def contact(self, cid: str = "c1", **profile: Any) -> str:
         item: dict[str, Any] = {C.PK: contact_pk(cid), C.SK: "PROFILE", "contact_id": cid, "email": "ada@example.com"}
@@ -514,9 +522,11 @@ steps:
 def test_the_message_budget_skips_the_send_and_pauses_the_workflow(env: Env) -> None:
     env.contact(phone="+1555")
     env.plans["w"] = EntryPlan(
-        version="v", history_days=30, budgets={"messages_per_contact_per_day": 1, "alert": ["ops@example.com"]}
+        version="v", history_days=7, budgets={"messages_per_contact_per_day": 1, "alert": ["ops@example.com"]}
     )
-    go(env, SKIPS["mail"])
+    go(env, {**SKIPS["mail"], "history_days": 7})
+    paused = [h for h in env.items("HIST#") if h["kind"] == "budget"]
+    assert int(paused[0][C.TTL_ATTRIBUTE]) == int((NOON + timedelta(days=7)).timestamp())
     hist = env.hist()
     reason = "runaway budget: 1 messages to one contact on 2026-11-04 (UTC) reached"
     assert hist == [
@@ -768,6 +778,7 @@ def test_timeouts_are_recorded_once_and_a_timeout_goto_counts_its_jump(env: Env)
     assert out["loops"] == 1
     timed = {h[C.SK]: h for h in env.items("HIST#") if h["outcome"] == "timed out"}
     assert set(timed) == {"HIST#run-1#0000#w1#timed-out", "HIST#run-1#0002#w2#timed-out"}
+    assert sorted((h["step"], h["kind"]) for h in timed.values()) == [("w1", "wait_until"), ("w2", "wait_until")]
     assert timed["HIST#run-1#0000#w1#timed-out"]["why"] == "no email.clicked in time"
     assert timed["HIST#run-1#0002#w2#timed-out"]["why"] == "no condition in time"
     assert sorted(s for _, s, _ in env.named(C.METRIC_WAIT_TIMED_OUT)) == ["w1", "w2"]
@@ -785,6 +796,15 @@ steps:
   - id: w3
     wait_until: {event: email.opened, timeout: 1h, on_timeout: [{id: late, add_tag: [late]}]}
 """)["late"]
+
+
+def test_a_timeout_long_after_the_wait_item_expired_is_still_recorded(env: Env) -> None:
+    env.contact()
+    go(env, WAITS["w1"], token="tok-1")
+    env.clock.at = NOON + timedelta(days=5)  # past the item's TTL: DynamoDB may not have deleted it yet
+    go(env, TIMEOUT_TASK, run={"loops": 0, "branch": "", C.RUN_TIMED_OUT: {}})
+    assert ("w1", "wait_until", "timed out", "no email.clicked in time") in env.hist()
+    assert env.item("WAIT#run-1#w1") is None
 
 
 def test_a_timeout_beyond_the_loop_bound_ends_the_run(env: Env) -> None:
@@ -965,6 +985,8 @@ def receiver_fixture() -> Iterator[Receiver]:
 
     class H(BaseHTTPRequestHandler):
         def _any(self) -> None:
+            if self.path.endswith("/slow"):
+                time.sleep(2.5)
             n = int(self.headers.get("Content-Length", 0))
             got.append((self.command, dict(self.headers), self.rfile.read(n)))
             self.send_response(status[0])
@@ -976,7 +998,7 @@ def receiver_fixture() -> Iterator[Receiver]:
         def log_message(self, *a: Any) -> None:
             pass
 
-    srv = HTTPServer(("127.0.0.1", 0), H)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
@@ -1005,7 +1027,10 @@ def test_a_webhook_is_called_once_with_its_body_key_and_signature(env: Env, rece
     env.secret = b"s3cret"
     env.contact()
     t = hook(receiver.url, secret="/hooks/key")
-    go(env, t["call"])
+    # The trigger is read back from the table (its reference in the input).
+    env.store.put_item({C.PK: contact_pk("c1"), C.SK: "~TRIGGER#e1", "event": {"type": "app.signup", "data": {"n": 2}}})
+    go(env, t["call"], event={"type": "app.signup", "stored": "~TRIGGER#e1"})
+    assert env.secrets_asked == ["/hooks/key"]
     assert env.hist() == [
         ("call", "call_webhook", "done", "webhook POST answered"),
         ("after", "add_tag", "done", "tags added: x"),
@@ -1016,11 +1041,12 @@ def test_a_webhook_is_called_once_with_its_body_key_and_signature(env: Env, rece
         "workflow": "w",
         "step": "call",
         "contact_id": "c1",
-        "event": {"type": "app.signup", "data": {"plan": "pro"}},
+        "event": {"type": "app.signup", "data": {"n": 2}},
         "data": {"n": 1},
     }
     low = {k.lower(): v for k, v in headers.items()}
-    assert low["content-type"] == "application/json" and len(low["idempotency-key"]) == 32
+    assert low["content-type"] == "application/json"
+    assert low["idempotency-key"] == stable_hash("run-1#0000#call", "webhook", length=32)
     assert low["x-stepwise-signature"] == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     go(env, t["call"])  # a retry: the receiver already has it
     assert len(receiver.got) == 1
@@ -1040,8 +1066,8 @@ def test_a_webhook_failure_raises_before_anything_is_committed(env: Env, receive
     try:
         with pytest.raises(logic.WebhookFailed, match=r"^step call: webhook answered HTTP 500$"):
             go(env, t["call"])
-        receiver.status[0] = 302
-        with pytest.raises(logic.WebhookFailed, match="HTTP 302"):
+        receiver.status[0] = 300
+        with pytest.raises(logic.WebhookFailed, match="HTTP 300"):
             go(env, t["call"])
         receiver.status[0] = 299
         go(env, t["call"])
@@ -1053,3 +1079,6 @@ def test_a_webhook_failure_raises_before_anything_is_committed(env: Env, receive
         go(env, hook(receiver.url, secret="/k")["call"], execution=EXEC.replace("run-1", "run-2"))
     with pytest.raises(logic.WebhookFailed, match=r"^step call: webhook unreachable: "):
         go(env, hook("http://127.0.0.1:9/x")["call"], execution=EXEC.replace("run-1", "run-3"))
+    # The step's timeout is the call's: a receiver slower than it is unreachable.
+    with pytest.raises(logic.WebhookFailed, match="unreachable"):
+        go(env, hook(receiver.url + "/slow", timeout="1s")["call"], execution=EXEC.replace("run-1", "run-4"))

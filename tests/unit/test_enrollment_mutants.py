@@ -645,3 +645,49 @@ def test_the_event_a_run_was_started_with_is_read_back_from_its_reference(env: E
     }
     assert stored_trigger(env.store, cid, {"stored": "TRIGGER#gone"}) == {"type": "", "data": {}}
     assert stored_trigger(env.store, "c-other", carried) == {"type": "list.subscribed", "data": {}}
+
+
+# ---- killing the full run's survivors in refused and launch (docs/mutation.md) --------------------------------
+
+
+def test_an_entry_budget_trip_is_recorded_on_the_contact_that_hit_it_and_alerts_the_team(env: Env) -> None:
+    env.machines("news")
+    plan = EntryPlan(version="v1", history_days=30, budgets={"entries_per_hour": 1, "alert": ["team@example.com"]})
+    enroller = env.enroller({"news": plan})
+    first, second = _contact(env, "c-1"), _contact(env, "c-2")
+    assert enroller.enrol(first, "news", EVENT, key="k").started
+    assert not enroller.enrol(second, "news", EVENT, key="k").started
+    (why,) = env.store.query_prefix(contact_pk(second), "HIST#budget#news#", live_only=False)
+    assert why["contact_id"] == second and why["outcome"] == "paused"
+    (alert,) = env.store.query_prefix(contact_pk(second), "MSG#", live_only=False)
+    assert alert["channel"] == "alert" and alert["to"] == ["team@example.com"] and alert["about"] == second
+    assert env.store.query_prefix(contact_pk(first), "HIST#budget#", live_only=False) == []
+
+
+def test_a_status_brought_up_to_date_keeps_its_cancelled_count(env: Env) -> None:
+    env.machines("news")
+    since = env.clock.at - timedelta(hours=1)
+    item = {C.PK: status_pk("news"), C.SK: "STATUS", "workflow": "news", "active": True, "since": since.isoformat()}
+    env.store.put_item({**item, "cancelled": 3})
+    assert env.enroller().enrol(_contact(env), "news", EVENT, key="k1", occurred_at=env.clock.at).started
+    got = env.store.get_item(status_pk("news"), "STATUS")
+    assert got is not None and got["cancelled"] == 3 and got["since_ms"] == int(since.timestamp() * 1000)
+
+
+def test_the_execution_input_carries_the_start_delay_and_where_to_resume(env: Env) -> None:
+    env.machines("news")
+    got = env.enroller().enrol(_contact(env), "news", EVENT, key="k1", start_delay=3600, resume_at="hello")
+    run = json.loads(env.sfn.describe_execution(executionArn=str(got.execution_arn))["input"])
+    assert run["start_delay"] == 3600 and run["run"] == {"loops": 0, "branch": "", "resume_at": "hello"}
+
+
+def test_a_redelivery_for_a_stopped_run_does_not_bring_back_the_waits_its_stop_deleted(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller({"news": entry_plan(OPENS_WITH_WAIT)})
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1", start_delay=3600)
+    assert enroller.stop(cid, "news", "goal met") and env.history(cid) == []
+    again = enroller.enrol(cid, "news", EVENT, key="k1", reentry=Reentry(mode="always"))
+    assert (again.started, again.reason) == (False, DUPLICATE)
+    assert env.history(cid) == [] and "claim" not in _record(env, cid)
+    assert _record(env, cid)["execution_arn"] == first.execution_arn

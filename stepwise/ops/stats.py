@@ -67,11 +67,11 @@ class StatsSource(Protocol):
 
 
 class TableSource:
-    """Counts from the indexes, per entry: the funnel index (GSI1 FUNNEL#<workflow>, one key range from `since`)
-    holds a marker per entry, a key per step record (its step, branch, goal) and per message event of the
-    workflow; the run index holds each running enrolment's current step (waiting per step). Both are bounded Query
-    pages of keys: nothing is read per contact. A contact who entered twice counts twice, and each entry reaches a
-    step once however often it loops through it (its branches are counted per visit)."""
+    """Counts from the indexes, per entry: the funnel index (GSI1 FUNNEL#<workflow>#<shard>, one key range from
+    `since` on each shard) holds a marker per entry, a key per step record (its step, branch, goal) and per message
+    event of the workflow; the run index holds each running enrolment's current step (waiting per step). Both are
+    bounded Query pages of keys: nothing is read per contact. A contact who entered twice counts twice, and each
+    entry reaches a step once however often it loops through it (its branches are counted per visit)."""
 
     def __init__(self, ops: OperationsStore) -> None:
         self.ops = ops

@@ -691,3 +691,26 @@ def test_a_redelivery_for_a_stopped_run_does_not_bring_back_the_waits_its_stop_d
     assert (again.started, again.reason) == (False, DUPLICATE)
     assert env.history(cid) == [] and "claim" not in _record(env, cid)
     assert _record(env, cid)["execution_arn"] == first.execution_arn
+
+
+def test_a_restart_carrying_its_runs_reference_renews_the_kept_event_for_another_year(env: Env) -> None:
+    from shared.enrollment import TRIGGER_DAYS, stored_key
+
+    assert stored_key(None) is None and stored_key(EVENT) is None and stored_key({"type": "x.y"}) is None
+    assert stored_key({"type": "x.y", "stored": "~TRIGGER#a"}) == "~TRIGGER#a"
+    assert stored_key({"type": "x.y", "stored": "~TRIGGER#a", "contact": {}}) is None
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    carried = json.loads(env.sfn.describe_execution(executionArn=str(first.execution_arn))["input"])["event"]
+    sk = stored_key(carried)
+    assert sk is not None
+    env.clock.advance(days=100)
+    got = enroller.enrol(cid, "news", carried, key="goal:1", resume_at="hello", restart=True)
+    assert got.started
+    kept = env.item(cid, sk)
+    assert kept is not None and kept["event"] == EVENT
+    assert kept[C.TTL_ATTRIBUTE] == int((env.clock.at + timedelta(days=TRIGGER_DAYS)).timestamp())
+    again = json.loads(env.sfn.describe_execution(executionArn=str(got.execution_arn))["input"])["event"]
+    assert again == carried  # passed on as it is: no second kept copy

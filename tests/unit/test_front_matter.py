@@ -87,10 +87,10 @@ def test_every_subject_quoted_as_documented_is_read_exactly(subject: str) -> Non
     # JSON's escapes are YAML's too; YAML's own for the characters it reads as line breaks.
     doubled = "subject: " + json.dumps(subject, ensure_ascii=False).translate(YAML_BREAKS)
     single = "subject: '" + subject.replace("'", "''") + "'"
-    printable = not front_matter._NON_PRINTABLE.search(subject) and not set(subject) & set("\n\r\x85\u2028\u2029")
+    printable = front_matter.non_printable(subject) is None and not set(subject) & set("\n\r\x85\u2028\u2029")
     for block in (doubled, single) if printable else (doubled,):
         read = check(block)
-        if front_matter._NON_PRINTABLE.search(block):
+        if front_matter.non_printable(block) is not None:
             continue  # a raw control character: YAML refuses it, and so does the reader (checked above)
         assert read == {"subject": subject}, block
 

@@ -685,7 +685,10 @@ def test_a_go_to_after_a_wait_records_the_wait_and_counts_the_jump(env: Env) -> 
     ends = [h for h in env.items("HIST#") if h["step"] == "loop-limit"]
     assert len(ends) == 1 and ends[0]["at"] == (NOON + timedelta(hours=1)).isoformat()
     assert ends[0]["why"] == "go-to jumped 2 times (settings.max_loops)" and ends[0]["outcome"] == "ended"
-    assert ends[0][C.SK] == "HIST#run-1#0002#loop-limit"
+    assert ends[0][C.SK] == "HIST#run-1#0002#loop-limit" and ends[0]["kind"] == "end"
+    # Its seq follows the wait's record of the same call: the records of one instant keep their order.
+    waits = [h for h in env.items("HIST#run-1#0002#") if h["step"] == "pause"]
+    assert int(ends[0]["seq"]) == int(waits[0]["seq"]) + 1 == 3
     with pytest.raises(LoopLimitReached, match="more than 2 go-to jumps"):
         go(env, LOOP["top"], run={"loops": 3, "branch": ""})
     assert len([h for h in env.items("HIST#") if h["step"] == "loop-limit"]) == 1
@@ -941,6 +944,7 @@ def test_an_event_goal_is_met_by_a_matching_activity(env: Env) -> None:
 
 def test_a_condition_goal_and_a_goal_jumped_to(env: Env) -> None:
     env.contact()
+    env.store.put_item({C.PK: contact_pk("c1"), C.SK: "ENROLL#w", "execution_arn": EXEC})  # no goals yet
     assert go(env, GOALS["h"]) == {"loops": 0, "branch": "not_met"}
     (rec,) = env.hist()
     assert rec[:3] == ("h", "goal", "not reached") and rec[3].endswith(" is false")
@@ -951,6 +955,10 @@ def test_a_condition_goal_and_a_goal_jumped_to(env: Env) -> None:
     env.contact("c3")
     assert go(env, GOALS["g"], cid="c3", run={"loops": 0, "branch": "", "resume_at": "g"})["branch"] == "met"
     assert env.hist("c3")[0] == ("g", "goal", "reached", "jumped here when the goal was met")
+    go(env, {**GOALS["h"], "step": {"id": "h2", "goal": {"condition": {"has_tag": "absent"}}, "kind": "goal"}})
+    go(env, GOALS["g"], run={"loops": 0, "branch": "", "resume_at": "g"})
+    enrol = env.item("ENROLL#w")
+    assert enrol is not None and enrol["goals"] == ["g"]
     # otherwise continue (the default): the passive steps after it are recorded though not met.
     cont = tasks("""
 name: w
@@ -1082,3 +1090,37 @@ def test_a_webhook_failure_raises_before_anything_is_committed(env: Env, receive
     # The step's timeout is the call's: a receiver slower than it is unreachable.
     with pytest.raises(logic.WebhookFailed, match="unreachable"):
         go(env, hook(receiver.url + "/slow", timeout="1s")["call"], execution=EXEC.replace("run-1", "run-4"))
+
+
+RECENT = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: d
+    if: {did_event: {event: page.visited, within: 3d}}
+    then: [{id: t, add_tag: [recent]}]
+  - id: w
+    wait_until: {condition: {did_event: {event: page.visited, within: 3d}}, timeout: 1h}
+  - id: g
+    goal: {condition: {did_event: {event: page.visited, within: 3d}}}
+  - id: after
+    add_tag: [x]
+""")
+
+
+def test_decisions_waits_and_goals_read_the_activity_their_conditions_look_at(env: Env) -> None:
+    arn = env.sfn.start_execution(stateMachineArn=TEMPLATE.replace("{workflow}", "w"), name="run-1")["executionArn"]
+    env.contact()
+    env.store.record_activity("c1", "v1", "page.visited", {"url": "/"}, NOON - timedelta(days=1))
+    env.contact("c2")
+    env.store.record_activity("c2", "v2", "page.visited", {"url": "/"}, NOON - timedelta(days=5))
+    assert go(env, RECENT["d"], execution=arn)["branch"] == "then"
+    assert go(env, RECENT["d"], cid="c2", execution=arn)["branch"] == "else"
+    (rec,) = [h for h in env.items("HIST#") if h["step"] == "d"]
+    assert rec["conditions"][0]["result"] is True
+    go(env, RECENT["w"], token="tok", execution=arn)
+    assert env.item("WAIT#run-1#w") is None  # already held: resumed at once
+    go(env, RECENT["w"], cid="c2", token="tok", execution=arn)
+    assert env.item("WAIT#run-1#w", "c2") is not None
+    assert go(env, RECENT["g"], execution=arn)["branch"] == "met"
+    assert go(env, RECENT["g"], cid="c2", execution=arn)["branch"] == "not_met"

@@ -1124,3 +1124,12 @@ def test_decisions_waits_and_goals_read_the_activity_their_conditions_look_at(en
     assert env.item("WAIT#run-1#w", "c2") is not None
     assert go(env, RECENT["g"], execution=arn)["branch"] == "met"
     assert go(env, RECENT["g"], cid="c2", execution=arn)["branch"] == "not_met"
+
+
+def test_a_wait_item_written_without_its_loop_count_times_out_as_the_first_visit(env: Env) -> None:
+    env.contact()
+    env.store.put_item({C.PK: contact_pk("c1"), C.SK: "WAIT#run-1#old", "step": "old", "event": "email.opened"})
+    go(env, TIMEOUT_TASK, run={"loops": 0, "branch": "", C.RUN_TIMED_OUT: {}})
+    rec = env.item("HIST#run-1#0000#old#timed-out")
+    assert rec is not None and rec["why"] == "no email.opened in time"
+    assert env.item("WAIT#run-1#old") is None

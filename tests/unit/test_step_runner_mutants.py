@@ -1100,7 +1100,10 @@ steps:
     if: {did_event: {event: page.visited, within: 3d}}
     then: [{id: t, add_tag: [recent]}]
   - id: w
-    wait_until: {condition: {did_event: {event: page.visited, within: 3d}}, timeout: 1h}
+    wait_until:
+      condition:
+        all: [{did_event: {event: page.visited, within: 3d}}, {not: {has_tag: never}}, {event_field: plan, eq: pro}]
+      timeout: 1h
   - id: g
     goal: {condition: {did_event: {event: page.visited, within: 3d}}}
   - id: after
@@ -1121,7 +1124,15 @@ def test_decisions_waits_and_goals_read_the_activity_their_conditions_look_at(en
     go(env, RECENT["w"], token="tok", execution=arn)
     assert env.item("WAIT#run-1#w") is None  # already held: resumed at once
     go(env, RECENT["w"], cid="c2", token="tok", execution=arn)
-    assert env.item("WAIT#run-1#w", "c2") is not None
+    item = env.item("WAIT#run-1#w", "c2")
+    assert item is not None and item["trigger"] == {"plan": "pro"}  # what the condition reads of the event
+    assert item["condition"] == {
+        "all": [
+            {"did_event": {"event": "page.visited", "within": "3d"}},
+            {"not": {"has_tag": "never"}},
+            {"event_field": "plan", "eq": "pro"},
+        ]
+    }
     assert go(env, RECENT["g"], execution=arn)["branch"] == "met"
     assert go(env, RECENT["g"], cid="c2", execution=arn)["branch"] == "not_met"
 
@@ -1133,3 +1144,26 @@ def test_a_wait_item_written_without_its_loop_count_times_out_as_the_first_visit
     rec = env.item("HIST#run-1#0000#old#timed-out")
     assert rec is not None and rec["why"] == "no email.opened in time"
     assert env.item("WAIT#run-1#old") is None
+
+
+def test_a_goal_converts_the_split_the_contact_took_and_a_goal_into_a_go_to_counts_the_jump(env: Env) -> None:
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: s
+    split:
+      - {name: a, percent: 50, steps: [{id: sa, add_tag: [a]}]}
+      - {name: b, percent: 50, steps: [{id: sb, add_tag: [b]}]}
+    winner: {by: goal}
+  - id: g
+    goal: {event: order.placed}
+  - id: back
+    goto: s
+""")
+    env.contact()
+    go(env, t["s"])
+    env.store.record_activity("c1", "o1", "order.placed", {}, NOON)
+    assert go(env, t["g"]) == {"loops": 1, "branch": "met"}
+    (split,) = env.items("SPLIT#")
+    assert split["converted"] is True and split["converted_at"] == NOON.isoformat()

@@ -25,7 +25,14 @@ from shared.history import EntryPlan
 from shared.routing import Routed, Router, outbox_to_event
 from shared.runtime.index import RoutingIndex
 from shared.splits import SplitTests
-from shared.store.contacts import ContactStore, UnknownContact, activity_item, contact_pk, create_table
+from shared.store.contacts import (
+    ContactStore,
+    UnknownContact,
+    activity_item,
+    contact_pk,
+    create_table,
+    tombstone_item,
+)
 from shared.workflow.model import SplitStep, Workflow, parse_workflow
 
 REGION = "us-east-1"
@@ -187,6 +194,7 @@ def test_an_event_enters_the_workflows_triggered_by_its_type_once(env: Env) -> N
     assert run["contact_id"] == cid and run["workflow"] == "news" and run["start_delay"] == 0
     trigger = env.trigger(cid, "news")
     assert trigger["id"] == "e1" and trigger["type"] == "list.subscribed" and trigger["data"] == {"list": "weekly"}
+    assert trigger["occurred_at"] == e.model_dump(mode="json")["occurred_at"]  # as JSON gives it: ISO, with a T
     assert run["run"] == {"loops": 0, "branch": "", "resume_at": ""}
     # The same delivery again: the run exists, nothing new starts.
     assert acts(r.handle(e)) == [("news", "not entered", "already in this workflow")]
@@ -265,8 +273,8 @@ def test_reentry_once_refuses_a_second_entry_after_the_run_ended(env: Env) -> No
     r = env.router(NEWS)
     (first,) = r.handle(ev("e1", "list.subscribed"))
     env.sfn.stop_execution(executionArn=env.enrolment(first.contact, "news")["execution_arn"])
-    assert acts(r.handle(ev("e2", "list.subscribed"))) == [
-        ("news", "not entered", "entered before and re-entry is once")
+    assert r.handle(ev("e2", "list.subscribed")) == [
+        Routed(first.contact, "news", "not entered", "entered before and re-entry is once")
     ]
 
 
@@ -575,6 +583,7 @@ def test_an_event_goal_stops_the_run_and_restarts_it_at_the_first_goal_met(env: 
     assert r.handle(ev("o1", "email.opened", {}, contact_id=cid)) == []
     out = r.handle(ev("c1", "email.clicked", {"link": "https://x.io/pricing"}, contact_id=cid))
     assert acts(out) == [("goals", "goal", "jumped to clicked-pricing: goal event email.clicked")]
+    assert out[0].contact == cid
     stopped = env.sfn.describe_execution(executionArn=first["execution_arn"])
     assert stopped["status"] == "ABORTED"
     now = env.enrolment(cid, "goals")
@@ -910,3 +919,66 @@ steps:
     _activity(env, cid, "order.paid", env.clock.at - timedelta(hours=1), "new")
     out = r.handle(ev("t1", "tag.added", {"tag": "y"}, contact_id=cid))
     assert [o.action for o in out] == ["resumed"]
+
+
+def test_an_event_naming_an_erased_contact_is_dropped_and_writes_nothing(env: Env) -> None:
+    r = env.router(NEWS)
+    env.store.put_item(tombstone_item("c-erased", env.clock.at))
+    out = r.handle(ev("t1", "tag.added", {"tag": "VIP"}, contact_id="c-erased"))
+    assert out == [Routed("c-erased", "", "dropped", "contact erased")]
+    assert env.item("c-erased", "PROFILE") is None and env.store.activity("c-erased") == []
+    # A contact id nobody has and nobody erased is still refused.
+    with pytest.raises(UnknownContact):
+        r.handle(ev("t2", "tag.added", {"tag": "VIP"}, contact_id="c-never"))
+
+
+def test_the_archived_delivery_is_kept_on_the_events_activity_and_field_changes_routed_after_it_are_at_its_time(
+    env: Env,
+) -> None:
+    r = env.router(NEWS)
+    (entered,) = r.handle(ev("e1", "list.subscribed"))
+    cid = entered.contact
+    at = env.clock.at - timedelta(hours=2)
+    form = ev("f1", "form.submitted", {"form": "signup"}, at=at, contact_id=cid, fields={"first_name": "Mario"})
+    assert r.handle(form, archive_key="deliveries/f1.json") == []
+    by_type = {a["type"]: a for a in env.store.activity(cid)}
+    assert by_type["form.submitted"]["archive_key"] == "deliveries/f1.json"
+    assert by_type["form.submitted"]["at"] == at.isoformat()
+    # The field change the form brought is routed next, at the form's time, and it came in no delivery of its own.
+    assert by_type["field.changed"]["at"] == at.isoformat() and "archive_key" not in by_type["field.changed"]
+    assert "archive_key" not in by_type["list.subscribed"]
+
+
+def test_a_resumed_wait_counts_the_waits_the_contact_meets_after_it(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e0", "list.subscribed"))
+    cid = sub.contact
+    _wait(env, cid, "for-open", event="email.opened", ahead=[{"id": "pause", "kind": "wait", "seconds": 60}])
+    env.metrics.clear()
+    out = r.handle(ev("o1", "email.opened", {}, contact_id=cid))
+    assert acts(out) == [("news", "resumed", "for-open: event email.opened arrived")]
+    assert env.metrics == [(C.METRIC_WAIT_STARTED, "news", "pause", {})]
+
+
+def test_a_workflow_not_running_or_a_condition_goal_not_met_does_not_stop_the_goals_after_it(env: Env) -> None:
+    first = wf("""
+name: first
+triggers: [{event: list.subscribed}]
+steps:
+  - {id: hello, send_email: {template: hello}}
+  - {id: clicked, goal: {event: email.clicked}}
+""")
+    second = wf("""
+name: second
+triggers: [{event: list.subscribed}]
+steps:
+  - {id: hello, send_email: {template: hello}}
+  - {id: customer, goal: {condition: {has_tag: Customer}}}
+  - {id: clicked, goal: {event: email.clicked}}
+""")
+    r = env.router(first, second)
+    out = r.handle(ev("e0", "list.subscribed"))
+    cid = out[0].contact
+    env.store.put_item({**env.enrolment(cid, "first"), "status": "stopped"})
+    out = r.handle(ev("c1", "email.clicked", {}, contact_id=cid))
+    assert acts(out) == [("second", "goal", "jumped to clicked: goal event email.clicked")]

@@ -652,13 +652,14 @@ def test_the_event_a_run_was_started_with_is_read_back_from_its_reference(env: E
 
 def test_an_entry_budget_trip_is_recorded_on_the_contact_that_hit_it_and_alerts_the_team(env: Env) -> None:
     env.machines("news")
-    plan = EntryPlan(version="v1", history_days=30, budgets={"entries_per_hour": 1, "alert": ["team@example.com"]})
+    plan = EntryPlan(version="v1", history_days=7, budgets={"entries_per_hour": 1, "alert": ["team@example.com"]})
     enroller = env.enroller({"news": plan})
     first, second = _contact(env, "c-1"), _contact(env, "c-2")
     assert enroller.enrol(first, "news", EVENT, key="k").started
     assert not enroller.enrol(second, "news", EVENT, key="k").started
     (why,) = env.store.query_prefix(contact_pk(second), "HIST#budget#news#", live_only=False)
     assert why["contact_id"] == second and why["outcome"] == "paused"
+    assert why[C.TTL_ATTRIBUTE] == int((env.clock.at + timedelta(days=7)).timestamp())  # the plan's history_days
     (alert,) = env.store.query_prefix(contact_pk(second), "MSG#", live_only=False)
     assert alert["channel"] == "alert" and alert["to"] == ["team@example.com"] and alert["about"] == second
     assert env.store.query_prefix(contact_pk(first), "HIST#budget#", live_only=False) == []

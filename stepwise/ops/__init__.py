@@ -28,11 +28,13 @@ def add_stack_options(p: argparse.ArgumentParser, *, bucket: bool = False, machi
 
 
 def need(args: argparse.Namespace, *flags: tuple[str, str | None, str]) -> None:
-    """Exit naming every missing option (flag, value, env key)."""
+    """A usage error (exit 2) naming every missing option (flag, value, env key)."""
+    from stepwise.errors import CliError
+
     missing = [f"{flag} (or {env})" for flag, value, env in flags if not value]
     if missing:
-        raise SystemExit(
-            f"stepwise {args.command}: {' and '.join(missing)} needed; the stack's outputs name the table, "
+        raise CliError(
+            f"{args.command}: {' and '.join(missing)} needed; the stack's outputs name the table, "
             "the bucket and each workflow's alias"
         )
 

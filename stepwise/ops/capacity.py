@@ -14,6 +14,7 @@ from typing import Any
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.cost import CALLBACK_SUFFIX, PRICE_PER_1000_TRANSITIONS, analyse, transitions
 from shared.workflow.model import Trigger, Workflow, WorkflowFileError, load_workflow, workflow_files
+from stepwise.errors import CliError
 
 DAY = 86_400
 MONTH_DAYS = 30
@@ -259,7 +260,7 @@ def _expect(values: list[str]) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or out[name] < 0:
-            raise SystemExit(f"stepwise capacity: --expect {v!r}: write WORKFLOW=CONTACTS_PER_DAY, e.g. welcome=500")
+            raise CliError(f"capacity: --expect {v!r}: write WORKFLOW=CONTACTS_PER_DAY, e.g. welcome=500")
     return out
 
 

@@ -241,6 +241,13 @@ def _load(path: str) -> Workflow | None:
 
 
 def diff_command(args: argparse.Namespace) -> int:
+    from stepwise.errors import aws
+
+    with aws("diff", table=args.table, machine=args.arn_template):  # an AWS error: one line, exit 2
+        return _diff(args)
+
+
+def _diff(args: argparse.Namespace) -> int:
     from stepwise.ops import clients, need
 
     new_path = args.new if args.new else args.old

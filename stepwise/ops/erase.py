@@ -222,6 +222,13 @@ def print_receipt(r: Receipt, out: Any) -> None:
 
 
 def erase_command(args: argparse.Namespace) -> int:
+    from stepwise.errors import aws
+
+    with aws("erase", table=args.table, bucket=args.bucket):  # an AWS error: one line, exit 2
+        return _erase(args)
+
+
+def _erase(args: argparse.Namespace) -> int:
     from stepwise.ops import clients, need
 
     need(args, ("--table", args.table, C.ENV_TABLE_NAME), ("--bucket", args.bucket, C.ENV_ARCHIVE_BUCKET))
@@ -236,7 +243,7 @@ def erase_command(args: argparse.Namespace) -> int:
         print(json.dumps(receipt.as_dict(), indent=2))
     else:
         print_receipt(receipt, sys.stdout)
-    return 0 if args.yes else 3
+    return 0  # the preview (without --yes) is a normal outcome too
 
 
 def add_parser(sub: Any) -> None:

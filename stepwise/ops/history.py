@@ -181,6 +181,13 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
 
 
 def history_command(args: argparse.Namespace) -> int:
+    from stepwise.errors import aws
+
+    with aws("history", table=args.table):  # an AWS error: one line, exit 2
+        return _history(args)
+
+
+def _history(args: argparse.Namespace) -> int:
     from stepwise.ops import clients, need
 
     need(args, ("--table", args.table, C.ENV_TABLE_NAME))

@@ -147,6 +147,18 @@ def resume(
 
 
 def resume_command(args: argparse.Namespace) -> int:
+    from stepwise.errors import aws
+
+    with aws("resume", table=args.table, machine=_machine(args)):  # an AWS error: one line, exit 2
+        return _resume(args)
+
+
+def _machine(args: argparse.Namespace) -> str | None:
+    template = args.arn_template
+    return template.replace("{workflow}", args.workflow) if template else None
+
+
+def _resume(args: argparse.Namespace) -> int:
     from stepwise.ops import clients, need
 
     need(

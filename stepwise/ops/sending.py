@@ -114,6 +114,13 @@ def _messages(args: argparse.Namespace) -> MessageStore:
 
 
 def sending_command(args: argparse.Namespace) -> int:
+    from stepwise.errors import aws
+
+    with aws("sending", table=args.table):  # an AWS error: one line, exit 2
+        return _sending(args)
+
+
+def _sending(args: argparse.Namespace) -> int:
     out = sys.stdout
     messages = _messages(args)
     if args.action == "resume":

@@ -20,6 +20,7 @@ from shared.store.contacts import ContactStore
 from shared.store.operations import FunnelEntry, MetricsReader, OperationsStore
 from shared.store.run_index import message_run
 from shared.workflow.durations import DurationError, parse_duration
+from stepwise.errors import CliError
 
 DELIVERED = ("email.delivered", "sms.delivered")
 
@@ -215,10 +216,17 @@ def since_time(text: str, now: datetime | None = None) -> datetime:
     try:
         return (now or clock.now()) - timedelta(seconds=parse_duration(text))
     except DurationError as err:
-        raise SystemExit(f"stepwise stats: --since {text!r}: {err}") from None
+        raise CliError(f"stats: --since {text!r}: {err}") from None
 
 
 def stats_command(args: argparse.Namespace) -> int:
+    from stepwise.errors import aws
+
+    with aws("stats", table=args.table):  # an AWS error: one line, exit 2
+        return _stats(args)
+
+
+def _stats(args: argparse.Namespace) -> int:
     from stepwise.ops import clients, need
 
     since = since_time(args.since)

@@ -233,6 +233,18 @@ def print_stuck(r: StuckReport, out: Any) -> None:
 
 
 def stuck_command(args: argparse.Namespace) -> int:
+    from stepwise.errors import aws
+
+    with aws("stuck", table=args.table, machine=_machine(args)):  # an AWS error: one line, exit 2
+        return _stuck(args)
+
+
+def _machine(args: argparse.Namespace) -> str | None:
+    template = args.arn_template
+    return template.replace("{workflow}", args.workflow) if template else None
+
+
+def _stuck(args: argparse.Namespace) -> int:
     from stepwise.ops import clients, need
 
     need(

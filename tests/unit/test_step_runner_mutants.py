@@ -764,7 +764,10 @@ def test_a_condition_wait_resumes_at_once_when_it_already_holds(env: Env) -> Non
     env.contact(tags={"paid"})
     arn = env.sfn.start_execution(stateMachineArn=TEMPLATE.replace("{workflow}", "w"), name="run-1")["executionArn"]
     go(env, WAITS["w2"], token="tok", execution=arn)
-    assert ("w2", "wait_until", "waiting", "for condition has tag 'paid', at most 3600s") in env.hist()
+    assert env.hist() == [
+        ("w2", "wait_until", "resumed", "condition already held"),
+        ("w2", "wait_until", "waiting", "for condition has tag 'paid', at most 3600s"),
+    ]
     assert env.item("WAIT#run-1#w2") is None  # resumed: the item is gone
     env.contact("c2")
     go(env, WAITS["w2"], cid="c2", token="tok", execution=arn)
@@ -1106,6 +1109,9 @@ steps:
       timeout: 1h
   - id: g
     goal: {condition: {did_event: {event: page.visited, within: 3d}}}
+  - id: b
+    branch:
+      - {name: seen, when: {did_event: {event: page.visited, within: 3d}}}
   - id: after
     add_tag: [x]
 """)
@@ -1135,6 +1141,8 @@ def test_decisions_waits_and_goals_read_the_activity_their_conditions_look_at(en
     }
     assert go(env, RECENT["g"], execution=arn)["branch"] == "met"
     assert go(env, RECENT["g"], cid="c2", execution=arn)["branch"] == "not_met"
+    assert go(env, RECENT["b"], execution=arn)["branch"] == "seen"
+    assert go(env, RECENT["b"], cid="c2", execution=arn)["branch"] == "otherwise"
 
 
 def test_a_wait_item_written_without_its_loop_count_times_out_as_the_first_visit(env: Env) -> None:
@@ -1167,3 +1175,21 @@ steps:
     assert go(env, t["g"]) == {"loops": 1, "branch": "met"}
     (split,) = env.items("SPLIT#")
     assert split["converted"] is True and split["converted_at"] == NOON.isoformat()
+
+
+def test_a_wait_leading_into_a_go_to_says_so_in_its_item(env: Env) -> None:
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: top
+    add_tag: [x]
+  - id: w
+    wait_until: {event: email.opened, timeout: 1h}
+  - id: back
+    goto: top
+""")
+    env.contact()
+    go(env, t["w"], token="tok")
+    item = env.item("WAIT#run-1#w")
+    assert item is not None and item["goto"] is True and item["ahead"] == [{"id": "back", "kind": "goto"}]

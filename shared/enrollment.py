@@ -26,7 +26,7 @@ from shared.store.run_index import (
     run_index_pk,
     run_index_sk,
 )
-from shared.workflow.model import Reentry
+from shared.workflow.runtime import Reentry
 
 
 def execution_arn(machine_arn: str, name: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.runtime.index import activity_windows
 from shared.store.contacts import ACTIVITY_DAYS, Contact, ContactStore
-from shared.workflow.conditions import Condition, Facts
+from shared.workflow.runtime import Condition, Facts
 
 
 def facts_for(

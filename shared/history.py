@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter, field_serializer, field_validator
 
 from shared import constants as C
 from shared.store.contacts import ContactStore, contact_pk, epoch
-from shared.workflow.model import Reentry
+from shared.workflow import runtime
 
 
 def execution_name(execution_arn: str) -> str:
@@ -149,19 +149,29 @@ class EntryPlan(BaseModel):
     """What a workflow's machine meets before its first step-runner call, per place a run can start: nothing
     performs those steps, so the enroller records them when it starts the execution (compiler `entry_plan`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     version: str
     history_days: int
     # The workflow's re-entry policy: a start by another workflow (start_workflow, a campaign subscription)
     # keeps to it as the router's start by a trigger does.
-    reentry: Reentry | None = None
+    # Its run-time form (shared/workflow/runtime.py): the authoring model's, or its dump, converted.
+    reentry: runtime.Reentry | None = None
     # "" is a run from the first step; any other key is a `resume_at` step. Places with nothing passive ahead
     # (the first state is a Task) are left out, so most workflows' plans are empty.
     ahead: dict[str, list[dict[str, Any]]] = {}
     # The deployment's runaway budgets (shared/budgets.py Budgets, dumped): the enroller counts entries against
     # them, the step runner messages. Carried here rather than in the Task payload: the definitions stay as they are.
     budgets: dict[str, Any] = {}
+
+    @field_validator("reentry", mode="plain")
+    @classmethod
+    def _reentry(cls, v: Any) -> runtime.Reentry | None:
+        return runtime.as_runtime(v) if hasattr(v, "model_dump") else None if v is None else runtime.reentry(v)
+
+    @field_serializer("reentry")
+    def _dump_reentry(self, v: runtime.Reentry | None) -> dict[str, Any] | None:
+        return None if v is None else {"mode": v.mode, "period": v.period}
 
     def passive(self, resume_at: str) -> list[dict[str, Any]]:
         return self.ahead.get(resume_at, [])

@@ -22,8 +22,18 @@ from shared.splits import SplitTests
 from shared.store.contacts import ContactStore, IdentityRace, Snapshot, UnknownContact, activity_item, contact_pk
 from shared.store.run_index import message_event_keys
 from shared.waits import ResumeDeferred, resume_wait
-from shared.workflow.conditions import Condition, Evaluation, Facts, Where, evaluate, lookup
-from shared.workflow.model import ScheduleTrigger, Workflow
+from shared.workflow.runtime import (
+    Condition,
+    Evaluation,
+    Facts,
+    ScheduleTrigger,
+    Where,
+    Workflow,
+    as_runtime,
+    evaluate,
+    lookup,
+)
+from shared.workflow.runtime import workflows as runtime_workflows
 
 __all__ = ["ResumeDeferred", "Routed", "Router", "UnknownContact", "outbox_to_event"]
 
@@ -54,6 +64,7 @@ class Router:
         index: RoutingIndex | None = None,
         activated_at: datetime | None = None,
     ) -> None:
+        workflows = runtime_workflows(workflows)  # the run-time forms (authoring models converted)
         self.workflows = workflows
         self.store = store
         self.enroller = enroller
@@ -385,7 +396,7 @@ class Router:
         S3, a Distributed Map of batches under the StartExecution quota, resumable: shared/runtime/broadcast.py)."""
         from shared.runtime.broadcast import start_broadcast  # the broadcast's batches call back into this router
 
-        return start_broadcast(self, wf, trigger)
+        return start_broadcast(self, as_runtime(wf), as_runtime(trigger))
 
 
 @dataclass

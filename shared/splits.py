@@ -8,7 +8,7 @@ from typing import Any
 
 from shared import constants as C
 from shared.store.contacts import ContactStore, contact_pk
-from shared.workflow.model import SplitStep, Winner
+from shared.workflow.runtime import SplitStep, Winner
 
 STATS_SK = "STATS"
 

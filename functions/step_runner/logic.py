@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from shared import budgets, clock, webhooks
 from shared import constants as C
@@ -31,14 +31,14 @@ from shared.messaging.windows import SendWindow, iso_z
 from shared.splits import SplitTests
 from shared.store.contacts import ConditionFailed, Contact, ContactStore, contact_pk, epoch
 from shared.waits import resume_wait
-from shared.workflow.conditions import Evaluation, evaluate, lookup, pick
-from shared.workflow.model import (
+from shared.workflow.runtime import (
     ANYTIME,
     MESSAGE_KINDS,
     AddTagStep,
     AdjustScoreStep,
     BranchStep,
     CallWebhookStep,
+    Evaluation,
     GenerateCouponStep,
     GoalStep,
     IfStep,
@@ -56,7 +56,11 @@ from shared.workflow.model import (
     SubscribeStep,
     UnsubscribeStep,
     WaitUntilStep,
+    evaluate,
+    lookup,
+    pick,
 )
+from shared.workflow.runtime import step as read_step
 
 
 class LoopLimitReached(Exception):
@@ -185,9 +189,9 @@ def parse_step(spec: dict[str, Any] | None) -> Step:
         raise InvalidStep("payload has no step")
     body = {k: v for k, v in spec.items() if k != "kind"}
     try:
-        return Step.model_validate(body)
-    except ValidationError as err:
-        raise InvalidStep(f"step {spec.get('id')}: {err.errors()[0]['msg']}") from None
+        return read_step(body)  # its run-time form: validated when the workflow was (synth)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise InvalidStep(f"step {spec.get('id')}: {type(err).__name__}: {err}") from None
 
 
 def _loop_limit_record(ctx: Ctx, at: datetime) -> dict[str, Any]:

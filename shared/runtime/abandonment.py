@@ -23,8 +23,8 @@ from shared import clock
 from shared.events import ContactEvent, ContactRef
 from shared.runtime import schedules as sched
 from shared.store.checkouts import CheckoutStore
-from shared.workflow.conditions import Compare, Where
-from shared.workflow.model import Trigger, Workflow
+from shared.workflow.runtime import Compare, Trigger, Where, Workflow
+from shared.workflow.runtime import workflows as runtime_workflows
 
 if TYPE_CHECKING:
     from shared.routing import Router
@@ -70,7 +70,7 @@ def _is_number(v: Any) -> bool:
 def thresholds(workflows: list[Workflow]) -> list[int]:
     """Every distinct idle threshold (seconds) of the workflows' checkout.abandoned triggers."""
     out: set[int] = set()
-    for wf in workflows:
+    for wf in runtime_workflows(workflows):
         for entry in wf.triggers:
             t = entry.root
             if isinstance(t, Trigger) and t.event == ABANDONED:

@@ -19,7 +19,8 @@ from shared.runtime import schedules as sched
 from shared.store.broadcasts import BroadcastStore
 from shared.store.contacts import contact_pk, epoch
 from shared.workflow.broadcast import BATCH_SIZE, KIND_BATCH, RATE_PER_BATCH
-from shared.workflow.model import ScheduleTrigger, Workflow
+from shared.workflow.runtime import ScheduleTrigger, Workflow
+from shared.workflow.runtime import workflows as runtime_workflows
 
 if TYPE_CHECKING:
     from shared.routing import Routed, Router
@@ -69,7 +70,7 @@ class ScheduleSpec:
 def schedule_specs(workflows: list[Workflow]) -> list[ScheduleSpec]:
     """One schedule per fixed-date trigger of the workflows, in their order."""
     out = []
-    for wf in workflows:
+    for wf in runtime_workflows(workflows):
         for entry in wf.triggers:
             t = entry.root
             if isinstance(t, ScheduleTrigger):

@@ -6,8 +6,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shared.store.contacts import ACTIVITY_DAYS
-from shared.workflow.conditions import ClickedEmail, Condition, DidEvent, OpenedEmail
-from shared.workflow.model import GoalStep, Step, Trigger, WaitUntilStep, Workflow
+from shared.workflow.runtime import (
+    ClickedEmail,
+    Condition,
+    DidEvent,
+    GoalStep,
+    OpenedEmail,
+    Step,
+    Trigger,
+    WaitUntilStep,
+    Workflow,
+)
+from shared.workflow.runtime import condition as runtime_condition
+from shared.workflow.runtime import workflows as runtime_workflows
 
 # A condition that reads activity with no `within` looks back this far: as far as activity is kept (its TTL).
 ACTIVITY_CEILING = timedelta(days=ACTIVITY_DAYS)
@@ -54,7 +65,7 @@ class RoutingIndex:
     def build(cls, workflows: list[Workflow]) -> RoutingIndex:
         idx = cls()
         windows: list[timedelta] = []
-        for wf in workflows:
+        for wf in runtime_workflows(workflows):
             idx.workflows[wf.name] = wf
             by_type: dict[str, list[Trigger]] = {}
             for entry in wf.triggers:
@@ -89,7 +100,7 @@ class RoutingIndex:
 def activity_windows(condition: Condition) -> list[timedelta]:
     """How far back each leaf of `condition` that reads activity looks (the ceiling for one with no `within`)."""
     out = []
-    for leaf in condition.leaves():
+    for leaf in runtime_condition(condition).leaves():
         within: int | None
         if isinstance(leaf, DidEvent):
             within = leaf.spec().within

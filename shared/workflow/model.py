@@ -25,11 +25,11 @@ from shared.messaging.caps import FrequencyCap
 from shared.messaging.windows import SendWindow
 from shared.workflow.conditions import Condition, EventSpec, Where
 from shared.workflow.durations import Duration
+from shared.workflow.runtime import ANYTIME, MESSAGE_KINDS  # noqa: F401  (shared with the run-time forms)
 
 STEP_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # Deployment-wide settings beside the workflow files: every workflow of the folder gets them (not a workflow).
 DEPLOYMENT_FILE = "stepwise.yaml"
-ANYTIME = "anytime"  # a send step's send_window that lifts the workflow's window
 ONE_YEAR = 365 * 86400
 
 
@@ -504,8 +504,6 @@ STEP_KINDS: dict[str, type[StepModel]] = {
     "end": EndStep,
 }
 ACTION_KINDS = frozenset(list(STEP_KINDS)[:15])
-# Actions that hand a message over (counted as MessageSent when not skipped).
-MESSAGE_KINDS = frozenset({"send_email", "send_sms", "send_site_message", "notify"})
 assert MESSAGE_KINDS <= ACTION_KINDS
 
 

@@ -715,3 +715,15 @@ def test_a_restart_carrying_its_runs_reference_renews_the_kept_event_for_another
     assert kept[C.TTL_ATTRIBUTE] == int((env.clock.at + timedelta(days=TRIGGER_DAYS)).timestamp())
     again = json.loads(env.sfn.describe_execution(executionArn=str(got.execution_arn))["input"])["event"]
     assert again == carried  # passed on as it is: no second kept copy
+
+
+def test_a_restart_whose_claim_was_lost_tries_again_whatever_the_status(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    assert enroller.enrol(cid, "news", EVENT, key="k1").started
+    write_status(env.store, "news", active=False, since=env.clock.at)
+    claim = enroller.prepare(cid, "news", EVENT, key="goal:1", resume_at="hello", restart=True)
+    assert not isinstance(claim, Enrolment) and not claim.checks_status
+    # A restart has no entry check: its first write is the claim, and losing it is no refusal.
+    assert enroller.refused(claim, [0]) is None

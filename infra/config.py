@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -20,6 +21,7 @@ CTX_SMS_ORIGINATION = "sms_origination"
 CTX_UNSUBSCRIBE_MAIL_DOMAIN = "unsubscribe_mail_domain"
 CTX_API_THROTTLE_RATE = "api_throttle_rate"
 CTX_API_THROTTLE_BURST = "api_throttle_burst"
+CTX_WEBHOOK_ALLOW = "webhook_allow"
 CONTEXT_KEYS = (
     CTX_STAGE,
     CTX_WORKFLOWS,
@@ -30,6 +32,7 @@ CONTEXT_KEYS = (
     CTX_UNSUBSCRIBE_MAIL_DOMAIN,
     CTX_API_THROTTLE_RATE,
     CTX_API_THROTTLE_BURST,
+    CTX_WEBHOOK_ALLOW,
 )
 
 # Public Powertools layer (its variant built with every extra, pydantic v2 included). Version 27 is the one the
@@ -44,6 +47,9 @@ _SMS_ORIGINATION = re.compile(
     r"arn:aws[a-z-]*:sms-voice:[a-z0-9-]+:\d{12}:(phone-number/phone-[0-9a-f]{32}|pool/pool-[0-9a-f]{32}"
     r"|sender-id/[A-Za-z0-9-]{1,11}/[A-Z]{2})|phone-[0-9a-f]{32}|pool-[0-9a-f]{32}"
 )
+# A webhook_allow host: a DNS name as shared/webhooks.py compares it (lower case, one label allowed: `localhost`).
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
 
 
 class StackConfig(BaseModel):
@@ -69,6 +75,11 @@ class StackConfig(BaseModel):
     # provider retries a 429. Well under the account's 10,000 rps so one stage cannot starve another.
     api_throttle_rate: int = Field(default=50, ge=1, le=10_000)
     api_throttle_burst: int = Field(default=100, ge=1, le=5_000)
+    # Hosts (exact names, no wildcards) and IP networks (CIDR, or a single address) a call_webhook may reach beyond
+    # public https: an entry may be plain http and resolve to an internal address (shared/webhooks.py). cdk.json: a
+    # list (["crm.internal", "10.1.0.0/16"]); `-c webhook_allow=...`: comma or space separated. The step runner
+    # gets it as STEPWISE_WEBHOOK_ALLOW, space separated; empty = https to public addresses only.
+    webhook_allow: tuple[str, ...] = ()
 
     @field_validator("alarm_email", "email_from")
     @classmethod
@@ -83,6 +94,28 @@ class StackConfig(BaseModel):
         if v and not _DOMAIN.fullmatch(v):
             raise ValueError(f"unsubscribe_mail_domain {v!r} is not a lower-case domain name (e.g. mail.example.com)")
         return v
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _webhook_allow(cls, v: object) -> object:
+        items = v.replace(",", " ").split() if isinstance(v, str) else v
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ValueError('webhook_allow is a list of host names and networks, e.g. ["crm.internal", "10.1.0.0/16"]')
+        out: list[str] = []
+        for item in (i.strip() for i in items):
+            try:
+                out.append(str(ipaddress.ip_network(item, strict=False)))
+                continue
+            except ValueError:
+                pass
+            host = item.lower().rstrip(".")
+            if not _HOST.fullmatch(host):
+                raise ValueError(
+                    f"webhook_allow entry {item!r} is not a host name (crm.internal: exact, no scheme, port or "
+                    "wildcard) or an IP network (10.1.0.0/16, 192.0.2.7)"
+                )
+            out.append(host)
+        return tuple(dict.fromkeys(out))
 
     @field_validator("sms_origination")
     @classmethod

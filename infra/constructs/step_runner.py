@@ -158,4 +158,7 @@ def environment(config: StackConfig, table: dynamodb.ITable) -> dict[str, str]:
         C.ENV_METRICS_NAMESPACE: C.METRICS_NAMESPACE,
         C.ENV_STAGE: config.stage,
         C.ENV_ENTRY_PLANS: C.ENTRY_PLANS_FILE,
+        # call_webhook's allowlist (cdk.json webhook_allow), as shared/webhooks.parse_allowlist reads it; absent
+        # when empty: https to public addresses only.
+        **({C.ENV_WEBHOOK_ALLOW: " ".join(config.webhook_allow)} if config.webhook_allow else {}),
     }

@@ -48,6 +48,26 @@ def test_config_defaults_and_refusals(tmp_path: Path) -> None:
             StackConfig.model_validate(bad)
 
 
+def test_webhook_allow_is_a_list_or_the_cli_string_of_exact_hosts_and_networks() -> None:
+    listed = StackConfig.model_validate({"webhook_allow": ["CRM.Internal.", "10.1.2.3/16", "192.0.2.7", "localhost"]})
+    assert listed.webhook_allow == ("crm.internal", "10.1.0.0/16", "192.0.2.7/32", "localhost")
+    # `cdk deploy -c webhook_allow=...` gives a string: comma or space separated, as STEPWISE_WEBHOOK_ALLOW is.
+    assert StackConfig.model_validate({"webhook_allow": "crm.internal, 10.1.0.0/16"}).webhook_allow == (
+        "crm.internal",
+        "10.1.0.0/16",
+    )
+    assert StackConfig().webhook_allow == ()
+    for bad in ("https://crm.internal", "*.example.com", "crm.internal:8443", "crm.internal/hooks"):
+        with pytest.raises(ValidationError) as info:
+            StackConfig.model_validate({"webhook_allow": [bad]})
+        assert (
+            f"webhook_allow entry {bad!r} is not a host name (crm.internal: exact, no scheme, port or wildcard) "
+            "or an IP network (10.1.0.0/16, 192.0.2.7)"
+        ) in str(info.value)
+    with pytest.raises(ValidationError, match="webhook_allow is a list of host names and networks"):
+        StackConfig.model_validate({"webhook_allow": {"crm.internal": True}})
+
+
 def test_asset_holds_the_function_and_shared_only_and_imports_on_its_own() -> None:
     asset = stage_code(CODE_PARTS, "step-runner")
     files = {p.relative_to(asset).as_posix() for p in asset.rglob("*") if p.is_file()}
@@ -298,6 +318,7 @@ def test_cdk_json_runs_the_app_with_the_documented_context() -> None:
         CTX_SMS_ORIGINATION,
         CTX_STAGE,
         CTX_UNSUBSCRIBE_MAIL_DOMAIN,
+        CTX_WEBHOOK_ALLOW,
         CTX_WORKFLOWS,
     )
 
@@ -313,6 +334,7 @@ def test_cdk_json_runs_the_app_with_the_documented_context() -> None:
         CTX_API_THROTTLE_RATE: 50,
         CTX_API_THROTTLE_BURST: 100,
         CTX_UNSUBSCRIBE_MAIL_DOMAIN: "",  # mailto: unsubscribes are received only once a domain is named
+        CTX_WEBHOOK_ALLOW: [],  # call_webhook: https to public addresses only
     }
     readme = (REPO / "README.md").read_text()
     for key in (CTX_STAGE, CTX_WORKFLOWS, CTX_ALARM_EMAIL, CTX_POWERTOOLS_LAYER_VERSION):

@@ -14,6 +14,7 @@ from infra.constructs.observability import workflow_metrics
 from infra.constructs.state_machines import load_workflows
 from shared import constants as C
 from shared.store.contacts import table_definition
+from shared.webhooks import WebhookPolicy, WebhookRefused
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.model import DEPLOYMENT_FILE, load_workflow, workflow_files
 from tests.infra.conftest import REPO, Synth
@@ -386,7 +387,9 @@ def test_cdk_nag_has_no_unacknowledged_finding_and_no_stale_acknowledgement(synt
         assert len(reason) >= 40
 
 
-def test_step_runner_may_read_exactly_the_webhook_secrets_the_workflows_name(tmp_path: Any) -> None:
+def test_step_runner_may_read_exactly_the_webhook_secrets_the_workflows_name_and_gets_the_allowlist(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.infra.conftest import synthesize
 
     folder = tmp_path / "flows"
@@ -397,7 +400,22 @@ def test_step_runner_may_read_exactly_the_webhook_secrets_the_workflows_name(tmp
         "  - id: erp\n    call_webhook: {url: 'https://erp.example.com/hook', secret: erp-signing}\n"
         "  - id: plain\n    call_webhook: {url: 'https://erp.example.com/plain'}\n"
     )
-    synth = synthesize(tmp_path / "out", workflows=str(folder))
+    # cdk.json's webhook_allow (this synth carries one, to save a synth of its own) reaches the step runner as
+    # STEPWISE_WEBHOOK_ALLOW, and its Settings build the policy that lets those hosts through (the default synth
+    # has no such variable: test_step_runner_environment_is_what_its_settings_read).
+    synth = synthesize(tmp_path / "out", workflows=str(folder), webhook_allow=["crm.internal", "10.1.0.0/16"])
+    env = synth.resolve(_step_runner(synth)["Properties"]["Environment"]["Variables"])
+    assert env[C.ENV_WEBHOOK_ALLOW] == "crm.internal 10.1.0.0/16"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings.from_env()
+    policy_of_hooks = WebhookPolicy.from_allowlist(settings.webhook_allow, lambda host, port: ["10.1.2.3"])
+    assert policy_of_hooks.check("http://crm.internal/hook") == ("http", "crm.internal", 80, "10.1.2.3")
+    assert policy_of_hooks.check("https://erp.example.com/hook")[3] == "10.1.2.3"  # resolves into 10.1.0.0/16
+    with pytest.raises(WebhookRefused, match=r"resolves to 10\.9\.0\.1, a private address"):
+        WebhookPolicy.from_allowlist(settings.webhook_allow, lambda host, port: ["10.9.0.1"]).check(
+            "https://erp.example.com/hook"
+        )
     (policy,) = _policies_of(synth, synth.logical_id(synth.stack.step_runner.role))
     statements = synth.resolve(policy["PolicyDocument"]["Statement"])
     assert {

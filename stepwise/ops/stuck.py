@@ -74,6 +74,19 @@ class StuckReport:
         return {**asdict(self), "stuck": [asdict(s) for s in self.stuck]}
 
 
+def failure_detail(error: object, cause: object) -> str:
+    """A failed execution's error and cause as a user reads them: a Lambda's cause is its error as JSON (type,
+    message and the stack trace with file paths); only the message is kept."""
+    text = str(cause or "")
+    try:
+        parsed = json.loads(text) if text.startswith("{") else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        text = str(parsed["errorMessage"])
+    return ": ".join(x for x in (str(error or ""), text) if x)
+
+
 def _last(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not records:
         return None
@@ -101,7 +114,7 @@ def find_stuck(
             desc = ops.describe_execution(e["executionArn"]) or {}
             contact = json.loads(desc.get("input") or "{}").get("contact_id")
             if contact:
-                detail = ": ".join(str(x) for x in (desc.get("error"), desc.get("cause")) if x) or status
+                detail = failure_detail(desc.get("error"), desc.get("cause")) or status
                 ended[e["executionArn"]] = (problem, str(contact), detail)
     running = list(ops.runs(workflow, status="running"))
     ended_contacts = {c for _, c, _ in ended.values()}

@@ -17,14 +17,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.trigger_router.settings import RouterSettings
@@ -45,6 +41,13 @@ from shared.store.broadcasts import BroadcastStore
 from shared.store.contacts import ContactStore, epoch
 from shared.store.messages import MessageStore
 from shared.store.schedules import ScheduleStore
+
+if TYPE_CHECKING:
+    # Powertools' batch utility (asyncio, multiprocessing, every event data class: ~110 ms) is loaded by the
+    # first batch, not at import (_partial_response); these are its types only.
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 logger = Logger(service=C.SERVICE_NAME)
 
@@ -169,9 +172,15 @@ def _on_last_receive(source: str, record: SQSRecord, kept: dict[str, Any], err: 
         _dead_letter(source, record.message_id, kept, err, count)
 
 
-def _batch_processor(kind: EventType) -> BatchProcessor:
+def _partial_response(
+    event: dict[str, Any], record_handler: Callable[[Any], None], kind: str, context: LambdaContext
+) -> PartialItemFailureResponse:
+    """Powertools' batch processing of `event`'s records (`kind`: SQS or DynamoDBStreams), partial failures reported."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
     # A wholly failed batch is reported record by record like any other (not raised): the same retry path.
-    return BatchProcessor(event_type=kind, raise_on_entire_batch_failure=False)
+    processor = BatchProcessor(event_type=EventType[kind], raise_on_entire_batch_failure=False)
+    return process_partial_response(event, record_handler, processor, context)
 
 
 # ---- the intake queue -----------------------------------------------------------------------------------------
@@ -189,7 +198,7 @@ def _queue_record(record: SQSRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 def queue_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     deps()  # a misconfiguration fails the invocation, not each record
-    return process_partial_response(event, _queue_record, _batch_processor(EventType.SQS), context)
+    return _partial_response(event, _queue_record, "SQS", context)
 
 
 # ---- the table's stream ---------------------------------------------------------------------------------------
@@ -214,7 +223,7 @@ def _stream_record(record: DynamoDBRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 def stream_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     deps()
-    return process_partial_response(event, _stream_record, _batch_processor(EventType.DynamoDBStreams), context)
+    return _partial_response(event, _stream_record, "DynamoDBStreams", context)
 
 
 # ---- EventBridge: execution status, schedules, feedback -------------------------------------------------------
@@ -241,7 +250,7 @@ def _eventbridge(
                 _on_last_receive(source, record, _kept(payload, err, keep), err)
                 raise
 
-        return process_partial_response(event, record_handler, _batch_processor(EventType.SQS), context)
+        return _partial_response(event, record_handler, "SQS", context)
     try:
         run(event)
     except engagement.ChecksNotRouted as err:

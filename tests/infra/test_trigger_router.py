@@ -16,6 +16,7 @@ from shared.runtime import schedules
 from shared.runtime.broadcast import KIND_FIRE, schedule_all, schedule_specs
 from shared.runtime.engagement import KIND_ENGAGEMENT
 from shared.runtime.workflows_file import load_workflows
+from shared.workflow import runtime
 from shared.workflow.broadcast import broadcast_definition
 from shared.workflow.model import load_workflow, workflow_files
 from tests.infra.conftest import REPO, Synth, synthesize
@@ -268,7 +269,8 @@ def test_router_asset_carries_the_deployed_workflows_and_the_settings_find_them(
     asset = staged_asset(synth, synth.stack.trigger_router.routers["queue"].function)
     deployed = {w.name: w for w in load_workflows(asset / C.WORKFLOWS_FILE)}
     expected = {w.name: w for w in (load_workflow(p) for p in workflow_files(REPO / "workflows"))}
-    assert deployed == expected
+    # The router reads the run-time forms (shared/workflow/runtime.py) of the validated models.
+    assert deployed == {name: runtime.as_runtime(w) for name, w in expected.items()}
     assert json.loads((asset / C.ENTRY_PLANS_FILE).read_text()).keys() == expected.keys()
     assert (asset / "functions/trigger_router/router.py").exists() and not (asset / "functions/senders").exists()
     assert not (asset / "functions/step_runner").exists()

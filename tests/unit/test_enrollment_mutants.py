@@ -692,6 +692,9 @@ def test_a_redelivery_for_a_stopped_run_does_not_bring_back_the_waits_its_stop_d
     assert (again.started, again.reason) == (False, DUPLICATE)
     assert env.history(cid) == [] and "claim" not in _record(env, cid)
     assert _record(env, cid)["execution_arn"] == first.execution_arn
+    # A run that did not succeed keeps its event (resume reads it): the duplicate does not delete it.
+    carried = json.loads(env.sfn.describe_execution(executionArn=str(first.execution_arn))["input"])["event"]
+    assert env.item(cid, carried["stored"]) is not None
 
 
 def test_a_restart_carrying_its_runs_reference_renews_the_kept_event_for_another_year(env: Env) -> None:
@@ -727,3 +730,21 @@ def test_a_restart_whose_claim_was_lost_tries_again_whatever_the_status(env: Env
     assert not isinstance(claim, Enrolment) and not claim.checks_status
     # A restart has no entry check: its first write is the claim, and losing it is no refusal.
     assert enroller.refused(claim, [0]) is None
+
+
+def test_a_start_refused_as_existing_whose_execution_cannot_be_described_is_a_duplicate(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    env.sfn.stop_execution(executionArn=str(first.execution_arn))  # the name is taken by an execution that ended
+
+    def no_describe(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "DescribeExecution")
+
+    env.sfn.meta.events.register("before-call.sfn.DescribeExecution", no_describe)
+    try:
+        got = enroller.enrol(cid, "news", EVENT, key="k1", reentry=Reentry(mode="always"))
+    finally:
+        env.sfn.meta.events.unregister("before-call.sfn.DescribeExecution", no_describe)
+    assert (got.started, got.execution_arn, got.reason) == (False, None, DUPLICATE)

@@ -63,6 +63,40 @@ def stack(sim: Simulation, table: str = TABLE) -> list[str]:
     return ["--table", table, "--machine-arn-template", sim.arn_template]
 
 
+# These two run first: before the module's local stack (moto) is started, as a user's shell is.
+def test_no_credentials_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    code, out, err = cli(capsys, "history", ANA, "--table", TABLE)
+    assert (code, out) == (2, "")
+    assert err == (
+        "stepwise: history: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+        "(for stepwise local, any test keys and AWS_ENDPOINT_URL)\n"
+    )
+
+
+def test_an_unreachable_endpoint_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # stepwise local not running: nothing listens
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    code, out, err = cli(capsys, "stuck", "hello", "--table", TABLE, "--machine-arn-template", "arn:{workflow}")
+    assert (code, out) == (2, "")
+    assert err == (
+        "stepwise: stuck: cannot reach AWS at http://127.0.0.1:9/; check AWS_ENDPOINT_URL (for stepwise local: is it "
+        "running?), AWS_REGION and your network\n"
+    )
+
+
 def test_history_json_has_the_contacts_steps(sim: Simulation, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "history", ANA, "--json", "--table", TABLE)
     assert (code, err) == (0, "")

@@ -20,11 +20,13 @@ from moto import mock_aws
 from shared import clock
 from shared import constants as C
 from shared.enrollment import Enroller
-from shared.events import ContactEvent
+from shared.events import ContactEvent, stable_hash
 from shared.history import EntryPlan
 from shared.routing import Routed, Router, outbox_to_event
+from shared.runtime import schedules as sched
 from shared.runtime.index import RoutingIndex
 from shared.splits import SplitTests
+from shared.store.checkouts import CheckoutStore
 from shared.store.contacts import (
     ContactStore,
     UnknownContact,
@@ -33,6 +35,7 @@ from shared.store.contacts import (
     create_table,
     tombstone_item,
 )
+from shared.store.schedules import ScheduleStore
 from shared.workflow.model import SplitStep, Workflow, parse_workflow
 
 REGION = "us-east-1"
@@ -982,3 +985,78 @@ steps:
     env.store.put_item({**env.enrolment(cid, "first"), "status": "stopped"})
     out = r.handle(ev("c1", "email.clicked", {}, contact_id=cid))
     assert acts(out) == [("second", "goal", "jumped to clicked: goal event email.clicked")]
+
+
+# ---- killing the full run's gaps (docs/mutation.md, routing.py survivors) -------------------------------------
+
+
+def test_a_mapped_form_gets_its_form_type_and_name_before_triggers_match(env: Env) -> None:
+    funnel = wf("""
+name: funnel
+triggers: [{event: form.submitted, where: {form_type: funnel}}]
+steps: [{id: s, send_email: {template: t}}]
+settings:
+  forms:
+    lT4Z3j: {type: funnel, name: offer-1-signup}
+""")
+    r = env.router(funnel)
+    e = ContactEvent.model_validate(
+        {
+            "id": "f1",
+            "type": "form.submitted",
+            "source": "typeform",
+            "contact": {"email": "ada@example.com"},
+            "data": {"form_id": "lT4Z3j", "form": "Webhooks example", "form_type": "typeform"},
+        }
+    )
+    (out,) = r.handle(e)
+    assert (out.workflow, out.action, out.why) == ("funnel", "entered", "started")
+    trigger = env.trigger(out.contact, "funnel")
+    assert trigger["data"] == {"form_id": "lT4Z3j", "form": "offer-1-signup", "form_type": "funnel"}
+
+
+def test_a_goal_restarts_the_run_under_the_key_of_the_run_it_stopped(env: Env) -> None:
+    r = env.router(GOALS)
+    (sub,) = r.handle(ev("e0", "list.subscribed"))
+    cid = sub.contact
+    first = env.enrolment(cid, "goals")["execution_arn"]
+    r.handle(ev("c1", "email.clicked", {"link": "https://x.io/pricing"}, contact_id=cid))
+    restarted = env.enrolment(cid, "goals")["execution_arn"]
+    name = "goals-" + stable_hash(cid, "goals", f"goal:{first}", "clicked-pricing", length=24)
+    assert restarted.rsplit(":", 1)[-1] == name
+
+
+def test_a_checkout_update_schedules_its_abandonment_for_the_contact_at_the_updates_time(env: Env) -> None:
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    store = ScheduleStore(scheduler, "stepwise-test", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:router", ROLE)
+    store.create_group()
+    sched.bind(sched.Schedules(store))
+    try:
+        r = env.router(CART)
+        at = env.clock.at - timedelta(minutes=10)
+        cid = env.store.upsert(ev("x", "x.y").contact)
+        e = ev("u1", "checkout.started", {"checkout_id": "tok-1", "cart_value": 50}, at=at, contact_id=cid)
+        assert r.handle(e) == []
+        pending = sched.required().pending()
+    finally:
+        sched.bind(None)
+    assert [(s.at, s.payload) for s in pending] == [
+        (
+            at + timedelta(hours=1),
+            {"checkout_id": "tok-1", "version": e.digest(), "after_seconds": 3600, "kind": "abandonment"},
+        )
+    ]
+    checkout = CheckoutStore(env.store).get("tok-1")
+    assert checkout is not None and checkout.contact_id == cid and checkout.updated_at == at
+
+
+def test_an_identity_conflict_names_the_event_that_offered_it(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e0", "list.subscribed"))
+    cid = sub.contact
+    e = ev("t1", "tag.added", {"tag": "x"}, contact_id=cid, email="other@example.com")
+    r.handle(e)
+    profile = env.item(cid, "PROFILE")
+    assert profile is not None
+    (conflict,) = profile["identity_conflicts"]
+    assert conflict["event"] == e.digest() and conflict["offered"] == "other@example.com"

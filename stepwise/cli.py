@@ -419,8 +419,8 @@ def _lifecycle(args: argparse.Namespace) -> Any:
         flag for flag, value in (("--table", args.table), ("--machine-arn-template", args.arn_template)) if not value
     ]
     if missing:
-        raise SystemExit(
-            f"stepwise {args.command}: {' and '.join(missing)} needed (or {C.ENV_TABLE_NAME} / "
+        raise errors.CliError(  # a usage error: exit 2
+            f"{args.command}: {' and '.join(missing)} needed (or {C.ENV_TABLE_NAME} / "
             f"{C.ENV_STATE_MACHINE_ARN_TEMPLATE}); the stack's outputs name the table and each workflow's alias"
         )
     store = ContactStore(args.table, boto3.client("dynamodb"))

@@ -214,3 +214,16 @@ def test_erase_preview_exits_0_and_deletes_nothing_then_yes_erases(
     assert [i[C.SK] for i in OperationsStore(sim.store).partition(bo).items] == [ERASED_SK]
     code, out, err = cli(capsys, "history", BO, "--table", TABLE)
     assert (code, out, err) == (1, "", "stepwise history: CONTACT: no contact has that identity\n")
+
+
+def test_status_without_its_stack_options_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STEPWISE_TABLE", raising=False)
+    monkeypatch.delenv("STEPWISE_STATE_MACHINE_ARN_TEMPLATE", raising=False)
+    code, out, err = cli(capsys, "status", "hello")
+    assert (code, out) == (2, "")
+    assert err == (
+        "stepwise: status: --table and --machine-arn-template needed (or STEPWISE_TABLE / "
+        "STEPWISE_STATE_MACHINE_ARN_TEMPLATE); the stack's outputs name the table and each workflow's alias\n"
+    )

@@ -1193,3 +1193,82 @@ steps:
     go(env, t["w"], token="tok")
     item = env.item("WAIT#run-1#w")
     assert item is not None and item["goto"] is True and item["ahead"] == [{"id": "back", "kind": "goto"}]
+
+
+WINNER = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: s
+    split:
+      - {name: a, percent: 50, steps: [{id: sa, add_tag: [a]}]}
+      - {name: b, percent: 50, steps: [{id: sb, add_tag: [b]}]}
+    winner: {by: goal, min_contacts: 10, after: 1d}
+  - id: g
+    goal: {event: order.placed}
+""")
+
+
+def _bucket_path(cid: str) -> str:
+    """The path the contact's bucket falls in (s: a below 50, b above), to tell a winner from a bucket."""
+    return "a" if int(stable_hash(cid, "w", "s"), 16) % 10_000 / 100 < 50 else "b"
+
+
+def test_a_split_whose_winner_is_picked_sends_every_contact_down_the_winner(env: Env) -> None:
+    cid = env.contact()
+    winner = "b" if _bucket_path(cid) == "a" else "a"
+    at = (NOON - timedelta(days=1)).isoformat()
+    stats = {C.PK: "SPLIT#w#s", C.SK: "STATS", "winner": winner, "decided_at": at, "basis": "by goal: earlier"}
+    env.store.put_item(stats)
+    assert go(env, WINNER["s"]) == {"loops": 0, "branch": winner}
+    (rec,) = [h for h in env.items("HIST#") if h["step"] == "s"]
+    assert (rec["outcome"], rec["branch"]) == (f"branch {winner}", winner)
+    assert rec["why"] == f"winner {winner} chosen {at}: by goal: earlier"
+    (assigned,) = env.items("SPLIT#")
+    assert assigned["path"] == winner and assigned["by"] == "goal"
+    assert env.named(C.METRIC_BRANCH_TAKEN) == [("w", "s", {"branch": winner})]
+
+
+def test_a_split_picks_its_winner_when_every_path_has_enough_contacts_and_time(env: Env) -> None:
+    cid = env.contact()
+    winner = "b" if _bucket_path(cid) == "a" else "a"
+    loser = "a" if winner == "b" else "b"
+    first = (NOON - timedelta(days=2)).isoformat()
+    counts = {f"n_{winner}": 10, f"c_{winner}": 3, f"n_{loser}": 10, f"c_{loser}": 1}
+    env.store.put_item({C.PK: "SPLIT#w#s", C.SK: "STATS", "first_at": first, **counts})
+    assert go(env, WINNER["s"])["branch"] == winner
+    (rec,) = [h for h in env.items("HIST#") if h["step"] == "s"]
+    rate = {winner: "3/10 = 30.0%", loser: "1/10 = 10.0%"}
+    basis = f"by goal: a {rate['a']}, b {rate['b']}"
+    assert rec["why"] == f"winner {winner} chosen {NOON.isoformat()}: {basis}"
+    stats = env.store.get_item("SPLIT#w#s", "STATS")
+    assert stats is not None and (stats["winner"], stats["decided_at"], stats["basis"]) == (
+        winner,
+        NOON.isoformat(),
+        basis,
+    )
+    assert stats[f"n_{winner}"] == 11 and stats[f"n_{loser}"] == 10
+
+
+def test_a_condition_wait_resumed_at_once_counts_the_waits_it_reaches(env: Env) -> None:
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: w
+    wait_until: {condition: {has_tag: paid}, timeout: 1h}
+  - id: pause
+    wait: 1h
+  - id: after
+    add_tag: [z]
+""")
+    env.contact(tags={"paid"})
+    arn = env.sfn.start_execution(stateMachineArn=TEMPLATE.replace("{workflow}", "w"), name="run-1")["executionArn"]
+    go(env, t["w"], token="tok", execution=arn)
+    until = (NOON + timedelta(hours=1)).isoformat()
+    assert env.hist() == [
+        ("w", "wait_until", "resumed", "condition already held"),
+        ("pause", "wait", "waiting", f"for 3600s until {until}"),
+        ("w", "wait_until", "waiting", "for condition has tag 'paid', at most 3600s"),
+    ]
+    assert env.named(C.METRIC_WAIT_STARTED) == [("w", "w", {}), ("w", "pause", {})]

@@ -167,7 +167,9 @@ class EntryPlan(BaseModel):
     @field_validator("reentry", mode="plain")
     @classmethod
     def _reentry(cls, v: Any) -> runtime.Reentry | None:
-        return runtime.as_runtime(v) if hasattr(v, "model_dump") else None if v is None else runtime.reentry(v)
+        if v is None or isinstance(v, runtime.Reentry):
+            return v
+        return runtime.as_runtime(v) if hasattr(v, "model_dump") else runtime.reentry(v)
 
     @field_serializer("reentry")
     def _dump_reentry(self, v: runtime.Reentry | None) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -35,6 +35,9 @@ from shared.workflow.runtime import (
 )
 from shared.workflow.runtime import workflows as runtime_workflows
 
+if TYPE_CHECKING:  # the authoring models are converted on the way in; never imported at run time
+    from shared.workflow import model as authoring
+
 __all__ = ["ResumeDeferred", "Routed", "Router", "UnknownContact", "outbox_to_event"]
 
 
@@ -56,7 +59,7 @@ class Router:
 
     def __init__(
         self,
-        workflows: list[Workflow],
+        workflows: list[Workflow] | list[authoring.Workflow],
         store: ContactStore,
         enroller: Enroller,
         sfn: Any,
@@ -391,7 +394,9 @@ class Router:
                 return
         self.store.delete_item(contact_pk(contact_id), key)
 
-    def fire_schedule(self, wf: Workflow, trigger: ScheduleTrigger) -> list[Routed]:
+    def fire_schedule(
+        self, wf: Workflow | authoring.Workflow, trigger: ScheduleTrigger | authoring.ScheduleTrigger
+    ) -> list[Routed]:
         """A fixed-date trigger: every contact of the list enters once, through the broadcast (the list snapshot to
         S3, a Distributed Map of batches under the StartExecution quota, resumable: shared/runtime/broadcast.py)."""
         from shared.runtime.broadcast import start_broadcast  # the broadcast's batches call back into this router

@@ -24,6 +24,7 @@ from shared.workflow.runtime import workflows as runtime_workflows
 
 if TYPE_CHECKING:
     from shared.routing import Routed, Router
+    from shared.workflow import model as authoring
 
 KIND_FIRE = "broadcast"
 SNAPSHOT_PREFIX = "broadcasts/"
@@ -67,7 +68,7 @@ class ScheduleSpec:
     payload: dict[str, Any]  # what the schedule handler receives, kind included
 
 
-def schedule_specs(workflows: list[Workflow]) -> list[ScheduleSpec]:
+def schedule_specs(workflows: list[Workflow] | list[authoring.Workflow]) -> list[ScheduleSpec]:
     """One schedule per fixed-date trigger of the workflows, in their order."""
     out = []
     for wf in runtime_workflows(workflows):
@@ -80,7 +81,7 @@ def schedule_specs(workflows: list[Workflow]) -> list[ScheduleSpec]:
     return out
 
 
-def schedule_all(workflows: list[Workflow], schedules: sched.Schedules) -> int:
+def schedule_all(workflows: list[Workflow] | list[authoring.Workflow], schedules: sched.Schedules) -> int:
     """One Scheduler schedule per fixed-date trigger (at deploy / first load); existing ones are kept. Returns how
     many were created."""
     return sum(schedules.at(KIND_FIRE, s.key, s.at, s.payload) for s in schedule_specs(workflows))

@@ -31,6 +31,7 @@ from shared.workflow.model import (
     branches,
     walk_steps,
 )
+from shared.workflow.runtime import as_runtime
 
 NOT_RETRIED = [e for e in C.TYPED_ERRORS if e != C.ERROR_WEBHOOK]
 END = "__end__"  # continuation marker: the execution ends here
@@ -621,7 +622,11 @@ def entry_plan(wf: Workflow) -> EntryPlan:
             ahead[sid] = found
     budgets = wf.settings.budgets.model_dump(mode="json", exclude_none=True) if wf.settings.budgets else {}
     return EntryPlan(
-        version=c.version, history_days=wf.settings.history_days, reentry=wf.reentry, ahead=ahead, budgets=budgets
+        version=c.version,
+        history_days=wf.settings.history_days,
+        reentry=as_runtime(wf.reentry),
+        ahead=ahead,
+        budgets=budgets,
     )
 
 

@@ -21,7 +21,10 @@ HANDLERS = {
     "functions.trigger_router.intake": (*COMPILE_TIME, "pydantic"),
     "functions.trigger_router.router": COMPILE_TIME,
     "functions.step_runner.handler": COMPILE_TIME,
-    "functions.senders.handler": (*COMPILE_TIME, "pydantic"),  # Jinja2 too: loaded on the first render (templates._environment)
+    "functions.senders.handler": (
+        *COMPILE_TIME,
+        "pydantic",
+    ),  # Jinja2 too: loaded on the first render (templates._environment)
 }
 PROVIDER_MODULES = ("shopify", "woocommerce", "stripe", "typeform", "tally", "calendly", "webflow", "jotform")
 

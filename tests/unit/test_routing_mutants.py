@@ -29,6 +29,7 @@ from shared.splits import SplitTests
 from shared.store.checkouts import CheckoutStore
 from shared.store.contacts import (
     ContactStore,
+    IdentityRace,
     UnknownContact,
     activity_item,
     contact_pk,
@@ -1060,3 +1061,61 @@ def test_an_identity_conflict_names_the_event_that_offered_it(env: Env) -> None:
     assert profile is not None
     (conflict,) = profile["identity_conflicts"]
     assert conflict["event"] == e.digest() and conflict["offered"] == "other@example.com"
+
+
+def _rival_profile(env: Env, cid: str) -> None:
+    env.store.put_item(
+        {C.PK: contact_pk(cid), C.SK: "PROFILE", "contact_id": cid, "email": "ada@example.com", "fields": {}}
+        | {"campaigns": {}, "stages": {}, "score": 0}
+    )
+
+
+def _ident(env: Env, cid: str) -> None:
+    env.store.put_item({C.PK: "IDENT#email#ada@example.com", C.SK: "IDENT", "contact_id": cid})
+
+
+def test_an_event_that_loses_its_identity_to_a_racing_contact_is_routed_again_for_that_contact(env: Env) -> None:
+    r = env.router(NEWS)
+    calls = {"TransactWriteItems": 0, "BatchGetItem": 0}
+
+    def race(params: dict[str, Any], **_: Any) -> None:
+        # Between our read and our write, another delivery creates the contact with the same email.
+        if "IDENT#email#ada@example.com" not in json.dumps(params, default=str):
+            return  # the enrolment's own writes
+        calls["TransactWriteItems"] += 1
+        if calls["TransactWriteItems"] == 1:
+            _rival_profile(env, "c-rival")
+            _ident(env, "c-rival")
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        calls["BatchGetItem"] += 1
+
+    env.ddb.meta.events.register("before-call.dynamodb.TransactWriteItems", race)
+    env.ddb.meta.events.register("before-call.dynamodb.BatchGetItem", count)
+    try:
+        out = r.handle(ev("e1", "list.subscribed"))
+    finally:
+        env.ddb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", race)
+        env.ddb.meta.events.unregister("before-call.dynamodb.BatchGetItem", count)
+    assert out == [Routed("c-rival", "news", "entered", "started")]
+    # Writes of the email: only the first try's, which assumed the contact from its derived id; the second looked
+    # the identity up (one BatchGetItem) and wrote to the contact holding it.
+    assert calls == {"TransactWriteItems": 1, "BatchGetItem": 1}
+
+
+def test_an_event_that_keeps_losing_its_identity_gives_up_after_three_tries(env: Env) -> None:
+    r = env.router(NEWS)
+    tries: list[int] = []
+
+    def race(params: dict[str, Any], **_: Any) -> None:
+        # Before each of our writes, the email moves on to yet another contact.
+        tries.append(1)
+        _ident(env, f"c-rival-{len(tries)}")
+
+    env.ddb.meta.events.register("before-call.dynamodb.TransactWriteItems", race)
+    try:
+        with pytest.raises(IdentityRace):
+            r.handle(ev("e1", "list.subscribed"))
+    finally:
+        env.ddb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", race)
+    assert len(tries) == 3 and env.executions("news") == []

@@ -34,6 +34,7 @@ from shared.store.contacts import (
     activity_item,
     contact_pk,
     create_table,
+    new_contact_id,
     tombstone_item,
 )
 from shared.store.schedules import ScheduleStore
@@ -1119,3 +1120,25 @@ def test_an_event_that_keeps_losing_its_identity_gives_up_after_three_tries(env:
     finally:
         env.ddb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", race)
     assert len(tries) == 3 and env.executions("news") == []
+
+
+def test_an_identity_lost_while_the_event_is_written_again_without_a_failed_claim_is_routed_again(env: Env) -> None:
+    r = env.router(NEWS)
+    guess = new_contact_id(("email", "ada@example.com"))
+    calls: list[int] = []
+
+    def race(params: dict[str, Any], **_: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:  # the event's write: a racing enrolment takes the claim's item
+            env.store.put_item({C.PK: contact_pk(guess), C.SK: "ENROLL#news", "rev": 1})
+        elif len(calls) == 2:  # its write without the claim: another delivery creates the contact
+            _rival_profile(env, "c-rival")
+            _ident(env, "c-rival")
+
+    env.ddb.meta.events.register("before-call.dynamodb.TransactWriteItems", race)
+    try:
+        out = r.handle(ev("e1", "list.subscribed"))
+    finally:
+        env.ddb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", race)
+    assert out == [Routed("c-rival", "news", "entered", "started")]
+    assert env.item(guess, "PROFILE") is None

@@ -29,7 +29,7 @@ from shared import clock, webhooks
 from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
-from shared.history import EntryPlan
+from shared.history import EntryPlan, visit_key
 from shared.lifecycle import STATUS_SK, status_pk
 from shared.store.contacts import ContactNotFound, ContactStore, contact_pk, create_table
 from shared.workflow.compiler import compile_workflow
@@ -1272,3 +1272,49 @@ steps:
         ("w", "wait_until", "waiting", "for condition has tag 'paid', at most 3600s"),
     ]
     assert env.named(C.METRIC_WAIT_STARTED) == [("w", "w", {}), ("w", "pause", {})]
+
+
+def test_list_changes_in_one_task_see_each_other_and_key_their_events_to_their_step(env: Env) -> None:
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: out
+    unsubscribe: {list: weekly}
+  - id: back
+    subscribe: {list: weekly}
+""")
+    env.contact(lists={"weekly"})
+    go(env, t["out"])
+    assert env.outbox() == [
+        ("list.subscribed", {"list": "weekly", "source": "w"}),
+        ("list.unsubscribed", {"list": "weekly"}),
+    ]
+    ids = {i["type"]: i["id"] for i in env.store.scan_prefix("EVENT#")}
+    for etype, sid, data in (
+        ("list.unsubscribed", "out", {"list": "weekly"}),
+        ("list.subscribed", "back", {"list": "weekly", "source": "w"}),
+    ):
+        assert ids[etype] == stable_hash(visit_key(EXEC, 0, sid), etype, json.dumps(data, sort_keys=True))
+
+
+def test_campaign_changes_key_the_start_to_the_step_and_leaving_one_never_joined_is_done(env: Env) -> None:
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: join
+    subscribe: {campaign: news}
+  - id: leave
+    remove_from_campaign: other
+""")
+    env.contact()
+    go(env, t["join"])
+    assert env.hist() == [
+        ("join", "subscribe", "done", "membership changed"),
+        ("leave", "remove_from_campaign", "done", "membership changed"),
+    ]
+    assert env.profile()["campaigns"] == {"news": ""}
+    news = env.item("ENROLL#news")
+    name = f"news-{stable_hash('c1', 'news', visit_key(EXEC, 0, 'join'), '', length=24)}"
+    assert news is not None and news["execution_arn"].rsplit(":", 1)[-1] == name

@@ -1225,7 +1225,7 @@ def test_a_split_whose_winner_is_picked_sends_every_contact_down_the_winner(env:
     assert (rec["outcome"], rec["branch"]) == (f"branch {winner}", winner)
     assert rec["why"] == f"winner {winner} chosen {at}: by goal: earlier"
     (assigned,) = env.items("SPLIT#")
-    assert assigned["path"] == winner and assigned["by"] == "goal"
+    assert assigned["path"] == winner and assigned["by"] == "goal" and assigned["path_steps"] == []
     assert env.named(C.METRIC_BRANCH_TAKEN) == [("w", "s", {"branch": winner})]
 
 
@@ -1318,3 +1318,37 @@ steps:
     news = env.item("ENROLL#news")
     name = f"news-{stable_hash('c1', 'news', visit_key(EXEC, 0, 'join'), '', length=24)}"
     assert news is not None and news["execution_arn"].rsplit(":", 1)[-1] == name
+
+
+def _cid_in(low: float, high: float, sid: str) -> str:
+    """A contact id whose bucket at split `sid` of w falls in [low, high)."""
+    return next(f"b{i}" for i in range(200_000) if low <= int(stable_hash(f"b{i}", "w", sid), 16) % 10_000 / 100 < high)
+
+
+def test_a_split_of_three_paths_adds_up_the_percents_and_a_bucket_on_a_boundary_takes_the_next_path(
+    env: Env,
+) -> None:
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: s3
+    split:
+      - {name: a, percent: 20, steps: [{id: sa, add_tag: [a]}]}
+      - {name: b, percent: 30, steps: [{id: sb, send_email: {template: hi}}]}
+      - {name: c, percent: 50, steps: [{id: sc, add_tag: [c]}]}
+    winner: {by: email_opened, min_contacts: 10}
+""")
+    for low, high, path in ((20, 20.001, "b"), (30, 50, "b"), (10, 20, "a"), (50, 50.001, "c"), (99, 100, "c")):
+        cid = env.contact(_cid_in(low, high, "s3"))
+        assert go(env, t["s3"], cid=cid)["branch"] == path, (low, high)
+        (assigned,) = env.items("SPLIT#", cid)
+        assert assigned["path"] == path and assigned["path_steps"] == ["s" + path]
+
+
+def test_a_decision_compiled_before_go_tos_were_listed_ahead_counts_its_jump(env: Env) -> None:
+    env.contact(fields={"plan": "gold"})
+    old = {**DECIDE["b"], "ahead": {"big": [], "also": [], "otherwise": []}, "goto": {"big": True}}
+    assert go(env, old) == {"loops": 1, "branch": "big"}
+    env.contact("c2", fields={"plan": "gold"})
+    assert go(env, {**DECIDE["b"], "ahead": [], "goto": True}, cid="c2") == {"loops": 1, "branch": "big"}

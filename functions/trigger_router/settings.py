@@ -1,4 +1,5 @@
-"""Configuration of the trigger router's functions, read once per cold start; a missing key fails loudly."""
+"""Configuration of the router's functions, read once per cold start; a missing key fails loudly. The intake's is
+functions/trigger_router/intake_settings.py (no pydantic), whose environment checks these share."""
 
 from __future__ import annotations
 
@@ -7,52 +8,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from functions.trigger_router.intake_settings import metrics_enabled as _metrics_enabled
+from functions.trigger_router.intake_settings import required as _required
 from shared import constants as C
 
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the asset's root in AWS (/var/task), the repository here
-
-
-def _required(role: str, *keys: str) -> dict[str, str]:
-    missing = [k for k in keys if not os.environ.get(k)]
-    if missing:
-        raise RuntimeError(f"{role} misconfigured: environment variable(s) {', '.join(missing)} not set")
-    return {k: os.environ[k] for k in keys}
-
-
-def _metrics_enabled() -> bool:
-    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() != "true"
-
-
-class IntakeSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    table_name: str
-    archive_bucket: str
-    queue_url: str
-    secrets_prefix: str  # webhook secrets are SSM parameters {prefix}/webhooks/{provider}
-    api_key_parameter: str  # SSM SecureString holding the /events API key
-    namespace: str = C.METRICS_NAMESPACE
-    metrics_enabled: bool = True
-
-    @classmethod
-    def from_env(cls) -> IntakeSettings:
-        env = _required(
-            "intake",
-            C.ENV_TABLE_NAME,
-            C.ENV_ARCHIVE_BUCKET,
-            C.ENV_INTAKE_QUEUE_URL,
-            C.ENV_SECRETS_PREFIX,
-            C.ENV_API_KEY_PARAMETER,
-        )
-        return cls(
-            table_name=env[C.ENV_TABLE_NAME],
-            archive_bucket=env[C.ENV_ARCHIVE_BUCKET],
-            queue_url=env[C.ENV_INTAKE_QUEUE_URL],
-            secrets_prefix=env[C.ENV_SECRETS_PREFIX].rstrip("/"),
-            api_key_parameter=env[C.ENV_API_KEY_PARAMETER],
-            namespace=os.environ.get(C.ENV_METRICS_NAMESPACE, C.METRICS_NAMESPACE),
-            metrics_enabled=_metrics_enabled(),
-        )
 
 
 class RouterSettings(BaseModel):

@@ -152,7 +152,9 @@ def funnel_keys(history: dict[str, Any], contact_id: str) -> dict[str, str]:
     if not workflow or not step or not execution or sk.endswith("#resumed"):
         return {}
     kind, outcome = history.get("kind"), str(history.get("outcome", ""))
-    mark = "goal" if kind == "goal" and outcome == "reached" else "split" if kind == "split" else "step"
+    # A goal passed without being met is "unmet": it is not reaching the goal, as the GoalReached metric (the
+    # dashboard's goal line) counts it; keys written before this say "step" and still count as reaching it.
+    mark = ("goal" if outcome == "reached" else "unmet") if kind == "goal" else "split" if kind == "split" else "step"
     branch = str(history.get("branch") or "")
     run = str(execution).rsplit(":", 1)[-1]
     keys = funnel_sk(str(history["at"]), mark, str(step), branch, run)

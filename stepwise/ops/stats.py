@@ -101,8 +101,8 @@ class TableSource:
         goals: dict[str, set[str]] = defaultdict(set)
         for r in records:
             run = continued.get(r.run, r.run)
-            if run not in entries:
-                continue  # a run entered before `since`
+            if run not in entries or r.mark == "unmet":
+                continue  # a run entered before `since`; a goal passed without being met is not reached
             reached[r.name].add(run)
             if r.branch:
                 branches[r.name][r.branch] += 1

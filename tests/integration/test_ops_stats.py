@@ -258,7 +258,7 @@ def test_index_keys_say_what_each_record_counts_as() -> None:
         base["at"], "goal", "bought", "", "run-1"
     )
     goal_not_met = keys("bought", step="bought", kind="goal", outcome="not reached")
-    assert goal_not_met is not None and goal_not_met.mark == "step"
+    assert goal_not_met is not None and goal_not_met.mark == "unmet"  # passed, not met: not reaching the goal
     held = keys("offer#held-2026-11-02T09:00:00Z", step="offer", kind="send_email", outcome="held")
     assert held is not None and (held.mark, held.name) == ("step", "offer")  # reached the step, held there
     assert keys("wait#resumed", step="wait", kind="wait_until", outcome="resumed") is None  # its wait counted it

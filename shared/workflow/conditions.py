@@ -1,17 +1,19 @@
-"""Conditions: the models users write for decisions, goals and filters, and their evaluation."""
+"""Conditions: the models users write for decisions, goals and filters (their evaluation is runtime.py's)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
+from shared.workflow import runtime
 from shared.workflow.durations import Duration
 
-OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "contains", "starts_with", "in", "exists")
+# The evaluation is the run time's (runtime.py, no pydantic: the Lambdas use it): one evaluator for both forms,
+# named here for the authoring code and its tests; `evaluate` reads an authoring condition into its run-time form.
+from shared.workflow.runtime import Evaluation, Facts, _leaf, compare, evaluate, lookup, pick  # noqa: F401
+
+OPERATORS = runtime.OPERATORS
 
 
 class Strict(BaseModel):
@@ -39,79 +41,7 @@ class Compare(Strict):
         return self
 
     def describe(self) -> str:
-        return " and ".join(
-            f"{'in' if k == 'in_' else k} {_shown(getattr(self, k))}" for k in sorted(self.model_fields_set)
-        )
-
-
-def _shown(value: Any) -> str:
-    """A value as a marketer wrote it: 10, not 10.0 (bounds are kept as floats)."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return repr(value)
-
-
-def compare(value: Any, cmp: Compare) -> bool:
-    """Whether `value` satisfies every operator set in `cmp` (a missing value fails all but exists=false)."""
-    for name in cmp.model_fields_set:
-        want = getattr(cmp, name)
-        if name == "exists":
-            if (value is not None) != bool(want):
-                return False
-            continue
-        if value is None:
-            return False
-        if name == "eq" and not _equal(value, want):
-            return False
-        if name == "ne" and _equal(value, want):
-            return False
-        if name in ("gt", "gte", "lt", "lte"):
-            num = _number(value)
-            if num is None:
-                return False
-            if name == "gt" and not num > want:
-                return False
-            if name == "gte" and not num >= want:
-                return False
-            if name == "lt" and not num < want:
-                return False
-            if name == "lte" and not num <= want:
-                return False
-        if name == "contains" and str(want).lower() not in _text(value).lower():
-            return False
-        if name == "starts_with" and not _text(value).lower().startswith(str(want).lower()):
-            return False
-        if name == "in_" and not any(_equal(value, w) for w in want):
-            return False
-    return True
-
-
-def _equal(a: Any, b: Any) -> bool:
-    if isinstance(a, str) and isinstance(b, str):
-        return a.casefold() == b.casefold()
-    na, nb = _number(a), _number(b)
-    if na is not None and nb is not None and not isinstance(a, bool) and not isinstance(b, bool):
-        return na == nb
-    return bool(a == b)
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int | float | Decimal):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    return None
-
-
-def _text(v: Any) -> str:
-    if isinstance(v, list):
-        return " ".join(str(x) for x in v)
-    return str(v)
+        return runtime.describe_ops(self)
 
 
 class Where(RootModel[dict[str, Any]]):
@@ -137,44 +67,26 @@ class Where(RootModel[dict[str, Any]]):
         return self
 
     def matches(self, data: dict[str, Any]) -> bool:
-        return all(compare(lookup(data, k), c) for k, c in self.comparisons().items())
-
-
-def pick(data: Any, paths: set[str]) -> dict[str, Any]:
-    """The parts of `data` at the dotted `paths`, nested as they were, so `lookup` finds them again: what a
-    parked wait keeps of its triggering event for the conditions that read it later."""
-    out: dict[str, Any] = {}
-    for path in sorted(paths):
-        value = lookup(data, path)
-        if value is None:
-            continue
-        *parents, last = path.split(".")
-        cur = out
-        for part in parents:
-            cur = cur.setdefault(part, {})
-        cur[last] = value
-    return out
-
-
-def lookup(data: Any, path: str) -> Any:
-    """Dotted lookup (`cart.value`); None when any part is missing."""
-    cur = data
-    for part in path.split("."):
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        else:
-            return None
-    return cur
+        return runtime.Where(self.root).matches(data)
 
 
 # ---- leaf conditions ---------------------------------------------------------------------------
 
 
-class HasTag(Strict):
-    has_tag: str
+def _described(kind: BaseModel) -> str:
+    """A condition kind in the words of the trail history shows (the run-time form's `describe`, from its dump)."""
+    return runtime.condition(kind.model_dump(by_alias=True, exclude_unset=True)).describe()
+
+
+class _Kind(Strict):
+    """A kind of condition (its key names it)."""
 
     def describe(self) -> str:
-        return f"has tag {self.has_tag!r}"
+        return _described(self)
+
+
+class HasTag(_Kind):
+    has_tag: str
 
 
 class _Operand(Compare):
@@ -194,30 +106,20 @@ class FieldCondition(_Operand):
     field: str
 
     def describe(self) -> str:
-        return f"field {self.field} {self.ops().describe()}"
+        return _described(self)
 
 
-class ScoreCondition(Strict):
+class ScoreCondition(_Kind):
     score: Compare
 
-    def describe(self) -> str:
-        return f"score {self.score.describe()}"
 
-
-class InList(Strict):
+class InList(_Kind):
     in_list: str
 
-    def describe(self) -> str:
-        return f"in list {self.in_list!r}"
 
-
-class InCampaign(Strict):
+class InCampaign(_Kind):
     in_campaign: str
     at_stage: str | None = None
-
-    def describe(self) -> str:
-        stage = f" at stage {self.at_stage!r}" if self.at_stage else ""
-        return f"in campaign {self.in_campaign!r}{stage}"
 
 
 class PipelineRef(Strict):
@@ -225,19 +127,13 @@ class PipelineRef(Strict):
     stage: str
 
 
-class InStage(Strict):
+class InStage(_Kind):
     in_stage: PipelineRef
 
-    def describe(self) -> str:
-        return f"in pipeline {self.in_stage.pipeline!r} stage {self.in_stage.stage!r}"
 
-
-class OpenedEmail(Strict):
+class OpenedEmail(_Kind):
     opened_email: str
     within: Duration | None = None
-
-    def describe(self) -> str:
-        return f"opened email {self.opened_email!r}"
 
 
 class ClickSpec(Strict):
@@ -245,18 +141,13 @@ class ClickSpec(Strict):
     link: str | None = None
 
 
-class ClickedEmail(Strict):
+class ClickedEmail(_Kind):
     clicked_email: str | ClickSpec
     within: Duration | None = None
 
     def spec(self) -> ClickSpec:
         c = self.clicked_email
         return ClickSpec(template=c) if isinstance(c, str) else c
-
-    def describe(self) -> str:
-        s = self.spec()
-        link = f" link {s.link!r}" if s.link else ""
-        return f"clicked email {s.template!r}{link}"
 
 
 class EventSpec(Strict):
@@ -265,18 +156,12 @@ class EventSpec(Strict):
     within: Duration | None = None
 
 
-class DidEvent(Strict):
+class DidEvent(_Kind):
     did_event: str | EventSpec
 
     def spec(self) -> EventSpec:
         d = self.did_event
         return EventSpec(event=d) if isinstance(d, str) else d
-
-    def describe(self) -> str:
-        s = self.spec()
-        where = f" where {s.where.root}" if s.where else ""
-        within = f" within {s.within}s" if s.within else ""
-        return f"did event {s.event}{where}{within}"
 
 
 class TriggerField(_Operand):
@@ -286,31 +171,22 @@ class TriggerField(_Operand):
     event_field: str
 
     def describe(self) -> str:
-        return f"trigger event {self.event_field} {self.ops().describe()}"
+        return _described(self)
 
 
 # ---- combinators -------------------------------------------------------------------------------
 
 
-class AllOf(Strict):
+class AllOf(_Kind):
     all: list[Condition] = Field(min_length=1)
 
-    def describe(self) -> str:
-        return "all of (" + "; ".join(c.describe() for c in self.all) + ")"
 
-
-class AnyOf(Strict):
+class AnyOf(_Kind):
     any: list[Condition] = Field(min_length=1)
 
-    def describe(self) -> str:
-        return "any of (" + "; ".join(c.describe() for c in self.any) + ")"
 
-
-class Not(Strict):
+class Not(_Kind):
     not_: Condition = Field(alias="not")
-
-    def describe(self) -> str:
-        return f"not ({self.not_.describe()})"
 
 
 _LEAF_KEYS: dict[str, type[ConditionModel]] = {
@@ -385,107 +261,3 @@ class Condition(RootModel[ConditionModel]):
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
 Not.model_rebuild()
-
-
-# ---- evaluation --------------------------------------------------------------------------------
-
-
-@dataclass
-class Facts:
-    """What a condition can look at: the contact, its recent activity, the triggering event."""
-
-    tags: set[str] = field(default_factory=set)
-    fields: dict[str, Any] = field(default_factory=dict)
-    score: float = 0
-    lists: set[str] = field(default_factory=set)
-    campaigns: dict[str, str | None] = field(default_factory=dict)  # campaign -> stage step id
-    stages: dict[str, str] = field(default_factory=dict)  # pipeline -> stage
-    activity: list[dict[str, Any]] = field(default_factory=list)  # {"type", "data", "at": datetime}
-    trigger: dict[str, Any] = field(default_factory=dict)
-    now: datetime | None = None
-
-
-@dataclass
-class Evaluation:
-    """One leaf's verdict, recorded in history so a marketer can see why a branch was taken."""
-
-    condition: str
-    value: Any
-    result: bool
-
-
-def evaluate(cond: Condition, facts: Facts, trail: list[Evaluation]) -> bool:
-    """Evaluate `cond`; every leaf evaluated is appended to `trail` with the value it looked at."""
-    r = cond.root
-    if isinstance(r, AllOf):
-        results = [evaluate(c, facts, trail) for c in r.all]
-        return all(results)
-    if isinstance(r, AnyOf):
-        results = [evaluate(c, facts, trail) for c in r.any]
-        return any(results)
-    if isinstance(r, Not):
-        return not evaluate(r.not_, facts, trail)
-    value, result = _leaf(r, facts)
-    trail.append(Evaluation(condition=r.describe(), value=value, result=result))
-    return result
-
-
-def _case_insensitive_in(name: str, names: set[str]) -> bool:
-    folded = name.casefold()
-    return any(n.casefold() == folded for n in names)
-
-
-def _recent(facts: Facts, within: int | None) -> list[dict[str, Any]]:
-    if within is None or facts.now is None:
-        return facts.activity
-    since = facts.now - timedelta(seconds=within)
-    return [a for a in facts.activity if a.get("at") is None or a["at"] >= since]
-
-
-def _leaf(r: BaseModel, facts: Facts) -> tuple[Any, bool]:
-    if isinstance(r, HasTag):
-        return sorted(facts.tags), _case_insensitive_in(r.has_tag, facts.tags)
-    if isinstance(r, FieldCondition):
-        value = facts.fields.get(r.field)
-        return value, compare(value, r.ops())
-    if isinstance(r, ScoreCondition):
-        return facts.score, compare(facts.score, r.score)
-    if isinstance(r, InList):
-        return sorted(facts.lists), _case_insensitive_in(r.in_list, facts.lists)
-    if isinstance(r, InCampaign):
-        stage = facts.campaigns.get(r.in_campaign, "__absent__")
-        if stage == "__absent__":
-            return None, False
-        return stage, r.at_stage is None or stage == r.at_stage
-    if isinstance(r, InStage):
-        current = facts.stages.get(r.in_stage.pipeline)
-        return current, current is not None and current.casefold() == r.in_stage.stage.casefold()
-    if isinstance(r, OpenedEmail):
-        hits = [
-            a
-            for a in _recent(facts, r.within)
-            if a["type"] == "email.opened" and a["data"].get("template") == r.opened_email
-        ]
-        return len(hits), bool(hits)
-    if isinstance(r, ClickedEmail):
-        s = r.spec()
-        hits = [
-            a
-            for a in _recent(facts, r.within)
-            if a["type"] == "email.clicked"
-            and a["data"].get("template") == s.template
-            and (s.link is None or a["data"].get("link") == s.link)
-        ]
-        return len(hits), bool(hits)
-    if isinstance(r, DidEvent):
-        ev = r.spec()
-        hits = [
-            a
-            for a in _recent(facts, ev.within)
-            if a["type"] == ev.event and (ev.where is None or ev.where.matches(a["data"]))
-        ]
-        return len(hits), bool(hits)
-    if isinstance(r, TriggerField):
-        value = lookup(facts.trigger, r.event_field)
-        return value, compare(value, r.ops())
-    raise TypeError(f"unhandled condition kind {type(r).__name__}")  # exhaustiveness guard

@@ -25,7 +25,7 @@ from shared.messaging.caps import FrequencyCap
 from shared.messaging.windows import SendWindow
 from shared.workflow.conditions import Condition, EventSpec, Where
 from shared.workflow.durations import Duration
-from shared.workflow.runtime import ANYTIME, MESSAGE_KINDS  # noqa: F401  (shared with the run-time forms)
+from shared.workflow.runtime import ANYTIME, MESSAGE_KINDS, branches, walk_steps  # noqa: F401  (one for both forms)
 
 STEP_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # Deployment-wide settings beside the workflow files: every workflow of the folder gets them (not a workflow).
@@ -561,28 +561,6 @@ class Workflow(Strict):
     def walk(self) -> Iterator[tuple[Step, tuple[str, ...]]]:
         """Every step in document order with its location (e.g. ('steps', '2', 'then', '0'))."""
         yield from walk_steps(self.steps, ("steps",))
-
-
-def branches(step: Step) -> list[tuple[str, list[Step]]]:
-    """The nested step lists of a control step, each with the name of its field."""
-    r = step.root
-    if isinstance(r, IfStep):
-        return [("then", r.then), ("else", r.else_)]
-    if isinstance(r, BranchStep):
-        return [*((f"branch.{c.name}", c.steps) for c in r.branch), ("otherwise", r.otherwise)]
-    if isinstance(r, SplitStep):
-        return [(f"split.{p.name}", p.steps) for p in r.split]
-    if isinstance(r, WaitUntilStep) and r.wait_until.on_timeout is not None:
-        return [("on_timeout", r.wait_until.on_timeout)]
-    return []
-
-
-def walk_steps(steps: list[Step], where: tuple[str, ...]) -> Iterator[tuple[Step, tuple[str, ...]]]:
-    for i, step in enumerate(steps):
-        loc = (*where, str(i))
-        yield step, loc
-        for name, inner in branches(step):
-            yield from walk_steps(inner, (*loc, *name.split(".")))
 
 
 # ---- loading -----------------------------------------------------------------------------------

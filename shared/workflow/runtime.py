@@ -20,7 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from shared.workflow import conditions as authoring
 
 ANYTIME = "anytime"  # a send step's send_window that lifts the workflow's window
 # Actions that hand a message over (counted as MessageSent when not skipped).
@@ -118,9 +121,13 @@ class Compare(Form):
         return cls(**values)
 
     def describe(self) -> str:
-        return " and ".join(
-            f"{'in' if k == 'in_' else k} {_shown(getattr(self, k))}" for k in sorted(self.model_fields_set)
-        )
+        return describe_ops(self)
+
+
+def describe_ops(cmp: Any) -> str:
+    """A Compare's operators as a marketer reads them (`gt 50 and lt 100`): the run-time form's or the authoring
+    model's (conditions.py), which both name the operators given `model_fields_set`."""
+    return " and ".join(f"{'in' if k == 'in_' else k} {_shown(getattr(cmp, k))}" for k in sorted(cmp.model_fields_set))
 
 
 def _shown(value: Any) -> str:
@@ -563,8 +570,9 @@ class Evaluation:
     result: bool
 
 
-def evaluate(cond: Condition, facts: Facts, trail: list[Evaluation]) -> bool:
-    """Evaluate `cond`; every leaf evaluated is appended to `trail` with the value it looked at."""
+def evaluate(cond: Condition | authoring.Condition, facts: Facts, trail: list[Evaluation]) -> bool:
+    """Evaluate `cond`; every leaf evaluated is appended to `trail` with the value it looked at. The one evaluator:
+    an authoring condition (conditions.py, what validate and the tests hold) is read into its run-time form first."""
     if not isinstance(cond, Condition):
         cond = condition(cond)  # an authoring condition
     r = cond.root
@@ -1061,21 +1069,37 @@ def steps(data: list[Any]) -> list[Step]:
     return [step(s) for s in data]
 
 
-def branches(s: Step) -> list[tuple[str, list[Step]]]:
-    """The nested step lists of a control step, each with the name of its field."""
-    r = s.root
-    if isinstance(r, IfStep):
+class Nested(Protocol):
+    """A step of either form: the run-time `Step` here or the authoring one (model.py), whose kinds' forms name
+    their nested step lists alike (`then`, `else_`, `branch[].steps`, `otherwise`, `split[].steps`,
+    `wait_until.on_timeout`)."""
+
+    @property
+    def root(self) -> Any: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+S = TypeVar("S", bound=Nested)
+
+
+def branches(s: S) -> list[tuple[str, list[S]]]:
+    """The nested step lists of a control step, each with the name of its field (a step of either form)."""
+    r, kind = s.root, s.kind
+    if kind == "if":
         return [("then", r.then), ("else", r.else_)]
-    if isinstance(r, BranchStep):
+    if kind == "branch":
         return [*((f"branch.{c.name}", c.steps) for c in r.branch), ("otherwise", r.otherwise)]
-    if isinstance(r, SplitStep):
+    if kind == "split":
         return [(f"split.{p.name}", p.steps) for p in r.split]
-    if isinstance(r, WaitUntilStep) and r.wait_until.on_timeout is not None:
+    if kind == "wait_until" and r.wait_until.on_timeout is not None:
         return [("on_timeout", r.wait_until.on_timeout)]
     return []
 
 
-def walk_steps(items: list[Step], where: tuple[str, ...]) -> Iterator[tuple[Step, tuple[str, ...]]]:
+def walk_steps(items: list[S], where: tuple[str, ...]) -> Iterator[tuple[S, tuple[str, ...]]]:
+    """Every step of `items` and of their nested lists, in document order, with its location below `where`."""
     for i, s in enumerate(items):
         loc = (*where, str(i))
         yield s, loc

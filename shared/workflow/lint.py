@@ -544,6 +544,44 @@ def definition_too_large(wf: Workflow) -> Iterator[Finding]:
         )
 
 
+# CloudFormation refuses a template over this many bytes ("Template may not exceed 1000000 bytes in size"), and
+# one deployment's template holds every workflow: its state machine's definition as one JSON string (escaped, so
+# about 1.15 times the compact definition) and its dashboard's per-step widgets (measured 245 bytes a step;
+# 400 allowed). What the rest of the stack takes (135 kB measured, one workflow) is allowed for once.
+TEMPLATE_LIMIT = 1_000_000
+TEMPLATE_REST = 200_000
+TEMPLATE_BYTES_PER_STEP = 400
+
+
+def template_bytes(wf: Workflow) -> int | None:
+    """About how much of the deployment's template `wf` takes (None if it does not compile: other checks say
+    why): its definition as the template's DefinitionString holds it, and its dashboard."""
+    from shared.workflow.compiler import CompileError, compile_workflow
+
+    try:
+        asl = compile_workflow(wf, "${StepRunnerArn}")
+    except CompileError:
+        return None
+    definition = json.dumps(json.dumps(asl, separators=(",", ":")))
+    return len(definition) + TEMPLATE_BYTES_PER_STEP * sum(1 for _ in wf.walk())
+
+
+def _template_message(size: int, what: str) -> str:
+    return (
+        f"{what} about {size + TEMPLATE_REST:,} bytes of the deployment's CloudFormation template, over its limit "
+        f"of {TEMPLATE_LIMIT:,}; use fewer steps (every workflow of a deployment shares the one template)"
+    )
+
+
+@check("template-too-large")
+def template_too_large(wf: Workflow) -> Iterator[Finding]:
+    """The workflow's state machine and dashboard must fit in the one CloudFormation template of a deployment
+    (with the rest of the stack): past it `cdk deploy` fails although the definition alone fits Step Functions."""
+    size = template_bytes(wf)
+    if size is not None and size + TEMPLATE_REST > TEMPLATE_LIMIT:
+        yield None, "steps", _template_message(size, "its state machine and dashboard make")
+
+
 def _path_keys(value: Any, path: str) -> Iterator[str]:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -597,4 +635,10 @@ def lint_together(workflows: dict[str, Workflow]) -> list[str]:
                         f"{path}: step {step.id}, field start_workflow.at: {sw.at!r} is not a step "
                         f"of workflow {target_wf.name!r}"
                     )
+    if len(workflows) > 1:  # one workflow over it alone is template-too-large's
+        sizes = [template_bytes(wf) for wf in workflows.values()]
+        total = sum(s or 0 for s in sizes)
+        if total + TEMPLATE_REST > TEMPLATE_LIMIT and all((s or 0) + TEMPLATE_REST <= TEMPLATE_LIMIT for s in sizes):
+            first, what = next(iter(workflows)), f"the {len(workflows)} workflows make"
+            problems.append(f"{first}: field steps: " + _template_message(total, what))
     return problems

@@ -49,6 +49,7 @@ def test_registry_holds_every_check_in_order() -> None:
         "reserved-key",
         "webhook-timeout",
         "definition-too-large",
+        "template-too-large",
     ]
 
 

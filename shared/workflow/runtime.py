@@ -137,7 +137,7 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-def compare(value: Any, cmp: Compare) -> bool:
+def compare(value: Any, cmp: Compare | authoring.Compare) -> bool:
     """Whether `value` satisfies every operator set in `cmp` (a missing value fails all but exists=false)."""
     for name in cmp.model_fields_set:
         want = getattr(cmp, name)
@@ -163,9 +163,11 @@ def compare(value: Any, cmp: Compare) -> bool:
                 return False
             if name == "lte" and not num <= want:
                 return False
-        if name == "contains" and str(want).lower() not in _text(value).lower():
-            return False
-        if name == "starts_with" and not _text(value).lower().startswith(str(want).lower()):
+        if name == "contains" and not any(
+            str(want).casefold() in str(item).casefold() for item in (value if isinstance(value, list) else [value])
+        ):
+            return False  # the text, or any item of a list, contains it (docs/workflows.md "Operators")
+        if name == "starts_with" and not _text(value).casefold().startswith(str(want).casefold()):
             return False
         if name == "in_" and not any(_equal(value, w) for w in want):
             return False
@@ -229,7 +231,7 @@ class Where:
 def _where(v: Any) -> Where | None:
     if v is None or isinstance(v, Where):
         return v
-    return Where(v.root if hasattr(v, "root") else dict(v))
+    return Where(dict(v))  # a dump's mapping (an authoring Where is read by as_runtime)
 
 
 def pick(data: Any, paths: set[str]) -> dict[str, Any]:

@@ -57,6 +57,8 @@ def ops(**kw: Any) -> Compare:
         (["a"], {"eq": ["b"]}, False),
         (Decimal("2.5"), {"eq": 2.5}, True),
         ("a", {"ne": "b"}, True),
+        ("A", {"ne": "a"}, False),  # ne is eq's opposite: text case-insensitively
+        (1, {"eq": True}, True),  # a number against a yes/no compares as Python does (the reference agrees)
         # numeric bounds at their edge, and text that is no number fails them.
         (10, {"gt": 10}, False),
         (11, {"gt": 10}, True),
@@ -75,6 +77,8 @@ def ops(**kw: Any) -> Compare:
         ("Big Sale", {"contains": "sale"}, True),
         ("Big Sale", {"contains": "winter"}, False),
         (["red", "Blue"], {"contains": "blue"}, True),
+        (["red", "blue"], {"contains": "d b"}, False),  # any item contains it, not the items joined
+        (["Red", "Blue"], {"starts_with": "red b"}, True),  # starts_with reads a list as its text
         ("Pricing page", {"starts_with": "PRICING"}, True),
         ("the pricing", {"starts_with": "pricing"}, False),
         ("GOLD", {"in": ["silver", "gold"]}, True),
@@ -83,6 +87,25 @@ def ops(**kw: Any) -> Compare:
 )
 def test_compare_each_operator(value: Any, cmp: dict[str, Any], expected: bool) -> None:
     assert compare(value, ops(**cmp)) is expected
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [
+        {"eq": "x"},
+        {"ne": "y"},
+        {"gt": 5},
+        {"gte": 5},
+        {"lt": 1},
+        {"lte": 1},
+        {"contains": "z"},
+        {"starts_with": "z"},
+        {"in": ["x"]},
+    ],
+)
+def test_a_value_that_exists_still_needs_the_other_operators(failing: dict[str, Any]) -> None:
+    # Checked in any order (the operators given are a set): exists holding does not end the check.
+    assert compare("y", ops(exists=True, **failing)) is False
 
 
 def test_lookup_and_pick_follow_dotted_paths() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from shared.workflow import runtime
-from shared.workflow.conditions import Condition
+from shared.workflow.conditions import Condition, Where
 from shared.workflow.model import Workflow
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -47,9 +47,11 @@ def test_a_stored_condition_evaluates_and_reads_as_written() -> None:
     ops = cond.root.all[0].root.ops()  # type: ignore[union-attr]
     assert (ops.gte, ops.lt, ops.model_fields_set) == (10.0, 20.5, {"gte", "lt"})
     assert type(ops.gte) is float
-    # The event a day and an hour ago is outside `within: 1d`.
+    # The event a day and an hour ago is outside `within: 1d`; one a day ago to the second is inside.
     old = {**paid, "at": NOW - timedelta(days=1, hours=1)}
-    assert not runtime.evaluate(cond, runtime.Facts(fields={"size": 12}, activity=[old], now=NOW), [])
+    assert not runtime.evaluate(cond, runtime.Facts(**{**facts.__dict__, "activity": [old]}), [])
+    edge = {**paid, "at": NOW - timedelta(days=1)}
+    assert runtime.evaluate(cond, runtime.Facts(**{**facts.__dict__, "activity": [edge]}), [])
     # What it was read from is what it dumps, a copy.
     dumped = cond.model_dump()
     assert dumped == stored
@@ -65,6 +67,7 @@ def test_operators_read_from_a_dump_are_the_ones_given() -> None:
     assert runtime.Compare.read({"exists": "false"}).exists is False
     assert runtime.Compare.read({"exists": "Yes"}).exists is True
     assert runtime.compare(None, runtime.Compare.read({"exists": "no"}))
+    assert runtime.Compare.read({"exists": None}).exists is None
     assert runtime.Compare.read({"gt": "3"}).gt == 3.0
     assert runtime.Compare.read({"gt": None}).gt is None
     assert runtime.Compare(gt=1.0) == runtime.Compare(gt=1.0)
@@ -81,9 +84,25 @@ def test_a_run_time_where_matches_as_the_authoring_one() -> None:
     assert set(where.comparisons()) == {"total", "currency", "cart.items"}
     assert where.comparisons()["currency"].model_fields_set == {"eq"}
     assert where == runtime.Where(dict(where.root))
+    assert where != runtime.Where({"total": {"gte": 21}})
+    assert where != Where.model_validate(dict(where.root))  # an authoring Where is another thing
     assert runtime.as_runtime(Condition.model_validate({"did_event": {"event": "a", "where": {"x": 1}}})) == (
         runtime.condition({"did_event": {"event": "a", "where": {"x": 1}}})
     )
+
+
+def test_a_condition_read_again_equals_itself_and_names_its_leaves() -> None:
+    data = {"all": [{"event_field": "cart.value", "gt": 5}, {"not": {"event_field": "plan"}}, {"has_tag": "a"}]}
+    cond = runtime.Condition.model_validate(data)  # as the step runner reads a wait item's condition
+    assert cond == runtime.condition(data)
+    assert cond != runtime.condition({**data, "all": data["all"][:2]})
+    assert cond != Condition.model_validate(data)
+    assert [leaf.describe() for leaf in cond.leaves()] == [
+        "trigger event cart.value gt 5",
+        "trigger event plan ",
+        "has tag 'a'",
+    ]
+    assert cond.event_fields() == {"cart.value", "plan"}
 
 
 @pytest.mark.parametrize(
@@ -199,13 +218,17 @@ def test_both_forms_walk_their_nested_steps_alike_in_document_order() -> None:
     authoring = Workflow.model_validate(WORKFLOW)
     read = runtime.as_runtime(authoring)
     assert isinstance(read, runtime.Workflow)
-    assert [(s.id, ".".join(loc)) for s, loc in authoring.walk()] == WALKED
-    assert [(s.id, ".".join(loc)) for s, loc in read.walk()] == WALKED
+    walked = [(sid, tuple(loc.split("."))) for sid, loc in WALKED]
+    assert [(s.id, loc) for s, loc in authoring.walk()] == walked
+    assert [(s.id, loc) for s, loc in read.walk()] == walked
     assert all(isinstance(s, runtime.Step) for s, _ in read.walk())
     names = [[name for name, _ in runtime.branches(s)] for s in read.steps]
     assert names == [[], ["then", "else"], ["branch.pro", "branch.free", "otherwise"], ["split.a", "split.b"],
                      ["on_timeout"], []]  # fmt: skip
     assert [[name for name, _ in runtime.branches(s)] for s in authoring.steps] == names
+    # The conditions of the control steps are read with them.
+    assert read.steps[1].root.if_ == runtime.condition({"has_tag": "vip"})  # type: ignore[union-attr]
+    assert read.steps[2].root.branch[0].when == runtime.condition({"field": "plan", "eq": "pro"})  # type: ignore[union-attr]
     assert [(s.id, loc) for s, loc in runtime.walk_steps(read.steps[1:2], ("x",))] == [
         ("vip", ("x", "0")),
         ("thanks", ("x", "0", "then", "0")),

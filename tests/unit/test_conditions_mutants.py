@@ -78,6 +78,8 @@ def ops(**kw: Any) -> Compare:
         ("Big Sale", {"contains": "winter"}, False),
         (["red", "Blue"], {"contains": "blue"}, True),
         (["red", "blue"], {"contains": "d b"}, False),  # any item contains it, not the items joined
+        ([1, 2], {"contains": "1, 2"}, False),  # nor the list written out
+        ([1, 2], {"contains": "2"}, True),
         (["Red", "Blue"], {"starts_with": "red b"}, True),  # starts_with reads a list as its text
         ("Pricing page", {"starts_with": "PRICING"}, True),
         ("the pricing", {"starts_with": "pricing"}, False),

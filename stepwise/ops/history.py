@@ -89,6 +89,8 @@ def build_report(part: Partition, now: int) -> dict[str, Any]:
             "outcome": h.get("outcome"),
             "why": h.get("why", ""),
         }
+        if h.get("until"):
+            row["until"] = h["until"]  # a held send: when it goes
         if "branch" in h:
             row["branch"] = h["branch"]
         if h.get("conditions") is not None:
@@ -112,12 +114,21 @@ def build_report(part: Partition, now: int) -> dict[str, Any]:
                 "provider_id": m.get("provider_id"),  # attached by the provider's own send event / receipt
             }
         )
+    # Every send not made when its step came, with why: skipped (no address, consent, suppression, a budget) and
+    # held (outside the send window, over the frequency cap: until when).
     skips = [
-        {"at": s["at"], "workflow": s["workflow"], "step": s["step"], "why": s["why"]}
+        {
+            "at": s["at"],
+            "workflow": s["workflow"],
+            "step": s["step"],
+            "outcome": s["outcome"],
+            "why": s["why"],
+            **({"until": s["until"]} if s.get("until") else {}),
+        }
         for s in steps
-        if s["outcome"] == "skipped"
+        if s["outcome"] in ("skipped", "held")
     ] + [
-        {"at": m["at"], "workflow": m["workflow"], "step": m["step"], "why": m["why"]}
+        {"at": m["at"], "workflow": m["workflow"], "step": m["step"], "outcome": "skipped", "why": m["why"]}
         for m in messages
         if m["status"] == "skipped"
     ]
@@ -173,9 +184,10 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
             file=out,
         )
     if report["skips"]:
-        print("skipped:", file=out)
+        print("not sent (skipped or held):", file=out)
         for s in report["skips"]:
-            print(f"  {s['at']}  {s['workflow']}/{s['step']}: {s['why']}", file=out)
+            held = f"held until {s['until']}" if s.get("outcome") == "held" else s.get("outcome", "skipped")
+            print(f"  {s['at']}  {s['workflow']}/{s['step']}: {held}: {s['why']}", file=out)
     if report["hidden_expired"]:
         print(f"({report['hidden_expired']} expired record(s) not shown: past the workflow's history_days)", file=out)
 

@@ -14,7 +14,7 @@ from typing import Any
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.cost import CALLBACK_SUFFIX, PRICE_PER_1000_TRANSITIONS, analyse, transitions
 from shared.workflow.model import Trigger, Workflow, WorkflowFileError, load_workflow, workflow_files
-from stepwise.errors import CliError
+from stepwise.errors import EXIT_PROBLEMS, CliError
 
 DAY = 86_400
 MONTH_DAYS = 30
@@ -278,19 +278,18 @@ def capacity_command(args: argparse.Namespace) -> int:
     if args.contacts_per_day is not None:
         expected = {wf.name: float(args.contacts_per_day) for wf in workflows} | expected
     if not expected:
-        print("stepwise capacity: give --contacts-per-day N or --expect WORKFLOW=N", file=sys.stderr)
-        return 1
+        raise CliError("capacity: give --contacts-per-day N or --expect WORKFLOW=N")  # a usage error: exit 2
     a = Assumptions(lambda_ms=args.lambda_ms, lambda_mb=args.lambda_mb, peak_factor=args.peak_factor)
     try:
         report = capacity(workflows, expected, args.region, a)
-    except KeyError as err:
-        print(f"stepwise capacity: {err.args[0]}", file=sys.stderr)
-        return 1
+    except KeyError as err:  # --expect naming no workflow: a usage error, exit 2
+        raise CliError(f"capacity: {err.args[0]}") from None
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print_capacity(report, sys.stdout)
-    return 2 if any(w.startswith("OVER QUOTA") for w in report.warnings) else 0
+    # Over a quota is a problem found (1), as lint's problems are; 2 is for a command that could not run as given.
+    return EXIT_PROBLEMS if any(w.startswith("OVER QUOTA") for w in report.warnings) else 0
 
 
 def add_parser(sub: Any) -> None:

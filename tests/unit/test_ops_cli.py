@@ -1,5 +1,6 @@
 """The operating commands through the CLI entry point, on the local stack (moto): each prints what a user reads and
-exits with the documented code (README: 0 ok, 1 problems found, 2 usage or input error, 3 internal error); an AWS
+exits with the documented code (README: 0 ok, 1 problems found, 2 usage or input error, 3 internal error; capacity
+over a quota is a problem found, 1); an AWS
 error (a wrong --table or state machine ARN) is one line naming the operation and the resource, exit 2, never
 "internal error"; a missing --table is a usage error; the erase preview is a normal outcome (0)."""
 
@@ -184,12 +185,19 @@ def test_a_missing_table_is_a_usage_error(
     )
 
 
-def test_capacity_over_quota_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_capacity_over_quota_is_a_problem_found_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "hello.yaml").write_text(V1)
     code, out, err = cli(capsys, "capacity", "--workflows", str(tmp_path), "--contacts-per-day", "1000000", "--json")
-    assert (code, err) == (2, "")
+    assert (code, err) == (1, "")
     warnings = json.loads(out)["warnings"]
     assert [w.split(":")[0] for w in warnings] == ["OVER QUOTA"]
+    code, _, err = cli(capsys, "capacity", "--workflows", str(tmp_path), "--contacts-per-day", "10")
+    assert (code, err) == (0, "")
+    # Not given as it must be: a usage error, exit 2, one line.
+    code, out, err = cli(capsys, "capacity", "--workflows", str(tmp_path))
+    assert (code, out, err) == (2, "", "stepwise: capacity: give --contacts-per-day N or --expect WORKFLOW=N\n")
+    code, out, err = cli(capsys, "capacity", "--workflows", str(tmp_path), "--expect", "nope=5")
+    assert (code, out) == (2, "") and err.startswith("stepwise: capacity: --expect: no workflow named nope")
 
 
 def test_erase_preview_exits_0_and_deletes_nothing_then_yes_erases(

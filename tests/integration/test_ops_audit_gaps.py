@@ -132,7 +132,14 @@ CART: list[dict[str, Any]] = [
 def test_stuck_lists_a_run_that_timed_out_and_a_send_held_past_its_time() -> None:
     onboarding = workflow(TRIAL_ONBOARDING)
     cart = wf("cart", CART, send_window={"between": "09:00-10:00", "timezone": "UTC"})
-    with Simulation([onboarding, cart], start=NOON) as sim:
+    reply = wf(
+        "reply",
+        [
+            {"id": "wait-reply", "wait_until": {"event": "form.submitted", "timeout": "1d"}},
+            {"id": "replied", "add_tag": "replied"},
+        ],
+    )
+    with Simulation([onboarding, cart, reply], start=NOON) as sim:
         # The product's own machines have no run timeout; one an operator puts on the machine (TimeoutSeconds: a
         # run may last at most an hour) ends the run TIMED_OUT during its three-day wait.
         sfn, machine = sim.stack.sfn, sim.machines["onboarding"]
@@ -166,6 +173,15 @@ def test_stuck_lists_a_run_that_timed_out_and_a_send_held_past_its_time() -> Non
         assert (held.contact_id, held.problem, held.step) == (bo, "overdue", "remind")
         assert held.detail.startswith(f"due {due.isoformat()}, 3:00:00 late")
         assert held.since == NOON.isoformat()
+
+        # A wait_until whose timeout (1d) passed more than the margin ago while the run still waits there: overdue.
+        tag(sim, "reply", "cy@example.com")
+        cy = contact(sim, email="cy@example.com")["id"]
+        began = sim.now
+        assert find_stuck(ops, "reply", sim.machines["reply"], now=began + timedelta(days=1, minutes=30)).stuck == []
+        (late,) = find_stuck(ops, "reply", sim.machines["reply"], now=began + timedelta(days=1, hours=2)).stuck
+        assert (late.contact_id, late.problem, late.step) == (cy, "overdue", "wait-reply")
+        assert late.detail.startswith(f"due {(began + timedelta(days=1)).isoformat()}, 2:00:00 late")
 
 
 A_STEPS = """

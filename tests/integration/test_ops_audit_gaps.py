@@ -16,10 +16,12 @@ import pytest
 
 from shared import constants as C
 from shared.lifecycle import read_status
+from shared.messaging.feedback import handle as feedback
 from shared.store.operations import OperationsStore
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.model import Workflow, load_workflow, parse_workflow
 from stepwise.ops.history import contact_history, print_report
+from stepwise.ops.stats import TableSource
 from stepwise.ops.stuck import find_stuck, print_stuck
 from stepwise.simulate import Simulation
 from tests.integration.support import TRIAL_ONBOARDING, contact, event, history, workflow
@@ -233,3 +235,44 @@ def test_the_message_budget_counts_two_workflows_together_and_pauses_the_one_who
         later = [h for h in history(sim, "first", email="ana@example.com") if h["outcome"] == "skipped"]
         assert later and all("runaway budget: 3 messages" in h["why"] for h in later)
         assert not read_status(sim.store, "first").active
+
+
+def sms_receipt(sim: Simulation, contact_id: str, msg: dict[str, Any], kind: str, at: datetime) -> None:
+    """End User Messaging's delivery receipt for our SMS (its documented shape, with the context the sender set),
+    through the feedback Lambda's domain step, then routed."""
+    detail = {
+        "eventType": kind,
+        "eventVersion": "1.0",
+        "eventTimestamp": int(at.timestamp() * 1000),
+        "isFinal": True,
+        "messageId": msg.get("provider_id") or "sms-id",
+        "messageStatus": kind.removeprefix("TEXT_"),
+        "context": {"message_id": msg["message_id"], "contact_id": contact_id, "workflow": msg["workflow"]},
+    }
+    event_bridge = {"source": "aws.sms-voice", "detail-type": "Text Message Delivery Status Updated", "detail": detail}
+    assert sim.delivery is not None
+    for ev in feedback(event_bridge, sim.delivery.messages, sim.now):
+        sim.send(ev)
+
+
+def test_an_sms_delivery_receipt_counts_as_delivered_and_shows_under_its_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(C.ENV_TEMPLATES_DIR, str(ROOT / "templates"))
+    texts = wf("texts", [{"id": "text", "send_sms": {"template": "welcome-sms"}}])
+    with Simulation([texts], start=NOON) as sim:
+        for phone in ("+447700900201", "+447700900202"):
+            sim.send(event(f"t-{phone}", "tag.added", {"tag": "texts"}, phone=phone))
+        ok, unreachable = (contact(sim, phone=p)["id"] for p in ("+447700900201", "+447700900202"))
+        at = NOON + timedelta(seconds=20)
+        for cid, kind in ((ok, "TEXT_DELIVERED"), (unreachable, "TEXT_CARRIER_UNREACHABLE")):
+            (msg,) = sim.store.messages(cid)
+            assert msg["status"] == "sent"
+            sms_receipt(sim, cid, msg, kind, at)
+        ops = OperationsStore(sim.store, sfn=sim.stack.sfn)
+        f = TableSource(ops).funnel("texts", NOON - timedelta(days=1))
+        assert f.messages == {"sent": 2, "delivered": 1, "opened": 0, "clicked": 0}
+        (got,) = contact_history(ops, "+447700900201")["messages"]
+        assert got["delivery"] == [{"at": at.isoformat(), "event": "delivered"}]
+        (lost,) = contact_history(ops, "+447700900202")["messages"]
+        assert lost["delivery"] == [{"at": at.isoformat(), "event": "not delivered"}]

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from shared import budgets, clock
 from shared import constants as C
 from shared.events import stable_hash
-from shared.history import EntryPlan, Run, drop_unreached, passive_metric, passive_records, stage_entered, visit_key
+from shared.history import Run, drop_unreached, passive_metric, passive_records, stage_entered, visit_key
 from shared.lifecycle import STATUS_SK, ensure_activated, entry_check, read_status, status_pk, write_status
 from shared.store.contacts import ContactStore, contact_pk, epoch
 from shared.store.run_index import (
@@ -26,6 +26,7 @@ from shared.store.run_index import (
     run_index_pk,
     run_index_sk,
 )
+from shared.workflow.runtime import AnyEntryPlan as EntryPlan
 from shared.workflow.runtime import Reentry
 
 

@@ -42,7 +42,7 @@ from shared.intake.base import (
 from shared.store.archive import Archive, ArchiveIndex, delivery_key
 from shared.store.deliveries import Deliveries
 
-if TYPE_CHECKING:  # pydantic and the event models load with the first delivery that is validated, not at import
+if TYPE_CHECKING:  # the queue message (and the routing engine) load with the first accepted delivery, not at import
     from shared.runtime.inbound import AcceptedDelivery
 
 logger = Logger(service=C.SERVICE_NAME)
@@ -279,7 +279,7 @@ def _enqueue(accepted: Accepted, delivery: Delivery) -> Response:
 
 
 def _message_json(message: AcceptedDelivery, events: list[dict[str, Any]]) -> dict[str, Any]:
-    return {**message.model_dump(mode="json", exclude={"events"}), "events": events}
+    return message.message(events)
 
 
 def _unresolved(delivery: Delivery, err: NotAContactEvent) -> Response:

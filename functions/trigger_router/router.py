@@ -28,7 +28,6 @@ from shared import clock
 from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
-from shared.history import load_entry_plans
 from shared.messaging import feedback
 from shared.messaging.channels import SnsAlert
 from shared.messaging.reputation import ReputationGuard, emf_metric
@@ -41,6 +40,7 @@ from shared.store.broadcasts import BroadcastStore
 from shared.store.contacts import ContactStore, epoch
 from shared.store.messages import MessageStore
 from shared.store.schedules import ScheduleStore
+from shared.workflow.runtime import load_entry_plans
 
 if TYPE_CHECKING:
     # Powertools' batch utility (asyncio, multiprocessing, every event data class: ~110 ms) is loaded by the

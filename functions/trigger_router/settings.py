@@ -1,12 +1,13 @@
 """Configuration of the router's functions, read once per cold start; a missing key fails loudly. The intake's is
-functions/trigger_router/intake_settings.py (no pydantic), whose environment checks these share."""
+functions/trigger_router/intake_settings.py, whose environment checks these share. A frozen dataclass as that one
+is, not a pydantic model: its values are the stack's own environment variables, checked here, and the router's
+import stays free of pydantic (cold start, issue 11 item 9)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict
 
 from functions.trigger_router.intake_settings import metrics_enabled as _metrics_enabled
 from functions.trigger_router.intake_settings import required as _required
@@ -15,9 +16,8 @@ from shared import constants as C
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the asset's root in AWS (/var/task), the repository here
 
 
-class RouterSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True)
+class RouterSettings:
     table_name: str
     state_machine_arn_template: str
     archive_bucket: str

@@ -13,9 +13,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from pydantic import ValidationError
-
-from shared.events import ContactEvent, ContactRef, normalise_phone
+from shared.events import ContactEvent, ContactRef, EventError, normalise_phone
 from shared.intake.base import Delivery, MalformedDelivery, NotAContactEvent, SignatureRejected
 
 # ---- bodies -----------------------------------------------------------------------------------------------------
@@ -350,7 +348,7 @@ def contact(
     }
     try:
         return ContactRef(email=email, phone=phone, external_id=external_id, **names)
-    except ValidationError as e:  # pragma: no cover - values were validated above
+    except EventError as e:  # pragma: no cover - values were validated above
         raise MalformedDelivery(f"contact: {e.errors()[0]['msg']}", field="contact") from None
 
 
@@ -402,7 +400,7 @@ def make_event(
             source=source,
             test=test,
         )
-    except ValidationError as e:
+    except EventError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise MalformedDelivery(f"{where}: {err['msg']}", field=where) from None

@@ -10,7 +10,9 @@ to the form type that triggers and conditions match (`where: {form_type: funnel}
 Every form provider's normalisation sets `form_type` to its own name (typeform, tally, jotform, webflow); the
 router applies the mapping to each form.submitted a provider sent before anything matches it, so the same mapping
 serves the Lambda, `stepwise local`, `simulate` and `replay`. An event that arrived through POST /events (no
-provider) names its own form_type and keeps it. Imports pydantic and shared.events only: the router loads it."""
+provider) names its own form_type and keeps it. Imports no pydantic (the router loads it): the authoring model
+FormMapping, which `stepwise validate` checks settings.forms with, is shared/intake/form_mapping.py, loaded on first
+use."""
 
 from __future__ import annotations
 
@@ -18,43 +20,50 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 if TYPE_CHECKING:
     from shared.events import ContactEvent
+    from shared.intake.form_mapping import FormMapping
 
 FORM_TYPE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 MAX_KEY = 200
+_NO = object()
 
 
-class FormMapping(BaseModel):
-    """One form: the form type its submissions get, and the name they carry (data.form) if given."""
+class FormType:
+    """A form's mapping as the router applies it (the run-time form of FormMapping, read from the workflows file
+    the build wrote after `stepwise validate` checked it): the form type, and the name if given."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    __slots__ = ("name", "type")
 
-    type: str = Field(description="The form_type its submissions carry (funnel, blog, store...)")
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_KEY, description="data.form, if given")
+    def __init__(self, type: str, name: str | None = None) -> None:
+        self.type = type
+        self.name = name
 
-    @model_validator(mode="before")
-    @classmethod
-    def _short_form(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return {"type": v}
-        if not isinstance(v, dict):
-            raise ValueError(
-                f"a form maps to its form type (lT4Z3j: funnel) or to {{type: funnel, name: ...}}, not {v!r}"
-            )
-        return v
+    def __eq__(self, other: object) -> bool:  # equal to the FormMapping it was read from
+        return getattr(other, "type", _NO) == self.type and getattr(other, "name", _NO) == self.name
 
-    @field_validator("type")
-    @classmethod
-    def _type(cls, v: str) -> str:
-        if not FORM_TYPE.match(v):
-            raise ValueError(
-                f"form type {v!r} must be 1-40 lower-case letters, digits, - or _ (what a trigger's "
-                "where: {form_type: ...} names, e.g. funnel)"
-            )
-        return v
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FormType(type={self.type!r}, name={self.name!r})"
+
+
+def form_type(v: Any) -> FormType:
+    """The run-time form of one mapping: a bare type, its dump ({type, name}) or a FormMapping (not checked again)."""
+    if isinstance(v, str):
+        return FormType(v)
+    if isinstance(v, dict):
+        return FormType(v["type"], v.get("name"))
+    return FormType(v.type, v.name)
+
+
+def __getattr__(name: str) -> Any:
+    # The authoring model (pydantic) loads with the first use of it: `stepwise validate`, synth, not the router.
+    if name == "FormMapping":
+        from shared.intake.form_mapping import FormMapping
+
+        return FormMapping
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_keys(forms: Mapping[str, Any]) -> None:
@@ -66,15 +75,17 @@ def check_keys(forms: Mapping[str, Any]) -> None:
             raise ValueError(f"form key {key[:40]!r}... is over {MAX_KEY} characters")
 
 
-def deployment_forms(settings: Iterable[Mapping[str, FormMapping] | None]) -> dict[str, FormMapping]:
+def deployment_forms(
+    settings: Iterable[Mapping[str, FormMapping | FormType] | None],
+) -> dict[str, FormMapping | FormType]:
     """The deployment's mapping from the workflows' settings (stepwise.yaml gives each the same one)."""
-    out: dict[str, FormMapping] = {}
+    out: dict[str, FormMapping | FormType] = {}
     for forms in settings:
         out.update(forms or {})
     return out
 
 
-def apply(event: ContactEvent, forms: Mapping[str, FormMapping]) -> ContactEvent:
+def apply(event: ContactEvent, forms: Mapping[str, FormMapping | FormType]) -> ContactEvent:
     """The event with its form's type (and name) from the mapping: matched by form id, else by form name. Events
     that are not a provider's form submission, or whose form is not mapped, are returned as they are."""
     if not forms or event.type != "form.submitted" or event.source is None:

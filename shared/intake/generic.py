@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
-from shared.events import ContactEvent
+from shared.events import ContactEvent, EventError
 from shared.intake.base import MAX_BODY_BYTES, BodyTooLarge, MalformedDelivery
 from shared.intake.common import parse_json
 
@@ -38,7 +36,7 @@ def _one(item: Any, where: str) -> ContactEvent:
         raise MalformedDelivery(f"{where or 'body'} must be an event object", field=where or "body")
     try:
         event = ContactEvent.model_validate(item)
-    except ValidationError as e:
+    except EventError as e:
         err = e.errors()[0]
         field = prefix + ".".join(str(p) for p in err["loc"])
         # A contact's values are personal data: the message names the field, never echoes the value (it is logged).

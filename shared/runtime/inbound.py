@@ -8,10 +8,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
-
 from shared import constants as C
-from shared.events import ContactEvent
+from shared.events import ContactEvent, EventError, bool_value, text_value
 from shared.store.codec import deserialise
 
 if TYPE_CHECKING:  # the intake writes messages without loading the routing engine (its cold start)
@@ -43,21 +41,73 @@ def event_json(event: ContactEvent) -> dict[str, Any]:
     return loads(dumps(event.model_dump(mode="python", exclude_none=True)))  # type: ignore[no-any-return]
 
 
-class AcceptedDelivery(BaseModel):
-    """One SQS message: everything the router needs, and where the raw delivery is kept."""
+_TITLE = "AcceptedDelivery"
 
-    model_config = ConfigDict(extra="forbid")
 
-    dedupe_key: str
-    archive_key: str
-    provider: str
-    verified: bool
-    test: bool
-    events: list[ContactEvent] | None  # None: too large for SQS, read them from the archived delivery
+class AcceptedDelivery:
+    """One SQS message: everything the router needs, and where the raw delivery is kept. A plain class (the router
+    reads one per record; no pydantic on its import): `parse` checks a message as the pydantic model did, EventError
+    naming the first bad field (`events.0.contact.email`), in pydantic's words."""
+
+    __slots__ = ("archive_key", "dedupe_key", "events", "provider", "test", "verified")
+    _TEXT = ("dedupe_key", "archive_key", "provider")
+    _FLAGS = ("verified", "test")
+
+    def __init__(
+        self,
+        *,
+        dedupe_key: str,
+        archive_key: str,
+        provider: str,
+        verified: bool,
+        test: bool,
+        events: list[ContactEvent] | None,  # None: too large for SQS, read them from the archived delivery
+    ) -> None:
+        self.dedupe_key, self.archive_key, self.provider = dedupe_key, archive_key, provider
+        self.verified, self.test, self.events = verified, test, events
 
     @classmethod
     def parse(cls, body: str) -> AcceptedDelivery:
-        return cls.model_validate(loads(body))
+        value = loads(body)
+        if not isinstance(value, dict):
+            raise EventError(
+                (), "Input should be a valid dictionary or instance of AcceptedDelivery", "model_type", _TITLE
+            )
+        for name in (*cls._TEXT, *cls._FLAGS, "events"):
+            if name not in value:
+                raise EventError((name,), "Field required", "missing", _TITLE)
+        try:
+            texts = {name: text_value((name,), value[name], optional=False) for name in cls._TEXT}
+            flags = {name: bool_value((name,), value[name]) for name in cls._FLAGS}
+        except EventError as err:
+            raise err.within(title=_TITLE) from None
+        events = value["events"]
+        if events is not None:
+            if not isinstance(events, list):
+                raise EventError(("events",), "Input should be a valid list", "list_type", _TITLE)
+            events = [_event(e, ("events", i)) for i, e in enumerate(events)]
+        for key in value:
+            if key not in cls.__slots__:
+                raise EventError((key,), "Extra inputs are not permitted", "extra_forbidden", _TITLE)
+        return cls(**texts, **flags, events=events)  # type: ignore[arg-type]
+
+    def message(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """The SQS message's JSON, with the events as given (event_json's)."""
+        return {
+            "dedupe_key": self.dedupe_key,
+            "archive_key": self.archive_key,
+            "provider": self.provider,
+            "verified": self.verified,
+            "test": self.test,
+            "events": events,
+        }
+
+
+def _event(value: Any, where: tuple[str | int, ...]) -> ContactEvent:
+    try:
+        return ContactEvent.model_validate(value)
+    except EventError as err:
+        raise err.within(*where, title=_TITLE) from None
 
 
 class NoFeedbackMapping(Exception):
@@ -72,7 +122,7 @@ def route_delivery(router: Router, archive: Archive, body: str) -> list[Routed]:
         doc = archive.get_json(message.archive_key)
         if doc is None:
             raise LookupError(f"archived delivery {message.archive_key} is gone (expired after 30 days?)")
-        events = [ContactEvent.model_validate(e) for e in loads(dumps(doc.get("events") or []))]
+        events = [_event(e, ("events", i)) for i, e in enumerate(loads(dumps(doc.get("events") or [])))]
     out: list[Routed] = []
     for event in events:
         out += router.handle(event, archive_key=message.archive_key)  # the contact's ACT# item indexes the object

@@ -16,13 +16,16 @@ says was set (Compare's operators) is what is set here."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from shared import history
     from shared.workflow import conditions as authoring
 
 ANYTIME = "anytime"  # a send step's send_window that lifts the workflow's window
@@ -1151,8 +1154,9 @@ class Reentry(Form):
 
 
 class Settings(Form):
-    """A workflow's settings as the run time reads them: `forms` as FormMapping; the send window, frequency cap
-    and budgets as their dumps (the compiler put what the Lambdas need of them in the Task payloads and plans)."""
+    """A workflow's settings as the run time reads them: `forms` as form_types.FormType; the send window,
+    frequency cap and budgets as their dumps (the compiler put what the Lambdas need of them in the Task payloads
+    and plans)."""
 
     __slots__ = ("budgets", "forms", "frequency_cap", "history_days", "max_loops", "send_window")
     _defaults: ClassVar[dict[str, Any]] = {"max_loops": 100, "history_days": 30}
@@ -1197,11 +1201,9 @@ def reentry(v: Any) -> Reentry:
 def _settings(v: dict[str, Any] | None) -> Settings:
     v = dict(v or {})
     if v.get("forms") is not None:
-        from shared.intake.form_types import FormMapping  # what the router applies to form submissions
+        from shared.intake.form_types import form_type  # what the router applies to form submissions (no pydantic)
 
-        v["forms"] = {
-            k: m if isinstance(m, FormMapping) else FormMapping.model_validate(m) for k, m in v["forms"].items()
-        }
+        v["forms"] = {k: form_type(m) for k, m in v["forms"].items()}
     return Settings(**{k: x for k, x in v.items() if x is not None})
 
 
@@ -1225,7 +1227,53 @@ def workflows(items: Any) -> list[Workflow]:
     return [workflow(w) for w in items]
 
 
+class EntryPlan(Form):
+    """The run-time form of shared/history.py's EntryPlan (what a workflow's machine meets before its first
+    step-runner call, per place a run can start), read from the plans file the build wrote (`load_entry_plans`)."""
+
+    __slots__ = ("ahead", "budgets", "history_days", "reentry", "version")
+    version: str
+    history_days: int
+    reentry: Reentry | None
+    ahead: dict[str, list[dict[str, Any]]]
+    budgets: dict[str, Any]
+
+    def passive(self, resume_at: str) -> list[dict[str, Any]]:
+        return self.ahead.get(resume_at, [])  # type: ignore[no-any-return]
+
+
+if TYPE_CHECKING:  # what the enroller takes: plans read here (the Lambdas) or compiled (tests, the local runtime)
+    AnyEntryPlan = EntryPlan | history.EntryPlan
+else:
+    AnyEntryPlan = EntryPlan
+
+
+def entry_plan(v: Any) -> EntryPlan:
+    """An entry plan from its dump (or an authoring EntryPlan), as the build wrote it (history.dump_entry_plans)."""
+    if isinstance(v, EntryPlan):
+        return v
+    if hasattr(v, "model_dump"):
+        return EntryPlan(
+            version=v.version, history_days=v.history_days, reentry=v.reentry, ahead=v.ahead, budgets=v.budgets
+        )
+    r = v.get("reentry")
+    return EntryPlan(
+        version=v["version"],
+        history_days=v["history_days"],
+        reentry=None if r is None else reentry(r),
+        ahead=dict(v.get("ahead") or {}),
+        budgets=dict(v.get("budgets") or {}),
+    )
+
+
+def load_entry_plans(path: str | Path) -> dict[str, EntryPlan]:
+    """The plans file the build writes beside the code (infra/assets.py), keyed by workflow name: JSON, read
+    without pydantic (history.load_entry_plans reads the authoring model)."""
+    return {name: entry_plan(v) for name, v in json.loads(Path(path).read_bytes()).items()}
+
+
 _AUTHORING: dict[str, Any] = {
+    "EntryPlan": entry_plan,
     "Workflow": workflow,
     "Step": step,
     "Condition": condition,
@@ -1247,4 +1295,6 @@ def as_runtime(obj: Any) -> Any:
         raise TypeError(f"no run-time form of {type(obj).__name__}")
     if read is _where:
         return Where(dict(obj.root))
+    if read is entry_plan:
+        return entry_plan(obj)
     return read(obj.model_dump(mode="python", by_alias=True, exclude_unset=True))

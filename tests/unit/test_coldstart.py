@@ -49,6 +49,47 @@ def test_handler_import_loads_no_compile_time_module(handler: str) -> None:
     assert providers == [], f"import {handler} loads provider module(s) {providers}"
 
 
+# The router's own modules on its import path: plain run-time forms, no pydantic (the event and its contact, the
+# queue message, the form types, the settings, the run-time entry plans). What still brings pydantic to the
+# router's import is listed in ROUTER_PYDANTIC_VIA until it is gone; then "pydantic" joins the router's HANDLERS.
+ROUTER_PLAIN = (
+    "shared.events",
+    "shared.runtime.inbound",
+    "shared.intake.form_types",
+    "functions.trigger_router.settings",
+    "shared.lifecycle",
+    "shared.store.contacts",
+    "shared.workflow.runtime",
+)
+ROUTER_PYDANTIC_VIA = {"shared.budgets", "shared.history"}
+
+
+def test_the_routers_own_run_time_modules_load_no_pydantic() -> None:
+    loaded = loaded_after("\n".join(f"import {m}" for m in ROUTER_PLAIN))
+    assert set(ROUTER_PLAIN) <= loaded
+    assert "pydantic" not in loaded, "a run-time module of the router's imports pydantic"
+
+
+def test_the_router_imports_pydantic_only_through_the_modules_listed() -> None:
+    code = (
+        "import builtins, sys\n"
+        "via = set()\n"
+        "real = builtins.__import__\n"
+        "def spy(name, globals=None, *a, **k):\n"
+        "    if name == 'pydantic' or name.startswith('pydantic.'):\n"
+        "        via.add((globals or {}).get('__name__', '?'))\n"
+        "    return real(name, globals, *a, **k)\n"
+        "builtins.__import__ = spy\n"
+        "import functions.trigger_router.router\n"
+        "builtins.__import__ = real\n"
+        "print(sorted(m for m in via if not m.startswith('pydantic')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    importers = set(json.loads(out.stdout.splitlines()[-1].replace("'", '"')))
+    assert importers <= ROUTER_PYDANTIC_VIA, f"pydantic reaches the router's import through {sorted(importers)}"
+
+
 def test_a_provider_is_loaded_alone_when_first_asked_for() -> None:
     loaded = loaded_after("from shared import intake\nassert intake.provider('stripe').name == 'stripe'")
     assert {p for p in PROVIDER_MODULES if f"shared.intake.{p}" in loaded} == {"stripe"}

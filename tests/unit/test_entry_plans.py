@@ -83,3 +83,21 @@ def test_plans_file_round_trips_and_refuses_unknown_fields(tmp_path) -> None:  #
     else:
         raise AssertionError("an unknown field was accepted")
     assert EntryPlan(version="v", history_days=30).passive("") == []
+
+
+def test_the_lambdas_read_the_plans_file_into_run_time_plans_equal_to_the_compiled_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from shared.workflow import runtime
+
+    flow = wf(FLOW.replace("settings:", "reentry: {once_per: 1d}\nsettings:"))
+    plans = entry_plans([flow, wf(BRANCHY)])
+    path = tmp_path / "plans.json"
+    path.write_bytes(dump_entry_plans(plans))
+    read = runtime.load_entry_plans(path)  # what the router reads: no pydantic
+    assert read == {name: runtime.as_runtime(p) for name, p in plans.items()}
+    nurture = read["nurture"]
+    assert isinstance(nurture, runtime.EntryPlan)
+    assert nurture.reentry == runtime.Reentry(mode="once_per", period=86400)
+    assert nurture.passive("") == plans["nurture"].passive("") != []
+    assert (nurture.version, nurture.history_days) == (plans["nurture"].version, 10)
+    assert read["branchy"].reentry == plans["branchy"].reentry and read["branchy"].passive("") == []
+    assert read["branchy"].passive("vip-pause") == plans["branchy"].passive("vip-pause") != []

@@ -1,7 +1,8 @@
-"""Condition evaluation as the runtime does it (shared/workflow/conditions.py), pinned where `make mutation` found
-one-line changes that no test noticed (docs/mutation.md): each operator at its edge, the leaves the unit tests never
-evaluated (in_campaign, in_stage, opened_email, clicked_email with a link), the trail that history shows a marketer
-("why this branch"), and the descriptions in it. Pure Python, no AWS."""
+"""Condition evaluation as the runtime does it (shared/workflow/runtime.py, through the authoring models of
+conditions.py, which read a condition into its run-time form), pinned where `make mutation` found one-line changes
+that no test noticed (docs/mutation.md): each operator at its edge, the leaves the unit tests never evaluated
+(in_campaign, in_stage, opened_email, clicked_email with a link), the trail that history shows a marketer ("why this
+branch"), and the descriptions in it. Pure Python, no AWS."""
 
 from __future__ import annotations
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
 # (name, workflow, step, extra dimensions): shared.enrollment.MetricsSink, the step runner's Deps.metrics.
 CountSink = Callable[[str, str, str, dict[str, str]], None]
 
 
 def emit_count(namespace: str, name: str, dims: dict[str, str]) -> None:
     """One count (value 1) of `name` in `namespace` with these dimensions, as one EMF line."""
+    # Powertools loads with the first count, not with the handlers' import (any of it loads its Logger and Tracer).
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
     with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=namespace, default_dimensions=dims):
         pass
 

@@ -19,7 +19,8 @@ HANDLERS = {
     # pydantic (~150 ms with its first model, about half a bare boto3): the intake loads it with the first delivery
     # it validates, the sender never (it validates nothing it did not write); shared/events_base.py.
     "functions.trigger_router.intake": (*COMPILE_TIME, "pydantic"),
-    "functions.trigger_router.router": COMPILE_TIME,
+    # Powertools (any of it loads its Logger, Metrics and Tracer): with the router's first invocation.
+    "functions.trigger_router.router": (*COMPILE_TIME, "aws_lambda_powertools"),
     "functions.step_runner.handler": COMPILE_TIME,
     "functions.senders.handler": (
         *COMPILE_TIME,

@@ -792,3 +792,182 @@ def test_stopping_a_run_tells_step_functions_why_in_at_most_200_characters(env: 
         env.sfn.meta.events.unregister("provide-client-params.sfn.StopExecution", record)
     assert sent == [{"executionArn": got.execution_arn, "error": "Stopped", "cause": reason[:200]}]
     assert len(sent[0]["cause"]) == 200
+
+
+def test_an_enrolment_records_its_progress_and_its_entry_marker_exactly(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller({"news": EntryPlan(version="v7", history_days=9)})
+    cid = _contact(env)
+    got = enroller.enrol(cid, "news", EVENT, key="k1")
+    arn = str(got.execution_arn)
+    name, at, shard = arn.rsplit(":", 1)[-1], env.clock.at.isoformat(), shard_of(cid)
+    progress = {"state": "entered", "step": "", "at": at, "until": "", "version": "v7", "execution": arn, "order": ""}
+    assert _record(env, cid) == {
+        C.PK: contact_pk(cid),
+        C.SK: "ENROLL#news",
+        "workflow": "news",
+        "execution_arn": arn,
+        "status": "running",
+        "entered_at": at,
+        C.GSI1_PK: f"RUN#news#{shard}",
+        C.GSI1_SK: f"running#entered#-#{at}#-#v7#{cid}",
+        "progress": progress,
+        "count": 1,
+        "goals": [],
+        "rev": 1,
+        "entry": name,
+    }
+    assert env.item(cid, f"ENTERED#news#{name}") == {
+        C.PK: contact_pk(cid),
+        C.SK: f"ENTERED#news#{name}",
+        "workflow": "news",
+        "execution_arn": arn,
+        "entered_at": at,
+        C.GSI1_PK: f"FUNNEL#news#{shard}",
+        C.GSI1_SK: f"{at}#entered#-#-#{name}",
+        C.TTL_ATTRIBUTE: int((env.clock.at + timedelta(days=9)).timestamp()),
+    }
+    # A restart (a goal's jump) is the same entry: the record keeps the entry's first name, and the new
+    # execution's marker says it goes on with that entry.
+    env.store.put_item({**_record(env, cid), "goals": ["g1"]})
+    assert enroller.stop(cid, "news", "goal g1 met")
+    first_at = at
+    env.clock.advance(hours=2)
+    again = enroller.enrol(cid, "news", EVENT, key="goal:1", resume_at="g1", restart=True)
+    arn2 = str(again.execution_arn)
+    name2, at2 = arn2.rsplit(":", 1)[-1], env.clock.at.isoformat()
+    rec = _record(env, cid)
+    assert (rec["entry"], rec["entered_at"], rec["count"], rec["goals"]) == (name, first_at, 1, ["g1"])
+    assert rec["progress"] == {**progress, "at": at2, "execution": arn2}
+    marker = env.item(cid, f"ENTERED#news#{name2}")
+    assert marker is not None and marker[C.GSI1_SK] == f"{at2}#continued#{name}#-#{name2}"
+    assert marker["entered_at"] == at2 and marker["execution_arn"] == arn2
+    # A second restart still goes on with the entry's first name, not the last execution's.
+    assert enroller.stop(cid, "news", "goal g1 met again")
+    later = enroller.enrol(cid, "news", EVENT, key="goal:3", resume_at="g1", restart=True)
+    name4 = str(later.execution_arn).rsplit(":", 1)[-1]
+    assert _record(env, cid)["entry"] == name
+    marker = env.item(cid, f"ENTERED#news#{name4}")
+    assert marker is not None and marker[C.GSI1_SK] == f"{at2}#continued#{name}#-#{name4}"
+    # A restart of a run whose record is gone is an entry of its own.
+    env.store.delete_item(contact_pk(cid), "ENROLL#news")
+    third = enroller.enrol(cid, "news", EVENT, key="goal:2", resume_at="g1", restart=True)
+    name3 = str(third.execution_arn).rsplit(":", 1)[-1]
+    assert _record(env, cid)["entry"] == name3 and _record(env, cid)["entered_at"] == at2
+    assert _record(env, cid)["count"] == 0 and _record(env, cid)["goals"] == []
+    marker = env.item(cid, f"ENTERED#news#{name3}")
+    assert marker is not None and marker[C.GSI1_SK] == f"{at2}#entered#-#-#{name3}"
+
+
+def test_without_a_plan_the_record_has_no_version_and_the_marker_lives_30_days(env: Env) -> None:
+    env.machines("news")
+    cid = _contact(env)
+    got = env.enroller({"other": EntryPlan(version="v7", history_days=9)}).enrol(cid, "news", EVENT, key="k1")
+    name = str(got.execution_arn).rsplit(":", 1)[-1]
+    assert _record(env, cid)["progress"]["version"] == ""
+    marker = env.item(cid, f"ENTERED#news#{name}")
+    assert marker is not None and marker[C.TTL_ATTRIBUTE] == int((env.clock.at + timedelta(days=30)).timestamp())
+
+
+def _described_as(env: Env, arn: str, status: str) -> Any:
+    """DescribeExecution answering `status` for execution `arn` (moto runs no definition here, so a run never
+    succeeds by itself): what AWS answers once the run has ended so."""
+
+    def answer(parsed: dict[str, Any], **_: Any) -> None:
+        if parsed.get("executionArn") == arn:
+            parsed["status"] = status
+
+    env.sfn.meta.events.register("after-call.sfn.DescribeExecution", answer)
+    return answer
+
+
+def test_a_repeat_of_an_entry_whose_run_succeeded_deletes_the_event_it_put_back(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid, bob = _contact(env), _contact(env, "c-bob")
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert enroller.enrol(bob, "news", EVENT, key="k1").started
+    carried = json.loads(env.sfn.describe_execution(executionArn=str(first.execution_arn))["input"])["event"]
+    env.sfn.stop_execution(executionArn=str(first.execution_arn))  # ended (succeeded, as described below)
+    env.store.delete_item(contact_pk(cid), carried["stored"])  # the router's execution_ended deleted it
+    answer = _described_as(env, str(first.execution_arn), "SUCCEEDED")
+    try:
+        again = enroller.enrol(cid, "news", EVENT, key="k1", reentry=Reentry(mode="always"))
+    finally:
+        env.sfn.meta.events.unregister("after-call.sfn.DescribeExecution", answer)
+    assert (again.started, again.execution_arn, again.reason) == (False, None, DUPLICATE)
+    assert env.item(cid, carried["stored"]) is None  # put back by the claim, deleted again
+    assert env.item(bob, carried["stored"]) is not None  # another contact's, of the same workflow and key
+    assert "claim" not in _record(env, cid)
+
+
+def _forget_opening_waits(env: Env, cid: str) -> None:
+    """As if the first try had stopped before writing its opening waits' records."""
+    for h in env.store.query_prefix(contact_pk(cid), "HIST#", live_only=False):
+        env.store.delete_item(contact_pk(cid), h[C.SK])
+
+
+def test_a_repeat_of_a_running_start_writes_the_opening_waits_the_first_try_did_not(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller({"news": entry_plan(OPENS_WITH_WAIT)})
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    steps = sorted(h["step"] for h in env.store.query_prefix(contact_pk(cid), "HIST#", live_only=False))
+    assert steps == ["first-pause", "second-pause"]
+    # StartExecution answering as the first time did (same name and input, still running).
+    _forget_opening_waits(env, cid)
+    claim = enroller.prepare(cid, "news", EVENT, key="k1", restart=True)
+    assert not isinstance(claim, Enrolment) and env.store.transact_failures(claim.writes) is None
+    env.clock.at = datetime.now(UTC) + timedelta(minutes=1)
+    assert enroller.launch(claim).reason == DUPLICATE
+    got = env.store.query_prefix(contact_pk(cid), "HIST#", live_only=False)
+    assert sorted(h["step"] for h in got) == steps and {h["execution"] for h in got} == {first.execution_arn}
+    # StartExecution refusing it as existing (another input: here the start delay), the run still running.
+    _forget_opening_waits(env, cid)
+    claim = enroller.prepare(cid, "news", EVENT, key="k1", restart=True, start_delay=60)
+    assert not isinstance(claim, Enrolment) and env.store.transact_failures(claim.writes) is None
+    assert enroller.launch(claim).reason == DUPLICATE
+    got = env.store.query_prefix(contact_pk(cid), "HIST#", live_only=False)
+    assert sorted(h["step"] for h in got) == steps and {h["execution"] for h in got} == {first.execution_arn}
+    # Ended: nothing is written back.
+    _forget_opening_waits(env, cid)
+    env.sfn.stop_execution(executionArn=str(first.execution_arn))
+    claim = enroller.prepare(cid, "news", EVENT, key="k1", restart=True)
+    assert not isinstance(claim, Enrolment) and env.store.transact_failures(claim.writes) is None
+    assert enroller.launch(claim).reason == DUPLICATE
+    assert env.store.query_prefix(contact_pk(cid), "HIST#", live_only=False) == []
+
+
+def _start_dated(env: Env, start_date: datetime) -> Any:
+    def answer(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["startDate"] = start_date
+
+    env.sfn.meta.events.register("after-call.sfn.StartExecution", answer)
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("started_us", "repeat"),
+    [(500_000, False), (499_000, True)],
+    ids=["in-the-millisecond-the-call-began", "a-millisecond-before"],
+)
+def test_a_start_dated_before_the_millisecond_the_call_began_is_a_repeat(
+    env: Env, started_us: int, repeat: bool
+) -> None:
+    # AWS dates an execution to the millisecond: one dated in the millisecond this call began (or after) is the
+    # run this call started; one dated before it was started by an earlier try.
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    env.clock.at = env.clock.at.replace(microsecond=500_499)
+    answer = _start_dated(env, env.clock.at.replace(microsecond=started_us))
+    try:
+        got = enroller.enrol(cid, "news", EVENT, key="k1")
+    finally:
+        env.sfn.meta.events.unregister("after-call.sfn.StartExecution", answer)
+    assert got.started
+    entered = env.clock.at.replace(microsecond=started_us) if repeat else env.clock.at
+    assert _record(env, cid)["entered_at"] == entered.isoformat()
+    assert got.reason == (
+        "started (recorded on a repeat: the first try stopped before recording)" if repeat else "started"
+    )

@@ -28,7 +28,6 @@ from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.messaging import feedback
-from shared.messaging.channels import SnsAlert
 from shared.messaging.reputation import ReputationGuard, emf_metric
 from shared.metrics import emit_count, emit_metric
 from shared.routing import Router
@@ -140,6 +139,8 @@ def _guard(messages: MessageStore, settings: RouterSettings) -> ReputationGuard 
     if not configuration_set:
         return None
     topic = os.environ.get(C.ENV_ALERT_TOPIC_ARN)
+    from shared.messaging.channels import SnsAlert  # the senders' channels (email's MIME modules): here only
+
     return ReputationGuard(
         messages,
         configuration_set,

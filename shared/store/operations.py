@@ -313,23 +313,29 @@ class OperationsStore:
         runs now, else one of the machine's published versions (ListStateMachineVersions, newest first, read
         until found). None when no definition carries it."""
         current = self.deployed_definition(machine_arn)
-        if version in _payload_versions(current):
+        if version in payload_versions(current):
             return current
         machine = ":".join(machine_arn.split(":")[:7])
+        # boto3 has no paginator for ListStateMachineVersions (get_paginator raises OperationNotPageableError,
+        # which failed `stuck` for any run in an older version than the alias's): its nextToken is followed here.
+        kwargs: dict[str, Any] = {"stateMachineArn": machine}
         try:
-            for page in self.sfn.get_paginator("list_state_machine_versions").paginate(stateMachineArn=machine):
+            while True:
+                page = self.sfn.list_state_machine_versions(**kwargs)
                 for v in page.get("stateMachineVersions", []):
                     got = json.loads(
                         self.sfn.describe_state_machine(stateMachineArn=v["stateMachineVersionArn"])["definition"]
                     )
-                    if version in _payload_versions(got):
+                    if version in payload_versions(got):
                         return dict(got)
+                if not page.get("nextToken"):
+                    return None
+                kwargs["nextToken"] = page["nextToken"]
         except (ClientError, NotImplementedError):
             return None
-        return None
 
 
-def _payload_versions(asl: dict[str, Any]) -> set[str]:
+def payload_versions(asl: dict[str, Any]) -> set[str]:
     """The `version` the Task states of a definition send to the step runner."""
     out: set[str] = set()
     for st in asl.get("States", {}).values():

@@ -15,7 +15,7 @@ from typing import Any
 from shared import clock
 from shared import constants as C
 from shared.store.contacts import ContactStore
-from shared.store.operations import OperationsStore
+from shared.store.operations import OperationsStore, payload_versions
 from shared.store.run_index import PROGRESS
 from shared.workflow.durations import parse_duration
 
@@ -118,14 +118,14 @@ def find_stuck(
                 ended[e["executionArn"]] = (problem, str(contact), detail)
     running = list(ops.runs(workflow, status="running"))
     ended_contacts = {c for _, c, _ in ended.values()}
-    definitions = _Definitions(ops, machine_arn)
+    definitions = _Definitions(ops, machine_arn, workflow)
     overdue: dict[str, tuple[str, str, datetime]] = {}  # contact -> (step, began, due), from the index
     legacy: list[str] = []
     for run in running:
         if not run.state:
             legacy.append(run.contact_id)
             continue
-        due = _due(run.state, run.step, run.at, run.until, definitions.deadlines(run.version))
+        due = _due(run.state, run.step, run.at, run.until, definitions.deadlines(run.version, run.contact_id))
         if due is not None and now > due + margin:
             overdue[run.contact_id] = (run.step, run.at, due)
     out: list[StuckRun] = []
@@ -176,8 +176,8 @@ class _Definitions:
     name), read once per version: the alias's definition, or the machine's version whose Task payloads carry
     that version."""
 
-    def __init__(self, ops: OperationsStore, machine_arn: str) -> None:
-        self.ops, self.machine_arn = ops, machine_arn
+    def __init__(self, ops: OperationsStore, machine_arn: str, workflow: str = "") -> None:
+        self.ops, self.machine_arn, self.workflow = ops, machine_arn, workflow
         self.cache: dict[str, dict[str, Deadline]] = {}
         self.by_arn: dict[str, dict[str, Deadline]] = {}
 
@@ -186,11 +186,28 @@ class _Definitions:
             self.by_arn[arn] = deadlines(self.ops.deployed_definition(arn))
         return self.by_arn[arn]
 
-    def deadlines(self, version: str) -> dict[str, Deadline]:
+    def deadlines(self, version: str, contact_id: str = "") -> dict[str, Deadline]:
         if version not in self.cache:
             asl = self.ops.definition_of_version(self.machine_arn, version) if version else None
+            if asl is None and version and contact_id:
+                asl = self._of_run(version, contact_id)
             self.cache[version] = deadlines(asl) if asl is not None else self.of_arn(self.machine_arn)
         return self.cache[version]
+
+    def _of_run(self, version: str, contact_id: str) -> dict[str, Any] | None:
+        """The definition of `version` found through one run that executes it, once per version (not per contact):
+        its enrolment's pinned version ARN, else the version its execution was started on (DescribeExecution). For
+        a version neither the alias runs nor a version listing finds (moto lists none)."""
+        enrol = self.ops.enrolments(self.workflow, [contact_id]).get(contact_id) or {}
+        arn = str(enrol.get("version_arn") or "")
+        if not arn and enrol.get("execution_arn"):
+            arn = str(
+                (self.ops.describe_execution(str(enrol["execution_arn"])) or {}).get("stateMachineVersionArn", "")
+            )
+        if not arn:
+            return None
+        asl = self.ops.deployed_definition(arn)
+        return asl if version in payload_versions(asl) else None
 
 
 def _stuck_from_records(

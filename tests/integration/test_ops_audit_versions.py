@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from shared import constants as C
+from shared.store.operations import OperationsStore
 from shared.workflow.compiler import compile_workflow, workflow_version
 from stepwise.cli import main
+from stepwise.ops.stuck import find_stuck
 from stepwise.simulate import DEFAULT_START, TABLE, Simulation
 from tests.integration.support import contact, event, history, messages, workflow
 
@@ -143,6 +145,17 @@ def test_diff_deployed_follows_the_live_alias_and_counts_who_waits_on_a_removed_
             capsys, "diff", str(new_file), "--deployed", "--table", TABLE, "--machine-arn-template", live, "--json"
         )
         assert code == 0 and json.loads(out)["affected"] == {} and json.loads(out)["waiting"] == {"three-days": 4}
+
+        # `stuck` through the same alias judges the four by version 1's three-day wait (version 2, which the alias
+        # runs now, has no such step): due three days after they reached it, overdue a day later.
+        code, out, err = _cli(capsys, "stuck", "onboarding", "--table", TABLE, "--machine-arn-template", live, "--json")
+        assert (code, err) == (0, "") and json.loads(out)["stuck"] == []  # day 1: nobody is late
+        ops = OperationsStore(sim.store, sfn=sim.stack.sfn)
+        report = find_stuck(
+            ops, "onboarding", live.replace("{workflow}", "onboarding"), now=DEFAULT_START + timedelta(days=4, hours=2)
+        )
+        assert [(s.problem, s.step) for s in report.stuck] == [("overdue", "three-days")] * 4
+        assert all(s.detail.startswith(f"due {(DEFAULT_START + timedelta(days=3)).isoformat()}") for s in report.stuck)
 
 
 def test_start_workflow_after_a_deploy_leaves_a_contact_inside_on_version_1() -> None:

@@ -8,9 +8,7 @@ reason), the team is alerted (an alert message, as a notify step writes one) and
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import TYPE_CHECKING, Any
 
 from shared import constants as C
 from shared.events_base import stable_hash
@@ -23,24 +21,18 @@ MESSAGE_CHANNELS = ("email", "sms")  # what the message budget counts, transacti
 PAUSED_BY_BUDGET = "budget"
 
 
-class Budgets(BaseModel):
-    """`settings.budgets` in stepwise.yaml: `{messages_per_contact_per_day: 10, entries_per_hour: 500,
-    alert: [ops@example.com]}`. A budget left out is not enforced."""
+if TYPE_CHECKING:
+    from shared.budgets_model import Budgets as Budgets
+else:
 
-    # Built where it is first validated (stepwise.yaml's settings, as a field of their model), not at import.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    def __getattr__(name: str) -> Any:
+        """`Budgets`, the authoring model of `settings.budgets` (pydantic), loaded on first use: stepwise.yaml's
+        settings validate it; the run time reads the budgets dumped (an entry plan's `budgets`) and never does."""
+        if name == "Budgets":
+            from shared.budgets_model import Budgets
 
-    messages_per_contact_per_day: int | None = Field(default=None, ge=1, le=1000)
-    entries_per_hour: int | None = Field(default=None, ge=1, le=1_000_000)
-    alert: list[str] = Field(default_factory=list, max_length=5, description="team addresses told of a pause")
-
-    @field_validator("alert")
-    @classmethod
-    def _emails(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if "@" not in a]
-        if bad:
-            raise ValueError(f"not an email address: {', '.join(bad)}")
-        return v
+            return Budgets
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def message_key(now: datetime) -> str:

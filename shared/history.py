@@ -6,14 +6,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, TypeAdapter, field_serializer, field_validator
+from typing import TYPE_CHECKING, Any
 
 from shared import constants as C
 from shared.store.contacts import ContactStore, contact_pk, epoch
-from shared.workflow import runtime
 
 
 def execution_name(execution_arn: str) -> str:
@@ -145,47 +141,21 @@ def stage_entered(
     return store.outbox(contact_id, key, C.EVENT_STAGE_ENTERED, {"campaign": campaign, "stage": stage}, at)
 
 
-class EntryPlan(BaseModel):
-    """What a workflow's machine meets before its first step-runner call, per place a run can start: nothing
-    performs those steps, so the enroller records them when it starts the execution (compiler `entry_plan`)."""
+# The entry plans' authoring model and the plans file (pydantic: the build writes it, `stepwise` and the tests read
+# it) live in shared/history_plans.py, loaded on first use of these names: the Lambdas read the file into
+# runtime.EntryPlan (runtime.load_entry_plans), so their imports load no pydantic (issue 11 item 9).
+_PLANS = ("EntryPlan", "ENTRY_PLANS", "load_entry_plans", "dump_entry_plans")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+if TYPE_CHECKING:
+    from shared.history_plans import ENTRY_PLANS as ENTRY_PLANS
+    from shared.history_plans import EntryPlan as EntryPlan
+    from shared.history_plans import dump_entry_plans as dump_entry_plans
+    from shared.history_plans import load_entry_plans as load_entry_plans
+else:
 
-    version: str
-    history_days: int
-    # The workflow's re-entry policy: a start by another workflow (start_workflow, a campaign subscription)
-    # keeps to it as the router's start by a trigger does.
-    # Its run-time form (shared/workflow/runtime.py): the authoring model's, or its dump, converted.
-    reentry: runtime.Reentry | None = None
-    # "" is a run from the first step; any other key is a `resume_at` step. Places with nothing passive ahead
-    # (the first state is a Task) are left out, so most workflows' plans are empty.
-    ahead: dict[str, list[dict[str, Any]]] = {}
-    # The deployment's runaway budgets (shared/budgets.py Budgets, dumped): the enroller counts entries against
-    # them, the step runner messages. Carried here rather than in the Task payload: the definitions stay as they are.
-    budgets: dict[str, Any] = {}
+    def __getattr__(name: str) -> Any:
+        if name in _PLANS:
+            from shared import history_plans
 
-    @field_validator("reentry", mode="plain")
-    @classmethod
-    def _reentry(cls, v: Any) -> runtime.Reentry | None:
-        if v is None or isinstance(v, runtime.Reentry):
-            return v
-        return runtime.as_runtime(v) if hasattr(v, "model_dump") else runtime.reentry(v)
-
-    @field_serializer("reentry")
-    def _dump_reentry(self, v: runtime.Reentry | None) -> dict[str, Any] | None:
-        return None if v is None else {"mode": v.mode, "period": v.period}
-
-    def passive(self, resume_at: str) -> list[dict[str, Any]]:
-        return self.ahead.get(resume_at, [])
-
-
-ENTRY_PLANS = TypeAdapter(dict[str, EntryPlan])
-
-
-def load_entry_plans(path: str | Path) -> dict[str, EntryPlan]:
-    """The plans file the build writes beside the code (infra/assets.py), keyed by workflow name."""
-    return ENTRY_PLANS.validate_json(Path(path).read_bytes())
-
-
-def dump_entry_plans(plans: dict[str, EntryPlan]) -> bytes:
-    return ENTRY_PLANS.dump_json(dict(sorted(plans.items())))
+            return getattr(history_plans, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from functions.step_runner.logic import Deps, InvalidStep, StepRequest, run
+from functions.step_runner.request import RequestError
 from shared import constants as C
 from shared.enrollment import Enroller
-from shared.history import EntryPlan, load_entry_plans
+from shared.lambda_logger import FirstUseLogger
 from shared.metrics import emit_metric
 from shared.store.contacts import ContactStore
 from shared.webhooks import WebhookPolicy
+from shared.workflow.runtime import EntryPlan, load_entry_plans
 
-logger = Logger(service=C.SERVICE_NAME)
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+# Powertools' Logger is made at the first invocation (its import loads its Metrics and Tracer too, ~25 ms); the
+# Task payload and the entry plans are read into plain classes: the step runner's import loads no pydantic.
+logger = FirstUseLogger(C.SERVICE_NAME)
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the asset's root in AWS (/var/task), the repository here
 
 
-class Settings(BaseModel):
-    """Configuration, read once per cold start; a missing key fails loudly."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class Settings:
+    """Configuration, read once per cold start; a missing key fails loudly. The stack's own environment variables
+    (strings, checked for presence): a frozen dataclass, so the import loads no pydantic."""
 
     table_name: str
     state_machine_arn_template: str
@@ -101,7 +106,7 @@ def reset() -> None:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         request = StepRequest.model_validate(event)
-    except ValidationError as err:
+    except RequestError as err:
         # A payload this runner cannot read (a machine compiled by another version) fails the same way on every
         # try: InvalidStep, which the machine never retries, rather than a ValidationError retried three times.
         first = err.errors()[0]

@@ -7,10 +7,9 @@ import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
-from pydantic import BaseModel, ConfigDict
-
+from functions.step_runner.request import StepRequest
 from shared import budgets, clock, webhooks
 from shared import constants as C
 from shared.enrollment import Enroller, stored_trigger
@@ -82,31 +81,6 @@ class SendDeferred(Exception):
     def __init__(self, until: datetime) -> None:
         super().__init__(iso_z(until))
         self.until = until
-
-
-class StepRequest(BaseModel):
-    """What a compiled Task state sends (see shared/workflow/compiler.py `_task`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    op: Literal["actions", "decide", "wait", "goal"]
-    workflow: str
-    version: str
-    max_loops: int
-    history_days: int
-    contact_id: str
-    event: dict[str, Any]
-    run: dict[str, Any]
-    execution: str
-    entered: str = ""  # $$.State.EnteredTime: orders records of one instant of virtual time
-    steps: list[dict[str, Any]] | None = None
-    step: dict[str, Any] | None = None
-    ahead: list[dict[str, Any]] | dict[str, list[dict[str, Any]]] = []
-    goto: bool | dict[str, bool] = False
-    path_steps: dict[str, list[str]] = {}  # a split judged by opens/clicks: each path's step ids
-    sending: dict[str, Any] = {}  # the workflow's send window, the deployment's frequency cap, coupon fields
-    deferrable: list[str] = []  # the send steps of this Task that can be held (informational: cost reads it)
-    task_token: str | None = None
 
 
 @dataclass

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 _BETWEEN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
+WINDOW_FIELDS = ("between", "timezone")
 
 
 def zone(name: str) -> ZoneInfo:
@@ -30,35 +30,30 @@ def contact_zone(contact_timezone: str | None, fallback: str) -> ZoneInfo:
     return zone(fallback)
 
 
-class SendWindow(BaseModel):
-    """`between: "09:00-20:00"` local time of the contact (contact.timezone, else `timezone`)."""
+def check_between(v: str) -> str:
+    """`v` as a window of local hours ("09:00-20:00", spaces dropped); ValueError saying why not."""
+    m = _BETWEEN.match(v.replace(" ", ""))
+    if not m:
+        raise ValueError(f'{v!r} is not a window of local hours like "09:00-20:00"')
+    start, end = (int(m.group(1)), int(m.group(2))), (int(m.group(3)), int(m.group(4)))
+    if start == end or end > (24, 0):
+        raise ValueError(f"{v!r}: the window must start and end at different times, at most 24:00")
+    return v.replace(" ", "")
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    between: str = Field(description='Local hours a message may go out, "HH:MM-HH:MM"; may wrap midnight')
-    timezone: str = Field(default="UTC", description="Zone used when the contact has none (IANA name)")
+def check_zone(v: str) -> str:
+    zone(v)
+    return v
 
-    @field_validator("between")
-    @classmethod
-    def _between(cls, v: str) -> str:
-        m = _BETWEEN.match(v.replace(" ", ""))
-        if not m:
-            raise ValueError(f'{v!r} is not a window of local hours like "09:00-20:00"')
-        start, end = (int(m.group(1)), int(m.group(2))), (int(m.group(3)), int(m.group(4)))
-        if start == end or end > (24, 0):
-            raise ValueError(f"{v!r}: the window must start and end at different times, at most 24:00")
-        return v.replace(" ", "")
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        zone(v)
-        return v
+class WindowHours:
+    """What a send window answers, read from its `between` and `timezone`: shared by the run-time form below and
+    the authoring model (shared/messaging/authoring.py), so the two cannot drift."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _short(cls, v: object) -> object:
-        return {"between": v} if isinstance(v, str) else v
+    __slots__ = ()
+    if TYPE_CHECKING:
+        between: str
+        timezone: str
 
     @property
     def start(self) -> time:
@@ -91,6 +86,63 @@ class SendWindow(BaseModel):
 
     def describe(self) -> str:
         return f"{self.between} contact-local (fallback {self.timezone})"
+
+
+class SendWindow(WindowHours):
+    """`between: "09:00-20:00"` local time of the contact (contact.timezone, else `timezone`). The run-time form
+    (a plain frozen slotted class: the step runner's import loads no pydantic), checked as the authoring model
+    checks it; ValueError naming the field."""
+
+    __slots__ = WINDOW_FIELDS
+
+    def __init__(self, *, between: str, timezone: str = "UTC") -> None:
+        for name, value in (("between", between), ("timezone", timezone)):
+            if not isinstance(value, str):
+                raise ValueError(f"send_window.{name}: {value!r} is not text")
+        try:
+            between = check_between(between)
+        except ValueError as err:
+            raise ValueError(f"send_window.between: {err}") from None
+        try:
+            check_zone(timezone)
+        except ValueError as err:
+            raise ValueError(f"send_window.timezone: {err}") from None
+        object.__setattr__(self, "between", between)
+        object.__setattr__(self, "timezone", timezone)
+
+    @classmethod
+    def model_validate(cls, v: object) -> SendWindow:
+        """A window from what a workflow or the deployment writes: "HH:MM-HH:MM", {between, timezone} or a
+        window (the authoring model's too)."""
+        if isinstance(v, SendWindow):
+            return v
+        if isinstance(v, WindowHours):
+            return cls(between=v.between, timezone=v.timezone)
+        if isinstance(v, str):
+            return cls(between=v)
+        if not isinstance(v, dict):
+            raise ValueError(f"send_window: {v!r} is not a window of local hours")
+        extra = sorted(str(k) for k in v if k not in WINDOW_FIELDS)
+        if extra:
+            raise ValueError(f"send_window.{extra[0]}: not a field of a send window (between, timezone)")
+        if "between" not in v:
+            raise ValueError("send_window.between: missing")
+        return cls(**v)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a send window is frozen: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WindowHours) and (self.between, self.timezone) == (other.between, other.timezone)
+
+    def __hash__(self) -> int:
+        return hash((self.between, self.timezone))
+
+    def __repr__(self) -> str:
+        return f"SendWindow(between={self.between!r}, timezone={self.timezone!r})"
+
+    def model_dump(self, **_: object) -> dict[str, str]:
+        return {"between": self.between, "timezone": self.timezone}
 
 
 def open_at(day: date, at: time, tz: ZoneInfo) -> datetime:

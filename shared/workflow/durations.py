@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
-
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from typing import TYPE_CHECKING, Annotated, Any
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+)([smhdw])")
@@ -54,10 +52,29 @@ DURATION_SCHEMA: dict[str, object] = {
     "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^(\d+[smhdw])+$"}],
 }
 
-# Seconds in the model, the human form when dumped back.
-Duration = Annotated[
-    int,
-    BeforeValidator(_coerce),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(DURATION_SCHEMA),
-]
+
+def _duration_type() -> Any:
+    """The authoring models' Duration annotation, built on first use: pydantic belongs to validate and synth, not
+    to the step runner's import (which reads durations with parse_duration)."""
+    from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+    return Annotated[
+        int,
+        BeforeValidator(_coerce),
+        PlainSerializer(format_duration, return_type=str),
+        WithJsonSchema(DURATION_SCHEMA),
+    ]
+
+
+if TYPE_CHECKING:
+    # Seconds in the model, the human form when dumped back.
+    Duration = Annotated[int, "duration"]
+else:
+    _lazy: dict[str, Any] = {}
+
+    def __getattr__(name: str) -> Any:
+        if name != "Duration":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        if name not in _lazy:
+            _lazy[name] = _duration_type()
+        return _lazy[name]

@@ -21,8 +21,7 @@ from pydantic import (
 
 from shared.budgets import Budgets
 from shared.intake.form_types import FormMapping, check_keys
-from shared.messaging.caps import FrequencyCap
-from shared.messaging.windows import SendWindow
+from shared.messaging.authoring import FrequencyCap, SendWindow
 from shared.workflow.conditions import Condition, EventSpec, Where
 from shared.workflow.durations import Duration
 from shared.workflow.runtime import ANYTIME, MESSAGE_KINDS, branches, walk_steps  # noqa: F401  (one for both forms)

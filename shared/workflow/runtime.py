@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from shared import history
+    from shared import history_plans as history  # the authoring EntryPlan (shared.history re-exports it)
     from shared.workflow import conditions as authoring
 
 ANYTIME = "anytime"  # a send step's send_window that lifts the workflow's window

@@ -21,7 +21,9 @@ HANDLERS = {
     "functions.trigger_router.intake": (*COMPILE_TIME, "pydantic"),
     # Powertools (any of it loads its Logger, Metrics and Tracer): with the router's first invocation.
     "functions.trigger_router.router": (*COMPILE_TIME, "aws_lambda_powertools"),
-    "functions.step_runner.handler": COMPILE_TIME,
+    # The step runner reads its Task payload, its steps, send rules and entry plans into plain classes
+    # (functions/step_runner/request.py, shared/workflow/runtime.py, shared/messaging/windows.py and caps.py).
+    "functions.step_runner.handler": (*COMPILE_TIME, "pydantic"),
     "functions.senders.handler": (
         *COMPILE_TIME,
         "pydantic",

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from shared.messaging import authoring
 from shared.messaging.caps import FrequencyCap, cap_day, next_day
 from shared.messaging.windows import SendWindow, iso_z
 
@@ -49,10 +50,53 @@ def test_a_window_across_midnight() -> None:
 
 @pytest.mark.parametrize("bad", ["9-20", "09:00-09:00", "25:00-26:00"])
 def test_bad_windows_are_refused(bad: str) -> None:
+    # The authoring model (validate, synth) and the run-time form (the step runner) refuse the same windows.
     with pytest.raises(ValidationError):
-        SendWindow(between=bad)
+        authoring.SendWindow(between=bad)
     with pytest.raises(ValidationError, match="not a time zone"):
+        authoring.SendWindow(between="09:00-20:00", timezone="Mars/Olympus")
+    with pytest.raises(ValueError, match=r"^send_window\.between: .*(not a window of local hours|different times)"):
+        SendWindow(between=bad)
+    with pytest.raises(ValueError, match=r"^send_window\.between: "):
+        SendWindow.model_validate(bad)
+    with pytest.raises(ValueError, match=r"^send_window\.timezone: 'Mars/Olympus' is not a time zone"):
         SendWindow(between="09:00-20:00", timezone="Mars/Olympus")
+
+
+def test_the_run_time_window_reads_what_the_authoring_model_dumps() -> None:
+    for written in ("22:00 - 06:00", {"between": "22:00-06:00", "timezone": "Europe/Rome"}):
+        model = authoring.SendWindow.model_validate(written)
+        plain = SendWindow.model_validate(model.model_dump(mode="json"))
+        assert plain == SendWindow.model_validate(written) == model
+        assert (plain.between, plain.timezone, plain.describe()) == (model.between, model.timezone, model.describe())
+        now = datetime(2026, 3, 29, 12, tzinfo=UTC)
+        assert plain.next_open(now, "America/New_York") == model.next_open(now, "America/New_York")
+    with pytest.raises(ValueError, match=r"^send_window\.tz: not a field of a send window"):
+        SendWindow.model_validate({"between": "09:00-20:00", "tz": "UTC"})
+    with pytest.raises(ValueError, match=r"^send_window\.between: missing"):
+        SendWindow.model_validate({"timezone": "UTC"})
+    with pytest.raises(AttributeError, match="frozen"):
+        W.between = "00:00-24:00"  # type: ignore[misc]
+
+
+def test_the_run_time_cap_reads_what_the_authoring_model_dumps() -> None:
+    model = authoring.FrequencyCap.model_validate({"email": 2, "timezone": "Europe/Rome"})
+    plain = FrequencyCap.model_validate(model.model_dump(mode="json", exclude_none=True))
+    assert plain == FrequencyCap(email=2, timezone="Europe/Rome") == model
+    assert (plain.limit("email"), plain.limit("sms"), plain.limit("push")) == (2, None, None)
+    for bad, field in (({"email": 0}, "email"), ({"sms": 101}, "sms")):
+        with pytest.raises(ValidationError):
+            authoring.FrequencyCap.model_validate(bad)
+        with pytest.raises(ValueError, match=rf"^frequency_cap\.{field}: .* is not a whole number from 1 to 100"):
+            FrequencyCap.model_validate(bad)
+    # The run time reads the dump (numbers): text or a boolean is not a cap there.
+    for text_or_flag in ("2", True):
+        with pytest.raises(ValueError, match=r"^frequency_cap\.email: "):
+            FrequencyCap.model_validate({"email": text_or_flag})
+    with pytest.raises(ValueError, match=r"^frequency_cap\.timezone: 'Mars/Olympus' is not a time zone"):
+        FrequencyCap.model_validate({"email": 1, "timezone": "Mars/Olympus"})
+    with pytest.raises(ValueError, match=r"^frequency_cap\.push: not a field of a frequency cap"):
+        FrequencyCap.model_validate({"push": 1})
 
 
 def test_the_cap_day_is_the_contacts_calendar_day() -> None:

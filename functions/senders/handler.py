@@ -5,24 +5,27 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared import constants as C
+from shared.lambda_logger import FirstUseLogger
 from shared.messaging.channels import SesAlertChannel, SesEmailChannel, SmsChannel
 from shared.messaging.delivery import Policy, Sender, message_from_stream
 from shared.messaging.templates import TemplateSet
 from shared.messaging.unsubscribe import Links
 from shared.store.messages import MessageStore
 
-logger = Logger(service=C.SERVICE_NAME)
+if TYPE_CHECKING:
+    # Powertools loads with the first invocation: its Logger (with its Metrics and Tracer, ~25 ms) at the first
+    # call, its parameters with the first sender, the batch utility (asyncio, the stream's data classes, ~43 ms)
+    # with the first batch, as the router's; these are its types.
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = FirstUseLogger(C.SERVICE_NAME)
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the asset's root in AWS (/var/task), the repository here
 REQUIRED = (
     C.ENV_TABLE_NAME,
@@ -77,6 +80,7 @@ def sender() -> Sender:
     global _sender
     if _sender is None:
         s = Settings.from_env()
+        from aws_lambda_powertools.utilities import parameters
         from botocore.config import Config
 
         providers = Config(**PROVIDER_CLIENT)
@@ -117,6 +121,8 @@ def record_handler(record: DynamoDBRecord) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
     # A processor per invocation: it holds the batch's state, and the tests run two invocations at once.
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

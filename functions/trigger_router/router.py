@@ -12,13 +12,12 @@ or direct EventBridge record, is also written to the dead-letter store (S3) for 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -27,6 +26,7 @@ from shared import clock
 from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
+from shared.lambda_logger import FirstUseLogger
 from shared.messaging import feedback
 from shared.messaging.reputation import ReputationGuard, emf_metric
 from shared.metrics import emit_count, emit_metric
@@ -43,49 +43,13 @@ from shared.workflow.runtime import load_entry_plans
 if TYPE_CHECKING:
     # Powertools (its Logger; the batch utility: asyncio, multiprocessing, every event data class, ~110 ms) loads
     # with the first invocation, the batch utility with the first batch (_partial_response): these are its types.
-    from aws_lambda_powertools import Logger
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-_Handler = TypeVar("_Handler", bound=Callable[..., Any])
-
-
-class _FirstUseLogger:
-    """Powertools' Logger made at the first invocation, not at import: importing any of Powertools loads its Logger,
-    Metrics and Tracer (~20 ms of the router's cold start; shared.metrics loads its metrics on the first count too).
-    The handlers' `inject_lambda_context` wraps each handler in Powertools' own on its first call."""
-
-    def __init__(self) -> None:
-        self._logger: Logger | None = None
-
-    def get(self) -> Logger:
-        if self._logger is None:
-            from aws_lambda_powertools import Logger
-
-            self._logger = Logger(service=C.SERVICE_NAME)
-        return self._logger
-
-    def warning(self, msg: str, **kw: Any) -> None:
-        self.get().warning(msg, **kw)
-
-    def inject_lambda_context(self, *, clear_state: bool) -> Callable[[_Handler], _Handler]:
-        def decorate(handler: _Handler) -> _Handler:
-            wrapped: list[Callable[..., Any]] = []
-
-            @functools.wraps(handler)
-            def run(event: dict[str, Any], context: LambdaContext) -> Any:
-                if not wrapped:
-                    wrapped.append(self.get().inject_lambda_context(handler, clear_state=clear_state))
-                return wrapped[0](event, context)
-
-            return run  # type: ignore[return-value]
-
-        return decorate
-
-
-logger = _FirstUseLogger()
+# Powertools' Logger, made at the first invocation (any of Powertools loads its Logger, Metrics and Tracer).
+logger = FirstUseLogger(C.SERVICE_NAME)
 
 
 @dataclass

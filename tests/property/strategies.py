@@ -15,7 +15,7 @@ import yaml
 from hypothesis import strategies as st
 
 from stepwise.simulate import DEFAULT_START
-from tests.differential.strategies import COLORS, LISTS, MARK, TAGS, TEMPLATES, WAIT_EVENT, WIN, conditions
+from tests.differential.strategies import COLORS, LISTS, TAGS, TEMPLATES, WAIT_EVENT, WIN, conditions
 
 NAME, OTHER = "pt", "other"
 TRIGGER, GOAL_EVENT = "custom.start", "custom.goal"
@@ -34,12 +34,29 @@ steps:
 """
 
 
+GOAL_TAG = "goal-met"
+GOALS: list[dict[str, Any]] = [
+    {"event": GOAL_EVENT}, {"event": GOAL_EVENT, "where": {"level": "gold"}},
+    {"condition": {"did_event": WIN}}, {"condition": {"has_tag": GOAL_TAG}},
+]  # fmt: skip
+
 ACTION_KINDS = [
     "send_email", "send_sms", "send_site_message", "notify", "add_tag", "remove_tag", "subscribe", "unsubscribe",
     "move_to_stage", "set_field", "adjust_score", "generate_coupon", "start_workflow", "remove_from_campaign",
     "call_webhook",
 ]  # fmt: skip
 STEP_ORDER = ["action", "wait_until", "if", "action", "wait", "branch", "action", "goal", "wait_until", "split"]
+
+
+STEER = "steer"  # the contact field the property test steers decisions by: |go-SID-CASE|... (no step sets it)
+
+
+def steered(sid: str, case: str, drawn: dict[str, Any], wait: bool = False) -> dict[str, Any]:
+    """`drawn`, made steerable: for a contact with the field `steer` it holds only when the field names
+    go-SID-CASE (none of the cases: else, otherwise), a condition wait's only when the contact gets the tag
+    go-SID-event while it waits; the drawn condition is still evaluated, first."""
+    go = {"has_tag": f"go-{sid}-{case}"} if wait else {"field": STEER, "contains": f"|go-{sid}-{case}|"}
+    return {"any": [{"all": [drawn, {"not": {"field": STEER, "exists": True}}]}, go]}
 
 
 def _at(draw: st.DrawFn, hours: st.SearchStrategy[int]) -> str:
@@ -66,6 +83,7 @@ class Builder:
         self.actions = draw(st.permutations(ACTION_KINDS))
         self.kinds = draw(st.permutations(STEP_ORDER))
         self.ai = self.ki = 0
+        self.goal_kinds = draw(st.permutations(range(len(GOALS))))
 
     def next_action(self) -> str:
         self.ai += 1
@@ -200,20 +218,25 @@ class Builder:
                     wu["where"] = {"n": {"gt": draw(st.integers(0, 6))}}
                 if wu["event"] == WAIT_EVENT and draw(st.booleans()):
                     wu["same"] = ["kind"]
+                if wu["event"] == "tag.added":  # the tags steps add (here or in other runs) never resume it
+                    wu["where"] = {"tag": f"go-{sid}-event"}
             else:
-                wu["condition"] = draw(conditions())
+                wu["condition"] = steered(sid, "event", draw(conditions()), wait=True)
             if draw(st.booleans()):
                 wu["on_timeout"] = self.steps(depth + 1)
             return {"id": sid, "wait_until": wu}
         if kind == "if":
-            return {"id": self.sid("if"), "if": draw(conditions()), "then": self.steps(depth + 1, 1),
+            sid = self.sid("if")
+            return {"id": sid, "if": steered(sid, "then", draw(conditions())), "then": self.steps(depth + 1, 1),
                     "else": self.steps(depth + 1)}  # fmt: skip
         if kind == "branch":
+            sid = self.sid("branch")
             cases = [
-                {"name": f"c{i}", "when": draw(conditions()), "steps": self.steps(depth + 1, int(i == 0))}
+                {"name": f"c{i}", "when": steered(sid, f"c{i}", draw(conditions())),
+                 "steps": self.steps(depth + 1, int(i == 0))}
                 for i in range(draw(st.integers(1, 3)))
-            ]
-            out: dict[str, Any] = {"id": self.sid("branch"), "branch": cases}
+            ]  # fmt: skip
+            out: dict[str, Any] = {"id": sid, "branch": cases}
             if draw(st.booleans()):
                 out["otherwise"] = self.steps(depth + 1)
             return out
@@ -236,12 +259,9 @@ class Builder:
                 step["winner"] = winner
             return step
         self.goals += 1
-        goal: dict[str, Any] = draw(
-            st.sampled_from(
-                [{"event": GOAL_EVENT}, {"event": GOAL_EVENT, "where": {"level": "gold"}},
-                 {"condition": {"did_event": WIN}}, {"condition": {"has_tag": "Buyer"}}]
-            )
-        )  # fmt: skip
+        # Each goal of a workflow its own kind, so one signal meets one goal (the event ones excepted: gold meets
+        # both); the tag is one no step adds, so only the contact driven to meet the goal meets it.
+        goal: dict[str, Any] = GOALS[self.goal_kinds[self.goals - 1]]
         if draw(st.booleans()):
             goal = {**goal, "otherwise": "end"}
         sid = self.sid("goal")
@@ -295,34 +315,65 @@ def workflow_files(draw: st.DrawFn, webhook_url: str) -> str:
     return dump(raw)
 
 
-def _event_times(draw: st.DrawFn) -> list[tuple[int, str, dict[str, Any]]]:
-    """Events after the trigger (seconds after the start, type, data): what resumes waits and meets goals."""
-    kinds = st.sampled_from([WAIT_EVENT, MARK, GOAL_EVENT, WIN, "email.clicked", "tag.added"])
-    out = []
-    for i, minutes in enumerate(sorted(draw(st.lists(st.integers(2, 60 * 40), max_size=5)))):
-        etype = draw(kinds)
-        data: dict[str, Any] = {}
-        if etype == WAIT_EVENT:
-            data = {"n": draw(st.integers(0, 12)), "kind": draw(st.sampled_from(["A", "b"]))}
-        elif etype == MARK:
-            data = {"n": draw(st.integers(0, 12))}
-        elif etype == GOAL_EVENT:
-            data = {"level": draw(st.sampled_from(["gold", "x"]))}
-        elif etype == "email.clicked":
-            data = {"template": "t1", "url": "https://example.com/x"}
-        elif etype == "tag.added":
-            data = {"tag": draw(st.sampled_from(["vip", "Buyer"]))}
-        out.append((60 * minutes + i, etype, data))
-    return out
+def _in_hours(hours: int) -> str:
+    return (DEFAULT_START + timedelta(hours=hours)).isoformat()
 
 
-@st.composite
-def contacts(draw: st.DrawFn) -> dict[str, Any]:
-    """One contact's starting data and the events it sends after the trigger."""
-    return {
-        "tags": draw(st.lists(st.sampled_from([*TAGS, "vip"]), unique=True, max_size=2)),
-        "lists": draw(st.lists(st.sampled_from(LISTS), unique=True, max_size=1)),
-        "fields": draw(st.dictionaries(st.sampled_from(["color", "n"]), st.sampled_from([*COLORS, 0, 7]))),
-        "trigger": {"value": draw(st.integers(0, 12)), "kind": draw(st.sampled_from(["A", "b"]))},
-        "events": _event_times(draw),
-    }
+def explicit_files(webhook_url: str) -> list[str]:
+    """Files the CI run always checks first (hypothesis `example`s), so its few generated ones need not be lucky:
+    together they hold every step kind, both trigger kinds, every nesting (then, else, a branch case, otherwise,
+    a split path, on_timeout), every goal kind and every wait kind, so every kind of path is driven."""
+    t = TEMPLATES[0]
+    actions = {
+        "send_email": {"template": t, "send_window": "anytime"}, "send_sms": {"template": t},
+        "send_site_message": {"template": t}, "notify": {"to": ["team@example.com"], "subject": "Lead"},
+        "add_tag": "vip", "remove_tag": ["vip"], "subscribe": {"list": LISTS[0]}, "unsubscribe": {"campaign": OTHER},
+        "move_to_stage": {"pipeline": "sales", "stage": "lead"}, "set_field": {"color": "red"}, "adjust_score": 2,
+        "generate_coupon": {"amount_off": 5.5}, "start_workflow": {"workflow": OTHER},
+        "remove_from_campaign": OTHER, "call_webhook": {"url": webhook_url, "timeout": 5},
+    }  # fmt: skip
+    assert set(actions) == set(ACTION_KINDS)
+    every_action = {
+        "name": NAME,
+        "triggers": [{"event": TRIGGER}, {"at": _in_hours(3), "list": LISTS[0]}],
+        "settings": {"max_loops": 2},
+        "steps": [
+            *({"id": f"a-{kind.replace('_', '-')}", kind: body} for kind, body in actions.items()),
+            {"id": "d-if", "if": steered("d-if", "then", {"has_tag": "vip"}),
+             "then": [{"id": "t-tag", "add_tag": "vip"}], "else": [{"id": "e-tag", "remove_tag": "vip"}]},
+            {"id": "w-ping", "wait_until": {"event": WAIT_EVENT, "timeout": "1h",
+                                            "on_timeout": [{"id": "ot-tag", "add_tag": "Buyer"}]}},
+            {"id": "d-branch", "branch": [
+                {"name": "c0", "when": steered("d-branch", "c0", {"score": {"gte": 2}}),
+                 "steps": [{"id": "b-0", "add_tag": "vip"}]},
+                {"name": "c1", "when": steered("d-branch", "c1", {"field": "color", "eq": "RED"}),
+                 "steps": [{"end": "bought"}]},
+            ], "otherwise": [{"id": "b-o", "set_field": {"n": 1}}]},
+            {"id": "g-event", "goal": GOALS[0]},
+            {"id": "w-1", "wait": "1h"},
+            {"id": "g-cond", "goal": {**GOALS[2], "otherwise": "end"}},
+            {"id": "last", "add_tag": "done"},
+        ],
+    }  # fmt: skip
+    every_wait = {
+        "name": NAME,
+        "triggers": [{"event": TRIGGER, "delay": "30m"}],
+        "settings": {"max_loops": 1},
+        "steps": [
+            {"id": "s", "split": [
+                {"name": "p0", "percent": 50, "steps": [{"id": "p0-a", "add_tag": "vip"}]},
+                {"name": "p1", "percent": 50, "steps": [
+                    {"id": "p1-w", "wait_until": {"event": "email.clicked", "timeout": "2h"}}]},
+            ]},
+            {"id": "w-tag", "wait_until": {"event": "tag.added", "where": {"tag": "go-w-tag-event"}, "timeout": "1h"}},
+            {"id": "w-cond", "wait_until": {
+                "condition": steered("w-cond", "event", {"has_tag": "vip"}, wait=True), "timeout": "1h",
+                "on_timeout": [{"id": "again", "if": steered("again", "then", {"score": {"lt": 1}}),
+                                "then": [{"goto": "s"}], "else": []}]}},
+            {"id": "w-at", "wait_until": {"at": _in_hours(30)}},
+            {"id": "g-gold", "goal": GOALS[1]},
+            {"id": "g-tag", "goal": GOALS[3]},
+            {"end": {"reason": "done"}},
+        ],
+    }  # fmt: skip
+    return [dump(every_action), dump(every_wait)]

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from functions.step_runner.request import StepRequest
 from shared import budgets, clock, webhooks
 from shared import constants as C
-from shared.enrollment import Enroller, stored_trigger
+from shared.enrollment import DUPLICATE, Enroller, stored_trigger
 from shared.events import stable_hash
 from shared.facts import conditions_window, facts_for
 from shared.history import (
@@ -510,9 +510,7 @@ def _perform(ctx: Ctx, step: Step) -> None:
         why = f"coupon generated into field {g.field}"
     elif isinstance(r, StartWorkflowStep):
         sw = r.start_workflow
-        after.append(
-            lambda: ctx.deps.enroller.enrol(c.id, sw.workflow, ctx.req.event, key=ctx.key(sid), resume_at=sw.at or "")
-        )
+        after.append(lambda: _start_workflow(ctx, sid, sw))
         why = f"start workflow {sw.workflow}" + (f" at {sw.at}" if sw.at else "")
     elif isinstance(r, CallWebhookStep):
         _call_webhook(ctx, r, sid)  # before the commit: a failure raises and the machine retries
@@ -543,6 +541,18 @@ def _perform(ctx: Ctx, step: Step) -> None:
     # else: committed on an earlier attempt; none of `writes` is applied twice
     for fn in after:
         fn()
+
+
+def _start_workflow(ctx: Ctx, sid: str, sw: Any) -> None:
+    """start_workflow's enrolment, after the step's commit: a retry makes the same execution name, so never a second
+    run. A start the other workflow's policy refuses (the contact is inside it, it is paused, its entry budget) is
+    recorded under the step as "not started" with the reason, so history never shows a run that did not start."""
+    got = ctx.deps.enroller.enrol(ctx.contact.id, sw.workflow, ctx.req.event, key=ctx.key(sid), resume_at=sw.at or "")
+    if got.started or got.reason == DUPLICATE:
+        return  # started now, or by an earlier attempt of this Task
+    hist = ctx.history(sid, "start_workflow", "not started", f"{sw.workflow} not started: {got.reason}")
+    hist[C.SK] += "#not-started"
+    ctx.deps.store.commit_step(ctx.req.contact_id, hist, [])  # a retry finds it written: one record
 
 
 def _membership(ctx: Ctx, r: Any, sid: str, writes: list[Any], after: list[Any], profile: Any) -> None:

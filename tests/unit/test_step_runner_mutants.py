@@ -30,7 +30,7 @@ from shared import constants as C
 from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.history import EntryPlan, visit_key
-from shared.lifecycle import STATUS_SK, status_pk
+from shared.lifecycle import STATUS_SK, status_pk, write_status
 from shared.store.contacts import ContactNotFound, ContactStore, contact_pk, create_table
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.model import parse_workflow
@@ -601,6 +601,35 @@ steps:
     assert arn is not None
     inp = json.loads(env.sfn.describe_execution(executionArn=arn["execution_arn"])["input"])
     assert inp["run"]["resume_at"] == "later"
+
+
+def test_a_start_the_other_workflow_refuses_is_recorded_once_and_starts_nothing(env: Env) -> None:
+    env.contact()
+    write_status(env.store, "other", active=False, since=env.clock.at - timedelta(hours=1))
+    go(env, START["go"])
+    go(env, START["go"])  # the Task retried: the same visit
+    got = [h for h in env.hist() if h[0] == "go"]
+    assert got == [
+        ("go", "start_workflow", "done", "start workflow other"),
+        (
+            "go",
+            "start_workflow",
+            "not started",
+            "other not started: workflow is not active (deactivated 2026-11-04T09:00:00+00:00)",
+        ),
+    ]
+    assert env.item("ENROLL#other") is None
+    machine = TEMPLATE.replace("{workflow}", "other")
+    assert env.sfn.list_executions(stateMachineArn=machine)["executions"] == []
+
+
+def test_a_start_that_went_through_has_no_refusal_record_also_when_retried(env: Env) -> None:
+    env.contact()
+    go(env, START["go"])
+    go(env, START["go"])  # the retry's enrolment finds its own execution: a duplicate, not a refusal
+    assert [h[2] for h in env.hist() if h[0] == "go"] == ["done"]
+    machine = TEMPLATE.replace("{workflow}", "other")
+    assert len(env.sfn.list_executions(stateMachineArn=machine)["executions"]) == 1
 
 
 CAMPAIGN = tasks("""

@@ -971,3 +971,107 @@ def test_a_start_dated_before_the_millisecond_the_call_began_is_a_repeat(
     assert got.reason == (
         "started (recorded on a repeat: the first try stopped before recording)" if repeat else "started"
     )
+
+
+def test_a_restart_of_a_record_written_before_entry_names_were_kept_goes_on_with_its_execution(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    name = str(first.execution_arn).rsplit(":", 1)[-1]
+    old = {k: v for k, v in _record(env, cid).items() if k != "entry"}  # as recorded before `entry` existed
+    env.store.put_item(old)
+    assert enroller.stop(cid, "news", "goal g1 met")
+    again = enroller.enrol(cid, "news", EVENT, key="goal:1", resume_at="g1", restart=True)
+    name2 = str(again.execution_arn).rsplit(":", 1)[-1]
+    assert _record(env, cid)["entry"] == name
+    marker = env.item(cid, f"ENTERED#news#{name2}")
+    assert marker is not None and marker[C.GSI1_SK] == f"{env.clock.at.isoformat()}#continued#{name}#-#{name2}"
+
+
+def test_the_opening_waits_records_are_the_step_runners_and_a_campaigns_stage_moves_with_them(env: Env) -> None:
+    env.machines("news")
+    plan = entry_plan(OPENS_WITH_WAIT)
+    enroller = env.enroller({"news": plan})
+    cid, bob = _contact(env, campaigns={"news": None}, stages={}), _contact(env, "c-bob")
+    got = enroller.enrol(cid, "news", EVENT, key="k1", start_delay=3600)
+    arn, name, at = str(got.execution_arn), str(got.execution_arn).rsplit(":", 1)[-1], env.clock.at
+    first, second = env.store.query_prefix(contact_pk(cid), "HIST#", live_only=False)
+    assert {k: first[k] for k in ("contact_id", "workflow", "version", "execution", "step", "kind", "outcome")} == {
+        "contact_id": cid,
+        "workflow": "news",
+        "version": plan.version,
+        "execution": arn,
+        "step": "first-pause",
+        "kind": "wait",
+        "outcome": "waiting",
+    }
+    assert first[C.SK] == f"HIST#{name}#0000#first-pause" and second[C.SK] == f"HIST#{name}#0000#second-pause"
+    assert (
+        first["at"] == (at + timedelta(hours=1)).isoformat()
+        and second["at"] == (at + timedelta(days=1, hours=1)).isoformat()
+    )
+    assert first["entered"].startswith(f"{at.isoformat()}|") and second["entered"].startswith(f"{at.isoformat()}|")
+    assert first[C.TTL_ATTRIBUTE] == int((at + timedelta(hours=1, days=plan.history_days)).timestamp())
+    assert env.metrics[1:] == [("WaitStarted", "news", "first-pause", {}), ("WaitStarted", "news", "second-pause", {})]
+    # In the campaign: a stage event per wait (keyed to its visit) and the contact's stage the last of them.
+    stages = sorted(
+        (e["contact_id"], e["data"]["stage"], e["at"])
+        for e in env.store.scan_prefix("EVENT#")
+        if e["type"] == C.EVENT_STAGE_ENTERED
+    )
+    assert stages == [(cid, "first-pause", at.isoformat()), (cid, "second-pause", at.isoformat())]
+    assert all(e["data"]["campaign"] == "news" for e in env.store.scan_prefix("EVENT#"))
+    profile = env.item(cid, "PROFILE")
+    assert profile is not None and profile["campaigns"] == {"news": "second-pause"}
+    # Not in the campaign: no stage, no stage events.
+    assert enroller.enrol(bob, "news", EVENT, key="k1").started
+    assert len(env.store.query_prefix(contact_pk(bob), "HIST#", live_only=False)) == 2
+    assert [e for e in env.store.scan_prefix("EVENT#") if e["contact_id"] == bob] == []
+    assert "campaigns" not in (env.item(bob, "PROFILE") or {})
+
+
+def test_a_contact_in_a_campaign_entering_a_workflow_that_opens_with_a_task_keeps_its_stage(env: Env) -> None:
+    env.machines("news")
+    plain = wf("""
+name: news
+triggers: [{event: list.subscribed}]
+steps: [{id: hello, send_email: {template: hello}}]
+""")
+    cid = _contact(env, campaigns={"news": "earlier"}, stages={})
+    assert env.enroller({"news": entry_plan(plain)}).enrol(cid, "news", EVENT, key="k1").started
+    profile = env.item(cid, "PROFILE")
+    assert profile is not None and profile["campaigns"] == {"news": "earlier"}
+    assert env.store.scan_prefix("EVENT#") == []
+
+
+def test_a_reentry_starts_with_no_goals_and_a_pinned_restart_records_its_version(env: Env) -> None:
+    from shared.enrollment import _Start
+
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    env.store.put_item({**_record(env, cid), "goals": ["g1"]})
+    env.sfn.stop_execution(executionArn=str(first.execution_arn))
+    assert enroller.enrol(cid, "news", EVENT, key="k2", reentry=Reentry(mode="always")).started
+    rec = _record(env, cid)
+    assert rec["goals"] == [] and rec["count"] == 2 and "version_arn" not in rec
+    # A restart through a version (moto cannot start one: the record is written as launch would, after the start).
+    version = MACHINE + ":3"
+    start = _Start(cid, "news", confirmed(rec), "g1", 0, True, int(rec["rev"]) + 1, version)
+    enroller._record(start, execution_arn(version, "news-restarted"), env.clock.at)
+    rec = _record(env, cid)
+    assert rec["version_arn"] == version and rec["execution_arn"].endswith(":execution:stepwise-news:news-restarted")
+
+
+def test_each_run_of_a_campaign_has_its_own_stage_events(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller({"news": entry_plan(OPENS_WITH_WAIT)})
+    cid = _contact(env, campaigns={"news": None}, stages={})
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    env.sfn.stop_execution(executionArn=str(first.execution_arn))
+    assert enroller.enrol(cid, "news", EVENT, key="k2", reentry=Reentry(mode="always")).started
+    stages = [e["data"]["stage"] for e in env.store.scan_prefix("EVENT#") if e["type"] == C.EVENT_STAGE_ENTERED]
+    assert sorted(stages) == ["first-pause", "first-pause", "second-pause", "second-pause"]
+    assert len(env.store.query_prefix(contact_pk(cid), "HIST#", live_only=False)) == 4

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared import clock
 from shared import constants as C
 from shared.events_base import stable_hash
+from shared.lambda_logger import FirstUseLogger
 from shared.messaging import unsubscribe
 from shared.store.contacts import ContactStore, epoch
 
-logger = Logger(service=C.SERVICE_NAME)
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = FirstUseLogger(C.SERVICE_NAME)  # Powertools loads with the first invocation
 REQUIRED = (C.ENV_TABLE_NAME, C.ENV_UNSUBSCRIBE_KEY_PARAMETER)
 
 
@@ -87,6 +88,8 @@ def handle_record(contacts: ContactStore, key: bytes, record: dict[str, Any]) ->
 @logger.inject_lambda_context(clear_state=True)  # never log_event: the notification names the sender's address
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     contacts = store()
+    from aws_lambda_powertools.utilities import parameters
+
     key = str(parameters.get_parameter(_key_parameter, decrypt=True, max_age=300)).encode()
     outcomes = [handle_record(contacts, key, r) for r in event.get("Records", [])]
     for outcome in outcomes:

@@ -128,7 +128,7 @@ class FunnelEntry:
     """One key of the funnel index: an entry, a step's record, or a message event."""
 
     at: str
-    mark: str  # entered, step, goal, split, msg
+    mark: str  # entered, continued, step, goal, unmet, held, split, msg
     name: str  # the step (step, goal, split), the count a message event is (sent, delivered, ...), "" for an entry
     branch: str  # the branch a decision took ("" otherwise)
     run: str  # the execution name (entries, records); message events: <execution>/<message id> (`message_run`)
@@ -145,8 +145,9 @@ def parse_funnel_sk(sk: str) -> FunnelEntry:
 
 def funnel_keys(history: dict[str, Any], contact_id: str) -> dict[str, str]:
     """The funnel index keys of a history record of `contact_id` (none for a resumed wait's second record, which
-    the readers never counted; a held send's record counts as reaching its step, as it always did, once per
-    entry)."""
+    the readers never counted). A held send's record is marked "held": the contact has not reached the step until
+    the send goes (its "sent" record), as StepCompleted / MessageSent (the dashboard) count it; keys written before
+    this say "step" and still count as reaching it."""
     sk = str(history.get(C.SK, ""))
     workflow, step, execution = history.get("workflow"), history.get("step"), history.get("execution")
     if not workflow or not step or not execution or sk.endswith("#resumed"):
@@ -155,6 +156,8 @@ def funnel_keys(history: dict[str, Any], contact_id: str) -> dict[str, str]:
     # A goal passed without being met is "unmet": it is not reaching the goal, as the GoalReached metric (the
     # dashboard's goal line) counts it; keys written before this say "step" and still count as reaching it.
     mark = ("goal" if outcome == "reached" else "unmet") if kind == "goal" else "split" if kind == "split" else "step"
+    if outcome == "held":
+        mark = "held"
     branch = str(history.get("branch") or "")
     run = str(execution).rsplit(":", 1)[-1]
     keys = funnel_sk(str(history["at"]), mark, str(step), branch, run)

@@ -1,8 +1,8 @@
 """`stepwise stats WORKFLOW [--since 7d]`: the funnel of a workflow: entered, reached each step, each branch's share,
-goals reached, sent / delivered / opened / clicked, split paths and the winner, and (from the table) who waits at
-each step now. Two sources behind one interface: the table (the funnel and run indexes on GSI1: bounded Query pages
-of keys, per entry, locally and anywhere) and CloudWatch (the step runner's metrics, namespace Stepwise: the figures
-the dashboard shows)."""
+goals reached, sent / delivered / opened / clicked, split paths and the winner, and (from the table) who waits or
+is held at each step now. Two sources behind one interface: the table (the funnel and run indexes on GSI1: bounded
+Query pages of keys, per entry, locally and anywhere) and CloudWatch (the step runner's metrics, namespace Stepwise:
+the figures the dashboard shows)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class Funnel:
     messages: dict[str, int | None] = field(default_factory=dict)  # sent, delivered, opened, clicked
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)  # split step -> {paths, winner}
     waiting: dict[str, int] | None = None  # step -> running contacts waiting there now (table only)
+    held: dict[str, int] | None = None  # step -> running contacts whose send is held there now (table only)
     reads: dict[str, int] = field(default_factory=dict)
 
     def shares(self) -> dict[str, dict[str, float]]:
@@ -59,6 +60,7 @@ class Funnel:
             "messages": self.messages,
             "splits": self.splits,
             "waiting": self.waiting,
+            "held": self.held,
             "reads": self.reads,
         }
 
@@ -101,8 +103,8 @@ class TableSource:
         goals: dict[str, set[str]] = defaultdict(set)
         for r in records:
             run = continued.get(r.run, r.run)
-            if run not in entries or r.mark == "unmet":
-                continue  # a run entered before `since`; a goal passed without being met is not reached
+            if run not in entries or r.mark in ("unmet", "held"):
+                continue  # a run entered before `since`; a goal passed unmet, a send held (not sent yet): not reached
             reached[r.name].add(run)
             if r.branch:
                 branches[r.name][r.branch] += 1
@@ -121,10 +123,11 @@ class TableSource:
         f.goals = {s: len(c) for s, c in sorted(goals.items())}
         f.messages = {k: len(messages[k]) for k in ("sent", "delivered", "opened", "clicked")}
         start = self.ops.index_pages
-        waiting: Counter[str] = Counter(
-            r.step for r in self.ops.runs(workflow, status="running", state="waiting") if r.step
-        )
-        f.waiting = dict(sorted(waiting.items()))
+        now: dict[str, Counter[str]] = {"waiting": Counter(), "held": Counter()}  # one read of the running runs
+        for ix in self.ops.runs(workflow, status="running"):
+            if ix.step and ix.state in now:
+                now[ix.state][ix.step] += 1
+        f.waiting, f.held = (dict(sorted(now[k].items())) for k in ("waiting", "held"))
         for step in sorted(split_steps):
             stats = self.ops.split_stats(workflow, step) or {}
             f.splits[step] = {"paths": f.branches.get(step, {}), "winner": stats.get("winner")}
@@ -210,6 +213,8 @@ def print_funnel(f: Funnel, out: Any) -> None:
         print(f"  split {step}: {paths}; winner {s['winner'] or 'not decided'}", file=out)
     if f.waiting:
         print("  waiting now: " + ", ".join(f"{step} {n}" for step, n in f.waiting.items()), file=out)
+    if f.held:  # a send held by its window or the frequency cap: not reached (not sent) until it goes
+        print("  held now (send not yet gone): " + ", ".join(f"{s} {n}" for s, n in f.held.items()), file=out)
 
 
 def since_time(text: str, now: datetime | None = None) -> datetime:

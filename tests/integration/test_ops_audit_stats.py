@@ -21,7 +21,7 @@ from shared.messaging.feedback import handle as feedback
 from shared.metrics import emit_metric
 from shared.store.operations import MetricsReader, OperationsStore
 from shared.workflow.model import SplitStep
-from stepwise.ops.stats import CloudWatchSource, Funnel, TableSource
+from stepwise.ops.stats import CloudWatchSource, Funnel, TableSource, print_funnel
 from stepwise.outbox import LOCAL_CONFIGURATION_SET
 from stepwise.simulate import DEFAULT_START, Simulation
 from tests.integration.support import event, workflow
@@ -45,6 +45,15 @@ steps:
     goal: {event: order.paid}
 """
 FIRST, LATER = 30, 6  # contacts before the winner is decided, and after
+# A send window: the two who enter at 09:00 are held at `hello` until 10:00; the one who enters at 11:00 is not.
+NIGHTLY = """
+name: nightly
+triggers: [{event: tag.added, where: {tag: nightly}}]
+settings: {send_window: {between: "10:00-20:00", timezone: UTC}}
+steps:
+  - {id: hello, send_email: {template: welcome-email}}
+  - {id: greeted, add_tag: greeted}
+"""
 
 
 class EmfSimulation(Simulation):
@@ -118,6 +127,7 @@ class Scenario:
         self.bought: set[str] = set()
         self.vip: set[str] = set()
         self.wall_start = datetime.now(UTC) - timedelta(minutes=1)
+        self.while_held: tuple[Funnel, Funnel, str] | None = None  # nightly's table, CloudWatch, printed (09:10)
 
     def contact_of(self, email: str) -> str:
         return next(c["id"] for c in self.sim.summary()["contacts"] if c.get("email") == email)
@@ -139,7 +149,7 @@ class Scenario:
 def scenario() -> Iterator[Scenario]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(C.ENV_TEMPLATES_DIR, str(ROOT / "templates"))  # the messages go out (SES on moto)
-        with EmfSimulation([workflow(PROMO)]) as sim:
+        with EmfSimulation([workflow(PROMO), workflow(NIGHTLY)]) as sim:
             s = Scenario(sim)
             for i in range(FIRST):
                 if i < 3:
@@ -148,7 +158,18 @@ def scenario() -> Iterator[Scenario]:
             s.vip = {s.contact_of(f"p{i}@example.com") for i in range(3)}
             first = s.first = s.paths()
             assert min(sum(1 for p in first.values() if p == x) for x in "ab") >= 10  # both reach min_contacts
+            for i in range(2):
+                sim.send(event(f"n{i}", "tag.added", {"tag": "nightly"}, email=f"n{i}@example.com"))
             sim.advance(DEFAULT_START + timedelta(minutes=10))
+            ops = OperationsStore(sim.store)
+            held = TableSource(ops).funnel("nightly", DEFAULT_START - timedelta(days=7))
+            out = io.StringIO()
+            print_funnel(held, out)
+            s.while_held = (
+                held,
+                CloudWatchSource(MetricsReader(sim.cloudwatch)).funnel("nightly", s.wall_start),
+                out.getvalue(),
+            )
             on_a = sorted(c for c, p in first.items() if p == "a")
             on_b = sorted(c for c, p in first.items() if p == "b")
             # Every message of the first round is delivered, one twice (SES's own retry: the same event).
@@ -172,6 +193,7 @@ def scenario() -> Iterator[Scenario]:
             # Past `after` (1h) with both paths at min_contacts and clicks: the next contacts take the winner.
             for i in range(FIRST, FIRST + LATER):
                 sim.send(event(f"s{i}", "list.subscribed", {"list": "news"}, email=f"p{i}@example.com"))
+            sim.send(event("n2", "tag.added", {"tag": "nightly"}, email="n2@example.com"))  # 11:00: in the window
             sim.advance(DEFAULT_START + timedelta(days=2))
             s.path = s.paths()
             yield s
@@ -221,3 +243,23 @@ def test_cloudwatch_metrics_emitted_are_the_table_figures(scenario: Scenario) ->
     assert cw.messages == {**table.messages, "delivered": None}
     # Each step reached: arrivals (CloudWatch) and contacts (table) are the same figure with no loop.
     assert cw.reached == table.reached
+
+
+def test_a_held_send_is_held_not_reached_in_both_sources_then_counted_once(scenario: Scenario) -> None:
+    """A send held by its window has not reached its step (nothing went): the table shows it held there, as the
+    dashboard (StepCompleted / MessageSent come when the send goes) shows nothing; once sent, both count it once."""
+    assert scenario.while_held is not None
+    table, cw, printed = scenario.while_held
+    assert (table.entered, table.reached, table.messages["sent"], table.held) == (2, {}, 0, {"hello": 2})
+    assert (cw.entered, cw.reached, cw.messages["sent"]) == (table.entered, table.reached, table.messages["sent"])
+    assert "held now (send not yet gone): hello 2" in printed and "hello:" not in printed
+    ops = OperationsStore(scenario.sim.store)
+    table = TableSource(ops).funnel("nightly", DEFAULT_START - timedelta(days=7))
+    cw = CloudWatchSource(MetricsReader(scenario.sim.cloudwatch)).funnel("nightly", scenario.wall_start)
+    assert (table.entered, table.reached, table.held) == (3, {"greeted": 3, "hello": 3}, {})
+    assert table.messages == {"sent": 3, "delivered": 0, "opened": 0, "clicked": 0}
+    assert (cw.entered, cw.reached, cw.messages) == (
+        table.entered,
+        table.reached,
+        {**table.messages, "delivered": None},
+    )

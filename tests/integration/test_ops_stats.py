@@ -260,7 +260,7 @@ def test_index_keys_say_what_each_record_counts_as() -> None:
     goal_not_met = keys("bought", step="bought", kind="goal", outcome="not reached")
     assert goal_not_met is not None and goal_not_met.mark == "unmet"  # passed, not met: not reaching the goal
     held = keys("offer#held-2026-11-02T09:00:00Z", step="offer", kind="send_email", outcome="held")
-    assert held is not None and (held.mark, held.name) == ("step", "offer")  # reached the step, held there
+    assert held is not None and (held.mark, held.name) == ("held", "offer")  # held there: not reached until sent
     assert keys("wait#resumed", step="wait", kind="wait_until", outcome="resumed") is None  # its wait counted it
     # The run index reads both key shapes: with the current step, and the earlier one (a stopped run's).
     assert parse_run_sk("stopped#2026-11-01T00:00:00+00:00#c1") == IndexedRun(

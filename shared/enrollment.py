@@ -16,7 +16,7 @@ from shared import constants as C
 from shared.events import stable_hash
 from shared.history import Run, drop_unreached, passive_metric, passive_records, stage_entered, visit_key
 from shared.lifecycle import STATUS_SK, ensure_activated, entry_check, read_status, status_pk, write_status
-from shared.store.contacts import ContactStore, contact_pk, epoch
+from shared.store.contacts import ContactStore, contact_pk, epoch, serialise
 from shared.store.run_index import (
     ENTERED_PREFIX,
     PROGRESS,
@@ -567,6 +567,47 @@ class Enroller:
                 C.GSI1_SK: run_index_sk("stopped", str(record["entered_at"]), contact_id),
             }
         )
+        return True
+
+    def set_run_status(
+        self, contact_id: str, workflow: str, record: dict[str, Any], status: str, expect: str = "running"
+    ) -> bool:
+        """One conditional UpdateItem: the ENROLL# record of `record`'s run takes `status`, and its run index
+        key (GSI1) the same status, when it still names that run and reads `expect`. False when it did not (a
+        report of an older run, a repeat, a run stopped by us): nothing changed."""
+        arn = str(record["execution_arn"])
+        progress = record.get(PROGRESS)
+        sk = (
+            progress_sk(status, progress, contact_id)
+            if isinstance(progress, dict) and progress
+            else run_index_sk(status, str(record.get("entered_at", "")), contact_id)
+        )
+        try:
+            self.store.client.update_item(
+                TableName=self.store.table,
+                Key=self.store._key(contact_pk(contact_id), f"ENROLL#{workflow}"),
+                UpdateExpression="SET #s = :s, #gpk = :gpk, #gsk = :gsk",
+                ConditionExpression="#arn = :arn AND #s = :expect",
+                ExpressionAttributeNames={
+                    "#s": "status",
+                    "#arn": "execution_arn",
+                    "#gpk": C.GSI1_PK,
+                    "#gsk": C.GSI1_SK,
+                },
+                ExpressionAttributeValues=serialise(
+                    {
+                        ":s": status,
+                        ":gpk": run_index_pk(workflow, contact_id),
+                        ":gsk": sk,
+                        ":arn": arn,
+                        ":expect": expect,
+                    }
+                ),
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
         return True
 
 

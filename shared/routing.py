@@ -346,13 +346,17 @@ class Router:
         campaign the contact is subscribed to and it succeeded, the contact has completed the campaign: it
         leaves it, and campaign.completed is routed. A repeat of the report finds it gone and does nothing."""
         contact_id, workflow = run_input.get("contact_id"), run_input.get("workflow")
-        if status != "SUCCEEDED" or not contact_id or not workflow:
+        if status not in ENDED_STATUS or not contact_id or not workflow:
             return []
         raw = self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}")
         record = confirmed(raw)
+        if status != "SUCCEEDED":
+            self._mark_ended(contact_id, workflow, execution_arn, status, record)
+            return []
         self._forget_trigger(contact_id, execution_arn, run_input.get("event"), raw)
         if record is None or record.get("execution_arn") != execution_arn:
             return []  # not the contact's current run of it (a goal restarted it, say)
+        self._mark_ended(contact_id, workflow, execution_arn, status, record)
         profile = self.store.get_item(contact_pk(contact_id), "PROFILE") or {}
         if workflow not in (profile.get("campaigns") or {}):
             return []  # a workflow the contact did not subscribe to as a campaign
@@ -369,6 +373,27 @@ class Router:
         ]
         self.store.leave_campaign(contact_id, workflow)  # last: a repeat after a crash routes the event again
         return out
+
+    def _mark_ended(
+        self, contact_id: str, workflow: str, execution_arn: str, status: str, record: dict[str, Any] | None
+    ) -> bool:
+        """The ENROLL# record of the run that ended takes its final status (ENDED_STATUS), on the record and on
+        the run index key, when it still names this run and reads running (a repeat, a report of an older run or
+        of a run stopped by us changes nothing). A failed or timed-out run is first described: a redrive since the
+        report wins (RUNNING again: nothing changes). One UpdateItem per ended run; a DescribeExecution too for
+        FAILED and TIMED_OUT."""
+        if record is None or record.get("execution_arn") != execution_arn or record.get("status") != "running":
+            return False
+        if status in ("FAILED", "TIMED_OUT"):
+            try:
+                now = self.sfn.describe_execution(executionArn=execution_arn).get("status")
+            except ClientError as err:
+                if err.response["Error"]["Code"] != "ExecutionDoesNotExist":
+                    raise
+                now = status
+            if now == "RUNNING":
+                return False  # redriven since the report
+        return self.enroller.set_run_status(contact_id, workflow, record, ENDED_STATUS[status])
 
     def _forget_trigger(self, contact_id: str, execution_arn: str, event: Any, raw: dict[str, Any] | None) -> None:
         """A run that succeeded needs its trigger event (~TRIGGER#, shared/enrollment.py) no more: delete it, unless
@@ -416,6 +441,10 @@ class _Pending:
     args: dict[str, Any]
     failed: list[int] = field(default_factory=list)
 
+
+# The ENROLL# status a run takes when it ends, by its Step Functions status. ABORTED is a stop not by us
+# (Enroller.stop writes "stopped" itself, and the record then no longer reads running).
+ENDED_STATUS = {"SUCCEEDED": "completed", "FAILED": "failed", "TIMED_OUT": "timed_out", "ABORTED": "aborted"}
 
 MESSAGE_CHANNELS = ("email", "sms")
 # What a status event learns from the message it is about, unless the provider said it already.

@@ -102,8 +102,17 @@ def resume(
         offer = f"restart it at a step: stepwise resume {contact_id} {workflow} --at {step or 'STEP'}"
         if status not in REDRIVABLE:
             return ResumeResult("nothing", contact_id, arn, f"run is {status}: nothing to redrive; {offer}")
+        # The step runner's progress writes require the record to read running: it does again before the redrive
+        # (one conditional UpdateItem), and takes back its final status when the redrive is refused.
+        was = str(record.get("status", ""))
+        reopened = was != "running" and enroller.set_run_status(contact_id, workflow, record, "running", expect=was)
         try:
-            when = ops.redrive(arn)
+            try:
+                when = ops.redrive(arn)
+            except (RedriveUnavailable, NotRedrivable):
+                if reopened:
+                    enroller.set_run_status(contact_id, workflow, record, was, expect="running")
+                raise
         except RedriveUnavailable as err:
             return ResumeResult(
                 "not-redriven",

@@ -56,14 +56,14 @@ def test_a_webhook_to_the_metadata_address_fails_the_run_once_with_invalid_step_
         ((stuck,),) = [find_stuck(ops, "plain", sim.machines["plain"]).stuck]
         assert (stuck.contact_id, stuck.problem, stuck.step) == (noa, "failed", "")
         assert stuck.detail == f"InvalidStep: {PLAIN}"
-        # history reads the contact's records only: the refused step committed none, and the enrolment is not
-        # marked when a run fails, so both runs still read "running" there.
+        # history reads the contact's records only: the refused step committed none, and the enrolment takes its
+        # run's final status when the run ends (Router.execution_ended), so both runs read "failed" there.
         report = contact_history(ops, "noa@example.com")
         assert report["steps"] == [] and report["messages"] == []
         assert sorted((w["workflow"], w["status"]) for w in report["workflows"]) == [
-            ("plain", "running"),
-            ("secure", "running"),
+            ("plain", "failed"),
+            ("secure", "failed"),
         ]
         out = io.StringIO()
         print_report(report, out)
-        assert f"  plain version ?: entered {DEFAULT_START.isoformat()}, running, 1 entry\n" in out.getvalue()
+        assert f"  plain version ?: entered {DEFAULT_START.isoformat()}, failed, 1 entry\n" in out.getvalue()

@@ -127,8 +127,8 @@ def test_stats_json(sim: Simulation, capsys: pytest.CaptureFixture[str]) -> None
     assert (code, err) == (0, "")
     funnel = json.loads(out)
     assert (funnel["workflow"], funnel["source"], funnel["entered"]) == ("hello", "table", 3)
-    # Bo waits at w; Cy's run failed after it and the run index keeps her there (stuck lists her; resume moves her).
-    assert (funnel["reached"], funnel["waiting"]) == ({"tag": 3, "w": 3, "t2": 1}, {"w": 2})
+    # Bo waits at w; Cy's run failed after it: her record reads failed, so she is not waiting (stuck lists her).
+    assert (funnel["reached"], funnel["waiting"]) == ({"tag": 3, "w": 3, "t2": 1}, {"w": 1})
 
 
 def test_diff_counts_the_contacts_on_the_removed_step(
@@ -143,8 +143,8 @@ def test_diff_counts_the_contacts_on_the_removed_step(
         "    wait",
         "~ tag: moved",
         "    then w -> then t2",
-        "contacts waiting on a step this version removes or moves: 2",  # Bo, and Cy's failed run (stats)
-        "  w (removed): 2",
+        "contacts waiting on a step this version removes or moves: 1",  # Bo: Cy's run failed, she waits no more
+        "  w (removed): 1",
     ]
 
 

@@ -1142,3 +1142,54 @@ def test_an_identity_lost_while_the_event_is_written_again_without_a_failed_clai
         env.ddb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", race)
     assert out == [Routed("c-rival", "news", "entered", "started")]
     assert env.item(guess, "PROFILE") is None
+
+
+# ---- a run's end: the record's final status (execution_ended) ------------------------------------------------
+
+
+def _ended(env: Env, cid: str, workflow: str) -> tuple[str, str]:
+    item = env.enrolment(cid, workflow)
+    return str(item["status"]), str(item[C.GSI1_SK])
+
+
+def test_an_ended_run_takes_its_final_status_on_the_record_and_the_run_index_once(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e1", "list.subscribed"))
+    cid, arn = sub.contact, env.enrolment(sub.contact, "news")["execution_arn"]
+    run_input = env.run_input(cid, "news")
+    assert r.execution_ended(arn + "-older", "SUCCEEDED", run_input) == []  # another run's report
+    assert _ended(env, cid, "news")[0] == "running"
+    assert r.execution_ended(arn, "RUNNING", run_input) == []  # not an end
+    assert _ended(env, cid, "news")[0] == "running"
+    r.execution_ended(arn, "SUCCEEDED", run_input)
+    status, sk = _ended(env, cid, "news")
+    assert status == "completed" and sk.startswith("completed#") and sk.endswith(f"#{cid}")
+    before = env.enrolment(cid, "news")
+    r.execution_ended(arn, "FAILED", run_input)  # a late or repeated report: the record no longer reads running
+    assert env.enrolment(cid, "news") == before
+
+
+@pytest.mark.parametrize(("reported", "final"), [("FAILED", "failed"), ("TIMED_OUT", "timed_out")])
+def test_a_failed_or_timed_out_run_is_marked_unless_it_runs_again(env: Env, reported: str, final: str) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e1", "list.subscribed"))
+    cid, arn = sub.contact, env.enrolment(sub.contact, "news")["execution_arn"]
+    run_input = env.run_input(cid, "news")
+    assert r.execution_ended(arn, reported, run_input) == []
+    assert _ended(env, cid, "news")[0] == "running"  # DescribeExecution says RUNNING: redriven since, it wins
+    env.sfn.stop_execution(executionArn=arn)  # no longer running per DescribeExecution
+    assert r.execution_ended(arn, reported, run_input) == []
+    status, sk = _ended(env, cid, "news")
+    assert status == final and sk.startswith(f"{final}#")
+
+
+def test_a_run_aborted_not_by_us_reads_aborted_and_one_we_stopped_stays_stopped(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e1", "list.subscribed"))
+    cid, arn = sub.contact, env.enrolment(sub.contact, "news")["execution_arn"]
+    run_input = env.run_input(cid, "news")
+    r.execution_ended(arn, "ABORTED", run_input)
+    assert _ended(env, cid, "news")[0] == "aborted"
+    env.store.put_item({**env.enrolment(cid, "news"), "status": "stopped"})
+    r.execution_ended(arn, "ABORTED", run_input)
+    assert _ended(env, cid, "news")[0] == "stopped"

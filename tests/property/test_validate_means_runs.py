@@ -6,7 +6,7 @@ not) on the local stack: each contact's history must show its path's records in 
 A workflow with more than paths.MAX_PATHS paths gets a subset of them that takes every choice some path takes.
 
 Seeded and bounded for CI: two explicit files first (strategies.explicit_files: every step kind, trigger kind,
-nesting, wait and goal kind), then PROPERTY_EXAMPLES (default 20) generated ones; the run must have driven every
+nesting, wait and goal kind), then PROPERTY_EXAMPLES (default 16) generated ones; the run must have driven every
 kind of choice and validated every kind of step. The `slow` run takes PROPERTY_SLOW_EXAMPLES (100) from
 PROPERTY_SEED (1), only when PROPERTY_SLOW_EXAMPLES is set (`make property`). No shrinking unless PROPERTY_SHRINK=1
 (a shrink on moto takes many minutes)."""
@@ -38,7 +38,7 @@ from stepwise.simulate import DEFAULT_START, Simulation
 from tests.property.paths import TRIGGER_DATA, Path, Paths, address, covering, taken
 from tests.property.strategies import NAME, OTHER, OTHER_WORKFLOW, STEER, TRIGGER, explicit_files, workflow_files
 
-EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "16"))
 SLOW_EXAMPLES = int(os.environ.get("PROPERTY_SLOW_EXAMPLES", "100"))
 SLOW_SEED = int(os.environ.get("PROPERTY_SEED", "1"))  # another seed, other files: the slow run explores
 HORIZON = timedelta(days=40)  # longer than any generated path: 3 loops of the longest waits

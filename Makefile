@@ -51,7 +51,7 @@ differential: $(STAMP)
 	DIFF_EXAMPLES=$${DIFF_EXAMPLES:-150} DIFF_SEED=$${DIFF_SEED:-20261130} DIFF_SHRINK=1 \
 		$(BIN)/pytest -p no:xdist -q tests/differential
 
-# The validate-means-runs property test, larger than CI's 25 examples (PROPERTY_SEED picks other files; no shrink).
+# The validate-means-runs property test, larger than CI's 16 generated examples (PROPERTY_SEED picks other files; no shrink).
 property: $(STAMP)
 	PROPERTY_SLOW_EXAMPLES=$${PROPERTY_SLOW_EXAMPLES:-100} $(BIN)/pytest -p no:xdist -q -m slow tests/property
 

@@ -187,7 +187,7 @@ def _resume(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_dict(), indent=2))
     else:
         print(f"{result.action}: {result.message}")
-    return 0 if result.action in ("redriven", "restarted") else 2
+    return 0 if result.action in ("redriven", "restarted") else 1  # it ran; what it found is a problem
 
 
 def add_parser(sub: Any) -> None:

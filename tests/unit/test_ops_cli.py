@@ -148,6 +148,17 @@ def test_diff_counts_the_contacts_on_the_removed_step(
     ]
 
 
+def test_resume_that_could_not_redrive_is_a_problem_found_exit_1(
+    sim: Simulation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # moto has no RedriveExecution: the redrive is refused, as AWS refuses one past its 14 days. The command ran.
+    code, out, err = cli(capsys, "resume", CY, "hello", *stack(sim))
+    assert (code, err) == (1, "")
+    assert out.startswith("not-redriven: ")
+    record = sim.store.get_item(contact_pk(contact(sim, email=CY)["id"]), "ENROLL#hello")
+    assert record is not None and record["status"] == "failed"  # put back as it was
+
+
 def test_a_nonexistent_table_is_one_line_exit_2(sim: Simulation, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "history", ANA, "--table", "no-such-table")
     assert (code, out) == (2, "")

@@ -112,12 +112,12 @@ def aws_message(command: str, e: BaseException, resources: dict[str, str | None]
             "(for stepwise local, any test keys and AWS_ENDPOINT_URL)"
         )
     if name == "NoRegionError":
-        return f"{where}no AWS region set; set AWS_REGION to the stack's region"
+        return f"{where}no AWS region set; set AWS_DEFAULT_REGION to the stack's region"
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"):
         url = getattr(e, "kwargs", {}).get("endpoint_url", "")
         return (
             f"{where}cannot reach AWS{f' at {url}' if url else ''}; check AWS_ENDPOINT_URL (for stepwise local: "
-            "is it running?), AWS_REGION and your network"
+            "is it running?), AWS_DEFAULT_REGION and your network"
         )
     response = getattr(e, "response", None)
     if not isinstance(response, dict):  # another botocore error: its own words
@@ -133,7 +133,7 @@ def aws_message(command: str, e: BaseException, resources: dict[str, str | None]
     if code in _CREDENTIALS:
         todo = f"check your AWS credentials (AWS_PROFILE) and that they may call {operation}"
     elif code in _NOT_FOUND and flag:
-        todo = f"check {flag} against the stack's outputs, and AWS_REGION (AWS_ENDPOINT_URL for stepwise local)"
+        todo = f"check {flag} against the stack's outputs, and AWS_DEFAULT_REGION (AWS_ENDPOINT_URL for stepwise local)"
     else:
         todo = "check the stack's outputs, your credentials and AWS_ENDPOINT_URL (for stepwise local)"
     return f"{where}{what}; {todo}"

@@ -11,6 +11,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -19,7 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -425,6 +426,12 @@ def make_server(api: LocalApi, port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
                 self._reply(413, {"error": f"body over {MAX_REQUEST_BYTES} bytes", "field": "body"})
                 return
             body = self.rfile.read(length) if length else b""
+            aws = _aws_call(self.command, self.path, self.headers.items(), body)
+            if aws is not None:  # a signed AWS request (AWS_ENDPOINT_URL pointed here): the local stack's AWS answers
+                with api.lock:
+                    got = aws()
+                self._raw(*got)
+                return
             try:
                 if path.startswith("/_local/"):
                     self._local(path, body)
@@ -439,6 +446,15 @@ def make_server(api: LocalApi, port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
                 self._reply(400, {"error": str(err)})
             except Exception as err:  # our fault: a 500 naming it, as a Lambda error would be
                 self._reply(500, {"error": f"{type(err).__name__}: {err}"})
+
+        def _raw(self, status: int, headers: dict[str, str], body: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def _local(self, path: str, body: bytes) -> None:
             if self.command == "GET" and path == "/_local/contacts":
@@ -487,6 +503,46 @@ def make_server(api: LocalApi, port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
     return server
 
 
+_SIGNED = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+_HOSTS = {"ses": "email"}  # signing names whose endpoint host differs; the rest are `{name}.{region}.amazonaws.com`
+
+
+def _aws_call(
+    method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes
+) -> Callable[[], tuple[int, dict[str, str], bytes]] | None:
+    """A request signed with AWS's Signature V4 (a boto3 client or the AWS CLI with `AWS_ENDPOINT_URL` set to this
+    server) is an AWS API call, answered by the same in-memory AWS the local stack runs on, so the operating
+    commands (history, stuck, stats, erase...) read what `stepwise local` did, with the code they run in AWS. The
+    service and region come from the signature's scope; the request is handed to moto as if sent to AWS's own host.
+    None when the request is not signed so (a webhook, /events, /_local/*)."""
+    got = dict(headers)
+    auth = next((v for k, v in got.items() if k.lower() == "authorization"), "")
+    match = _SIGNED.search(auth) if auth.startswith("AWS4-HMAC-SHA256") else None
+    if match is None:
+        return None
+    region, service = match.groups()
+    host = f"{_HOSTS.get(service, service)}.{region}.amazonaws.com"
+
+    def call() -> tuple[int, dict[str, str], bytes]:
+        from botocore.awsrequest import AWSPreparedRequest
+        from botocore.compat import HTTPHeaders
+        from moto.core.models import botocore_stubber
+
+        sent = HTTPHeaders()
+        for name, value in got.items():
+            sent[name] = host if name.lower() == "host" else value
+        request = AWSPreparedRequest(method, f"https://{host}{target}", sent, body, stream_output=False)
+        answer = botocore_stubber.process_request(request)
+        if answer is None:
+            message = f"stepwise local does not emulate the {service} API"
+            return 501, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode()
+        status, out_headers, out_body = answer
+        data = out_body.encode() if isinstance(out_body, str) else bytes(out_body or b"")
+        return int(status), {str(k): str(v) for k, v in (out_headers or {}).items()}, data
+
+    return call
+
+
 def _json_body(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
@@ -527,7 +583,7 @@ def serving(api: LocalApi, port: int = DEFAULT_PORT) -> Iterator[ThreadingHTTPSe
 def local_command(args: argparse.Namespace) -> int:
     if getattr(args, "local_action", None) == "advance":
         return advance_command(args)
-    from stepwise.simulate import _load
+    from stepwise.simulate import TABLE, _load
 
     folder = Path(args.workflows)
     files = workflow_files(folder) if folder.is_dir() else []
@@ -544,6 +600,9 @@ def local_command(args: argparse.Namespace) -> int:
             f"  POST /webhooks/{{provider}}, POST /events, GET /health; GET /_local/contacts, GET /_local/timeline,\n"
             f"  stepwise local advance 1d --port {port} (or POST /_local/advance),\n"
             f"  stepwise replay --local --port {port} (or POST /_local/replay)\n"
+            f"  AWS API (history, stuck, stats, erase...): AWS_ENDPOINT_URL=http://{HOST}:{port} AWS_DEFAULT_REGION="
+            f"{api.sim.stack.region} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local,\n"
+            f"    --table {TABLE} --machine-arn-template {api.sim.arn_template} --bucket {ARCHIVE_BUCKET}\n"
             f"  clock: {api.sim.now:%Y-%m-%d %H:%M:%S} UTC, in real time. Ctrl-C stops (everything is in memory).",
             flush=True,
         )

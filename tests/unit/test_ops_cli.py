@@ -29,7 +29,7 @@ steps:
 """
 V2 = V1.replace("  - {id: w, wait: 3d}\n", "")
 ANA, BO, CY = "ana@example.com", "bo@example.com", "cy@example.com"
-NOT_FOUND = "check --table against the stack's outputs, and AWS_REGION (AWS_ENDPOINT_URL for stepwise local)"
+NOT_FOUND = "check --table against the stack's outputs, and AWS_DEFAULT_REGION (AWS_ENDPOINT_URL for stepwise local)"
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_an_unreachable_endpoint_is_one_line_exit_2(
     assert (code, out) == (2, "")
     assert err == (
         "stepwise: stuck: cannot reach AWS at http://127.0.0.1:9/; check AWS_ENDPOINT_URL (for stepwise local: is it "
-        "running?), AWS_REGION and your network\n"
+        "running?), AWS_DEFAULT_REGION and your network\n"
     )
 
 
@@ -179,7 +179,7 @@ def test_a_wrong_state_machine_names_the_arn(sim: Simulation, capsys: pytest.Cap
     assert (code, out) == (2, "")
     assert err == (
         f"stepwise: stuck: ListExecutions on state machine {arn} failed: StateMachineDoesNotExist (State Machine "
-        f"Does Not Exist: '{arn}'); check --machine-arn-template against the stack's outputs, and AWS_REGION "
+        f"Does Not Exist: '{arn}'); check --machine-arn-template against the stack's outputs, and AWS_DEFAULT_REGION "
         "(AWS_ENDPOINT_URL for stepwise local)\n"
     )
 

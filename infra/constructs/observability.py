@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
@@ -39,7 +40,16 @@ from shared.workflow.model import (
 
 FUNNEL_PERIOD = Duration.days(1)
 ACTIVITY_PERIOD = Duration.minutes(5)
+T = TypeVar("T")
 LOOP_LIMIT_STEP = "loop-limit"  # the step dimension the runner uses when settings.max_loops ends a run
+
+# CloudWatch's dashboard quotas (docs/decision_log.md 2026-12-02): 500 widgets per dashboard, 500 metrics per
+# widget and 2,500 per dashboard, counting the metrics a math expression reads as well as the expressions.
+DASHBOARD_WIDGETS_LIMIT = 500
+WIDGET_METRICS_LIMIT = 500
+DASHBOARD_METRICS_LIMIT = 2500
+# What we put in one graph: well under the quota, and a legend of 100 lines is already more than one reads.
+GRAPH_SERIES = 100
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,28 @@ def search(metric: str, *dimensions: str) -> str:
     return f"SEARCH('{{{schema}}} MetricName=\"{metric}\"', 'Sum', 300)"
 
 
+def chunks(items: Sequence[T], size: int) -> list[list[T]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)] or [[]]
+
+
+def titled(title: str, i: int, n: int) -> str:
+    return title if n == 1 else f"{title} ({i + 1} of {n})"
+
+
+def pack(widgets: Sequence[tuple[cw.IWidget, int]], fixed: int) -> list[list[cw.IWidget]]:
+    """Widgets (each with the metrics it reads) in order onto pages of at most the dashboard quotas; the first page
+    also holds `fixed` metrics in widgets already placed (the header rows)."""
+    pages: list[list[cw.IWidget]] = [[]]
+    used = fixed
+    for widget, cost in widgets:
+        if pages[-1] and (used + cost > DASHBOARD_METRICS_LIMIT or len(pages[-1]) + 3 >= DASHBOARD_WIDGETS_LIMIT):
+            pages.append([])
+            used = 0
+        pages[-1].append(widget)
+        used += cost
+    return pages
+
+
 def funnel(metrics: dict[str, list[MetricKey]]) -> list[cw.MathExpression]:
     """Share of entered contacts that completed each action step and reached each goal, in percent."""
     entered = metrics[C.METRIC_ENTERED][0].metric(FUNNEL_PERIOD)
@@ -197,6 +229,8 @@ class Observability(Construct):
             description="The step runner was throttled: the account's Lambda concurrency is exhausted",
         )
         self.dashboards: dict[str, cw.Dashboard] = {}
+        # A workflow too large for one dashboard's quotas gets more pages, named <prefix>-<workflow>-2 and on.
+        self.more_dashboards: dict[str, list[cw.Dashboard]] = {}
         for machine in machines:
             self._workflow(machine)
 
@@ -409,40 +443,63 @@ class Observability(Construct):
             ],
             width=12,
         )
-        rows: list[list[cw.IWidget]] = [
-            [
-                cw.TextWidget(
-                    markdown=f"# {wf.name} ({self.config.stage})\n{wf.description or ''}\n\n"
-                    f"State machine `{sm.state_machine_name}`, alias `{C.STATE_MACHINE_ALIAS}`. "
-                    "Funnel: share of contacts who entered in each day that completed a step or reached a goal.",
-                    width=24,
-                    height=3,
-                )
-            ],
-            [
-                executions,
+        steps = funnel(metrics)
+        parts = chunks(steps, GRAPH_SERIES)
+        funnels = [
+            (
                 cw.GraphWidget(
-                    title="Funnel: % of entered (daily)", left=funnel(metrics), width=12, period=FUNNEL_PERIOD
+                    title=titled("Funnel: % of entered (daily)", i, len(parts)),
+                    left=list(part),
+                    width=12,
+                    period=FUNNEL_PERIOD,
                 ),
-            ],
+                2 * len(part) + 1,  # each expression, the step's metric it reads, and `entered` once
+            )
+            for i, part in enumerate(parts)
         ]
-        widgets: list[cw.IWidget] = []
+        widgets: list[tuple[cw.IWidget, int]] = []
         for name, keys in metrics.items():
             if not keys:
                 continue  # e.g. no goal step: nothing to show
-            widgets.append(
-                cw.GraphWidget(
-                    title=f"{name} (per step)" if name != C.METRIC_ENTERED else name,
-                    left=[k.metric(ACTIVITY_PERIOD) for k in keys],
-                    width=12,
-                    statistic=cw.Stats.SUM,
+            title = f"{name} (per step)" if name != C.METRIC_ENTERED else name
+            groups = chunks(keys, GRAPH_SERIES)
+            widgets.extend(
+                (
+                    cw.GraphWidget(
+                        title=titled(title, i, len(groups)),
+                        left=[k.metric(ACTIVITY_PERIOD) for k in group],
+                        width=12,
+                        statistic=cw.Stats.SUM,
+                    ),
+                    len(group),
                 )
+                for i, group in enumerate(groups)
             )
-        rows.extend(widgets[i : i + 2] for i in range(0, len(widgets), 2))
-        self.dashboards[wf.name] = cw.Dashboard(
-            scope,
-            "Dashboard",
-            dashboard_name=f"{self.config.prefix}-{wf.name}",
-            default_interval=Duration.days(7),
-            widgets=rows,
+        header = cw.TextWidget(
+            markdown=f"# {wf.name} ({self.config.stage})\n{wf.description or ''}\n\n"
+            f"State machine `{sm.state_machine_name}`, alias `{C.STATE_MACHINE_ALIAS}`. "
+            "Funnel: share of contacts who entered in each day that completed a step or reached a goal.",
+            width=24,
+            height=3,
         )
+        (first_funnel, funnel_cost), rest_funnels = funnels[0], funnels[1:]
+        pages = pack([*rest_funnels, *widgets], fixed=5 + funnel_cost)
+        self.dashboards[wf.name] = self._dashboard(
+            scope, "Dashboard", f"{self.config.prefix}-{wf.name}", [[header], [executions, first_funnel]], pages[0]
+        )
+        self.more_dashboards[wf.name] = [
+            self._dashboard(
+                scope,
+                f"Dashboard{n}",
+                f"{self.config.prefix}-{wf.name}-{n}",
+                [[cw.TextWidget(markdown=f"# {wf.name} ({self.config.stage}), page {n}", width=24, height=1)]],
+                page,
+            )
+            for n, page in enumerate(pages[1:], start=2)
+        ]
+
+    def _dashboard(
+        self, scope: Construct, cid: str, name: str, head: list[list[cw.IWidget]], widgets: list[cw.IWidget]
+    ) -> cw.Dashboard:
+        rows = [*head, *(widgets[i : i + 2] for i in range(0, len(widgets), 2))]
+        return cw.Dashboard(scope, cid, dashboard_name=name, default_interval=Duration.days(7), widgets=rows)

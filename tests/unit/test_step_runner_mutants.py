@@ -519,6 +519,27 @@ steps:
     assert held.value.until == datetime(2026, 11, 5, tzinfo=UTC)
 
 
+def test_the_window_and_the_cap_day_are_the_contacts_own_zone(env: Env) -> None:
+    # The send window is contact-local (the workflow's zone only the fallback): 10:00 UTC is 19:00 in Tokyo, so
+    # the send is held until 09:00 Tokyo, 00:00 UTC the next day.
+    env.contact(phone="+1555", timezone="Asia/Tokyo")
+    with pytest.raises(SendDeferred) as held:
+        go(env, WINDOW["before"])
+    assert held.value.until == datetime(2026, 11, 5, 0, 0, tzinfo=UTC)
+    # The frequency cap counts against the contact's local day: 20:00 UTC on the 4th is the 5th in Tokyo.
+    capped = tasks("""
+name: w
+triggers: [{event: app.signup}]
+settings: {frequency_cap: {email: 1}}
+steps:
+  - id: mail
+    send_email: {template: hi}
+""")
+    env.clock.at = NOON.replace(hour=20)
+    go(env, capped["mail"], execution=EXEC.replace("run-1", "run-2"))
+    assert [c[C.SK] for c in env.items("CAP#")] == ["CAP#email#2026-11-05"]
+
+
 def test_the_message_budget_skips_the_send_and_pauses_the_workflow(env: Env) -> None:
     env.contact(phone="+1555")
     env.plans["w"] = EntryPlan(

@@ -519,6 +519,21 @@ steps:
     assert held.value.until == datetime(2026, 11, 5, tzinfo=UTC)
 
 
+def test_a_steps_own_send_window_holds_it_without_a_workflow_window(env: Env) -> None:
+    own = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: mail
+    send_email: {template: hi, send_window: {between: "09:00-17:00"}}
+""")
+    env.contact()
+    env.clock.at = NOON.replace(hour=20)
+    with pytest.raises(SendDeferred) as held:
+        go(env, own["mail"])
+    assert held.value.until == NOON.replace(day=5, hour=9) and env.items("MSG#") == []
+
+
 def test_the_window_and_the_cap_day_are_the_contacts_own_zone(env: Env) -> None:
     # The send window is contact-local (the workflow's zone only the fallback): 10:00 UTC is 19:00 in Tokyo, so
     # the send is held until 09:00 Tokyo, 00:00 UTC the next day.

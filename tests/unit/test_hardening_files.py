@@ -90,6 +90,17 @@ def test_a_thousand_steps_in_a_row_compile_and_are_refused_for_the_template_size
     assert main(["validate", str(f)]) == 0
 
 
+def test_a_thousand_actions_in_a_row_validate_without_a_recursion_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A thousand actions and no waits are one path a thousand deep in the go-to loop check's graph: its walk was
+    recursive and raised RecursionError (an internal error) until it was made iterative."""
+    f = tmp_path / "actions.yaml"
+    f.write_text("name: actions\nsteps:\n" + "".join(f"  - {{id: s{i}, add_tag: t{i}}}\n" for i in range(1000)))
+    assert main(["validate", str(f)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_deep_nesting_validates_up_to_the_limit_and_is_refused_past_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

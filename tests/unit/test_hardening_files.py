@@ -116,6 +116,18 @@ def test_deep_nesting_validates_up_to_the_limit_and_is_refused_past_it(
     assert "RecursionError" not in out
 
 
+def test_deep_inline_flow_nesting_is_refused_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deep = tmp_path / "flow.yaml"
+    deep.write_text("name: x\nsteps: " + "[" * 300 + "]" * 300 + "\n")
+    started = time.monotonic()
+    assert main(["validate", str(deep)]) == 1
+    assert time.monotonic() - started < 5
+    assert capsys.readouterr().out == (
+        f"{deep}: line 2: nested more than {MAX_DEPTH} levels deep; move part of it into another workflow "
+        "(start_workflow)\n1 problem in 1 of 1 workflow\n"
+    )
+
+
 def test_non_utf8_file_is_an_error_naming_the_file_and_line(tmp_path: Path) -> None:
     f = tmp_path / "latin1.yaml"
     f.write_bytes("name: caf\ndescription: café\nsteps: [{id: a, add_tag: x}]\n".encode("latin-1"))

@@ -155,3 +155,13 @@ def test_an_events_line_without_at_happens_at_the_start(tmp_path: Path) -> None:
     events.write_text('{"event": %s}\n' % (EVENT % ""))
     (item,) = read_events(events, DEFAULT_START)
     assert item.at == DEFAULT_START
+
+
+def test_debug_does_not_turn_a_problem_in_an_events_file_into_a_traceback(
+    tmp_path: Path, wf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: --debug shows tracebacks of errors that stop a command; problems found (exit 1) stay one line."""
+    events = tmp_path / "bad.jsonl"
+    events.write_text("{bad\n")
+    code, err = run(capsys, "simulate", str(wf), "--events", str(events), "--debug")
+    assert (code, err) == (1, f"{events}:1: not JSON: Expecting property name enclosed in double quotes\n")

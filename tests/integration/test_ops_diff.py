@@ -3,6 +3,7 @@ counted from the run index alone (each running enrolment's current step on its k
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ from shared import constants as C
 from shared.store.operations import OperationsStore
 from shared.store.run_index import SHARDS, run_index_pk
 from shared.workflow.compiler import compile_workflow
-from stepwise.ops.diff import RUNNER_ARN, diff, step_specs, waiting_by_step
+from stepwise.ops.diff import RUNNER_ARN, diff, print_diff, step_specs, waiting_by_step
 from stepwise.simulate import DEFAULT_START, Simulation
 from tests.integration.support import event, workflow
 from tests.integration.test_ops_stats import count_requests
@@ -75,6 +76,44 @@ def test_diff_counts_contacts_waiting_on_a_removed_step() -> None:
         assert step_specs(deployed) == step_specs(compile_workflow(v1, RUNNER_ARN))
         again = diff(deployed, compile_workflow(v2, RUNNER_ARN), "onboarding", ops)
         assert again.affected == {"think-about-it": 4}
+
+
+V3_MOVED = """
+name: onboarding
+triggers: [{event: list.subscribed}]
+steps:
+  - id: hello
+    add_tag: New
+  - id: think-about-it
+    wait: 5d
+  - id: nudge
+    add_tag: Nudged
+  - id: follow-up
+    send_email: {template: welcome-email, subject: "Still there?"}
+"""
+
+
+def test_diff_counts_contacts_waiting_on_a_moved_step() -> None:
+    v1, v3 = workflow(V1), workflow(V3_MOVED)
+    with Simulation([v1]) as sim:
+        for i in range(3):
+            sim.send(event(f"m{i}", "list.subscribed", {"list": "news"}, email=f"m{i}@example.com"))
+        ops = OperationsStore(sim.store, sfn=sim.stack.sfn)
+        report = diff(compile_workflow(v1, RUNNER_ARN), compile_workflow(v3, RUNNER_ARN), "onboarding", ops, v1, v3)
+        kinds = {(c.step, c.change) for c in report.changes}
+        # think-about-it stays but now leads to nudge: moved, not removed.
+        assert ("think-about-it", "moved") in kinds and ("nudge", "added") in kinds
+        assert not any(c.step == "think-about-it" and c.change == "removed" for c in report.changes)
+        assert report.waiting == {"think-about-it": 3}
+        assert report.affected == {"think-about-it": 3}
+        assert report.as_dict()["contacts_affected"] == 3
+        assert json.loads(json.dumps(report.as_dict()))["affected"] == {"think-about-it": 3}
+        out = io.StringIO()
+        print_diff(report, out)
+        text = out.getvalue()
+        assert "~ think-about-it: moved" in text
+        assert "contacts waiting on a step this version removes or moves: 3" in text
+        assert "  think-about-it (moved): 3" in text
 
 
 def test_run_index_is_written_on_enrolment() -> None:

@@ -72,7 +72,7 @@ def test_a_self_retriggering_workflow_is_paused_by_the_message_budget(tmp_path: 
 
 def test_a_self_retriggering_workflow_is_paused_by_its_entry_budget() -> None:
     looping = LOOP.replace("  - id: retag", "  - id: pause\n    wait: 5m\n  - id: retag")
-    looping += "settings:\n  budgets: {entries_per_hour: 5}\n"
+    looping += "settings:\n  budgets: {entries_per_hour: 5, alert: [ops@example.com]}\n"
     with Simulation([workflow(looping)]) as sim:
         sim.send(event("t1", "tag.added", {"tag": "again"}, email="bo@example.com"))
         sim.finish(timedelta(days=1))
@@ -82,7 +82,14 @@ def test_a_self_retriggering_workflow_is_paused_by_its_entry_budget() -> None:
         assert not status.active and "5 entries per hour" in status.reason
         refused = [r for _, r, _ in sim.routed if r.workflow == "loop" and r.action == "not entered"]
         assert "runaway budget: 5 entries per hour" in refused[0].why
-        assert any(h["kind"] == "budget" for h in history(sim, "loop", email="bo@example.com"))
+        records = history(sim, "loop", email="bo@example.com")
+        assert any(h["kind"] == "budget" and "paused" in h["why"] and "5 entries per hour" in h["why"] for h in records)
+        # The team is told, as for the message budget: exactly one alert message.
+        alerts = [m for m in contact(sim, email="bo@example.com")["messages"] if m["channel"] == "alert"]
+        assert len(alerts) == 1
+        (alert,) = alerts
+        assert alert["to"] == ["ops@example.com"] and alert["workflow"] == "loop" and alert["step"] == "(budget)"
+        assert alert["subject"].startswith("Stepwise paused workflow loop: runaway budget: 5 entries per hour")
 
 
 def test_budgets_are_checked_where_they_are_written(tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def test_history_stats_and_stuck_read_the_local_stack_over_http(local: tuple[Loc
 
 
 def test_erase_over_http_deletes_the_contact_in_the_local_stack(local: tuple[LocalApi, dict[str, str]]) -> None:
-    api, env = local
+    _, env = local
     code, out, err = stepwise(env, "erase", "bo@example.com", "--yes", "--table", TABLE, "--bucket", ARCHIVE_BUCKET)
     assert (code, err) == (0, ""), out
     code, _, err = stepwise(env, "history", "bo@example.com", "--table", TABLE)

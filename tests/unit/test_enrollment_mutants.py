@@ -26,7 +26,7 @@ from shared.enrollment import (
 )
 from shared.history import EntryPlan
 from shared.lifecycle import read_status, status_pk, write_status
-from shared.store.contacts import contact_pk
+from shared.store.contacts import ContactStore, contact_pk
 from shared.store.run_index import shard_of
 from shared.workflow.compiler import entry_plan
 from shared.workflow.runtime import Reentry
@@ -1075,3 +1075,220 @@ def test_each_run_of_a_campaign_has_its_own_stage_events(env: Env) -> None:
     stages = [e["data"]["stage"] for e in env.store.scan_prefix("EVENT#") if e["type"] == C.EVENT_STAGE_ENTERED]
     assert sorted(stages) == ["first-pause", "first-pause", "second-pause", "second-pause"]
     assert len(env.store.query_prefix(contact_pk(cid), "HIST#", live_only=False)) == 4
+
+
+# ---- killing the survivors of the run of HEAD (session 8; docs/mutation.md) ------------------------------------
+
+
+def _kept_triggers(env: Env, cid: str) -> dict[str, dict[str, Any]]:
+    from shared.enrollment import TRIGGER_PREFIX
+
+    got = env.ddb.query(
+        TableName=env.store.table,
+        KeyConditionExpression="#pk = :pk AND begins_with(#sk, :t)",
+        ExpressionAttributeNames={"#pk": C.PK, "#sk": C.SK},
+        ExpressionAttributeValues={":pk": {"S": contact_pk(cid)}, ":t": {"S": TRIGGER_PREFIX}},
+    )["Items"]
+    out = {}
+    for raw in got:
+        item = env.item(cid, raw[C.SK]["S"])
+        assert item is not None
+        out[str(item[C.SK])] = item
+    return out
+
+
+def test_each_workflow_and_entry_keeps_its_own_trigger_event_for_400_days(env: Env) -> None:
+    from shared.enrollment import TRIGGER_DAYS
+
+    env.machines("news", "promo")
+    enroller = env.enroller()
+    cid = _contact(env)
+    news = enroller.enrol(cid, "news", EVENT, key="k1")
+    promo = enroller.enrol(cid, "promo", EVENT, key="k1")  # the same event entering a second workflow
+    env.sfn.stop_execution(executionArn=str(news.execution_arn))
+    later = {**EVENT, "id": "e2"}
+    news2 = enroller.enrol(cid, "news", later, key="k2", reentry=Reentry(mode="always"))
+    assert news.started and promo.started and news2.started
+    kept = _kept_triggers(env, cid)
+    # One item per workflow and entry: a run that succeeds deletes its own (Router.execution_ended), never
+    # another workflow's or another entry's.
+    assert len(kept) == 3
+    by_run = {}
+    for arn in (news.execution_arn, promo.execution_arn, news2.execution_arn):
+        ref = json.loads(env.sfn.describe_execution(executionArn=str(arn))["input"])["event"]
+        assert set(ref) == {"type", "stored"} and ref["type"] == "list.subscribed"
+        by_run[arn] = kept[ref["stored"]]
+    assert [(i["workflow"], i["event"]) for i in by_run.values()] == [
+        ("news", EVENT),
+        ("promo", EVENT),
+        ("news", later),
+    ]
+    ttl = int((env.clock.at + timedelta(days=TRIGGER_DAYS)).timestamp())
+    assert {i[C.TTL_ATTRIBUTE] for i in kept.values()} == {ttl}
+
+
+def test_an_event_without_a_contact_or_with_a_key_named_stored_is_kept_whole_too(env: Env) -> None:
+    env.machines("news", "promo")
+    enroller = env.enroller()
+    cid = _contact(env)
+    internal = {"id": "e3", "type": "schedule.fired", "data": {"list": "weekly"}}  # no contact: an internal event
+    odd = {**EVENT, "stored": "~TRIGGER#not-a-reference"}  # a whole event (it has its contact)
+    for workflow, event in (("news", internal), ("promo", odd)):
+        got = enroller.enrol(cid, workflow, event, key="k1")
+        ref = json.loads(env.sfn.describe_execution(executionArn=str(got.execution_arn))["input"])["event"]
+        assert set(ref) == {"type", "stored"} and ref["stored"] != "~TRIGGER#not-a-reference"
+        kept = env.item(cid, ref["stored"])
+        assert kept is not None and kept["event"] == event and kept["workflow"] == workflow
+
+
+def test_an_enrolment_has_no_start_delay_unless_given(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    claim = enroller.prepare(cid, "news", EVENT, key="k0")
+    assert not isinstance(claim, Enrolment) and claim.start.start_delay == 0
+    got = enroller.enrol(cid, "news", EVENT, key="k1")
+    assert json.loads(env.sfn.describe_execution(executionArn=str(got.execution_arn))["input"])["start_delay"] == 0
+
+
+def _enroll_reads(env: Env) -> tuple[list[str], Any]:
+    reads: list[str] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"][C.SK]["S"].startswith("ENROLL#"):
+            reads.append(params["Key"][C.SK]["S"])
+
+    env.ddb.meta.events.register("before-parameter-build.dynamodb.GetItem", count)
+    return reads, count
+
+
+def test_the_enrolment_item_the_caller_read_saves_the_first_read_and_a_stale_one_is_read_again(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    write_status(env.store, "news", active=True, since=env.clock.at - timedelta(days=1))
+    reads, hook = _enroll_reads(env)
+    try:
+        # A broadcast batch read the contact's item (none): no GetItem of it.
+        fresh = _contact(env, "c-new")
+        assert enroller.enrol(fresh, "news", EVENT, key="k1", item=None).started
+        assert reads == []
+        # The caller's read was stale (the contact has a record since): the claim fails, the second try reads.
+        cid = _contact(env)
+        first = enroller.enrol(cid, "news", EVENT, key="k1")
+        env.sfn.stop_execution(executionArn=str(first.execution_arn))
+        reads.clear()
+        again = enroller.enrol(cid, "news", EVENT, key="k2", item=None, reentry=Reentry(mode="always"))
+        assert again.started and again.execution_arn != first.execution_arn
+        assert reads == ["ENROLL#news"]
+        assert _record(env, cid)["count"] == 2 and _record(env, cid)["rev"] == 2
+    finally:
+        env.ddb.meta.events.unregister("before-parameter-build.dynamodb.GetItem", hook)
+
+
+def test_the_workflows_own_reentry_once_refuses_a_second_entry(env: Env) -> None:
+    env.machines("news")
+    plan = EntryPlan(version="v1", history_days=30, reentry=Reentry(mode="once"))
+    enroller = env.enroller({"news": plan})
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    env.sfn.stop_execution(executionArn=str(first.execution_arn))
+    got = enroller.enrol(cid, "news", EVENT, key="k2")
+    assert (got.started, got.execution_arn, got.reason) == (False, None, "entered before and re-entry is once")
+    assert len(env.executions("news")) == 1
+
+
+def test_a_new_entry_after_a_pinned_run_starts_the_newest_version(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    env.store.put_item({**_record(env, cid), "version_arn": MACHINE + ":3"})  # its run was pinned to version 3
+    env.sfn.stop_execution(executionArn=str(first.execution_arn))
+    fresh = enroller.prepare(cid, "news", EVENT, key="k2", reentry=Reentry(mode="always"))
+    assert not isinstance(fresh, Enrolment)
+    assert fresh.machine == enroller.machine_arn("news") and fresh.start.version_arn == ""
+
+
+def test_a_claim_left_on_the_records_own_run_is_not_recorded_again(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    rec = _record(env, cid)
+    claim = {"key": "k1", "execution_arn": first.execution_arn, "resume_at": "", "at": env.clock.at.isoformat()}
+    env.store.put_item({**rec, "claim": claim})
+    env.clock.advance(hours=1)
+    got = enroller.enrol(cid, "news", EVENT, key="k2")
+    assert (got.started, got.execution_arn, got.reason) == (False, first.execution_arn, "already in this workflow")
+    after = _record(env, cid)
+    assert after["count"] == 1 and after["entered_at"] == rec["entered_at"]
+    assert [m[0] for m in env.metrics] == [C.METRIC_ENTERED]
+
+
+def test_another_keys_started_run_is_recorded_as_the_contacts_next_entry_with_its_opening_waits(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller({"news": entry_plan(OPENS_WITH_WAIT)})
+    always = Reentry(mode="always")
+    write_status(env.store, "news", active=True, since=env.clock.at - timedelta(days=1))
+    for cid, resume_at, step in (("c-ada", "after-goal", "after-goal"), ("c-bob", "", "first-pause")):
+        _contact(env, cid)
+        earlier = enroller.enrol(cid, "news", EVENT, key="k0", reentry=always)
+        env.sfn.stop_execution(executionArn=str(earlier.execution_arn))
+        other = enroller.prepare(cid, "news", EVENT, key="other", resume_at=resume_at, reentry=always)
+        assert not isinstance(other, Enrolment)
+        assert env.store.transact_failures(other.writes) is None  # its writer then stops before recording
+        started = env.sfn.start_execution(stateMachineArn=other.machine, name=other.name, input="{}")
+        got = enroller.enrol(cid, "news", EVENT, key="k1", reentry=always)
+        assert (got.started, got.execution_arn) == (False, started["executionArn"])
+        assert got.reason == "already in this workflow"
+        rec = _record(env, cid)
+        assert rec["execution_arn"] == started["executionArn"] and rec["count"] == 2 and "claim" not in rec
+        # Its opening waits, from where its claim said it resumes, dated by its own start (no start delay known).
+        opened = [h for h in env.history(cid) if h["execution"] == started["executionArn"]]
+        assert opened[0]["step"] == step and opened[0]["at"] == started["startDate"].isoformat()
+        assert len(env.executions("news")) == 2 * (1 if cid == "c-ada" else 2)
+
+
+# set_run_status: an ended run's record and its run index key, one conditional UpdateItem.
+
+
+def test_an_ended_runs_record_and_index_key_take_its_status(env: Env) -> None:
+    from shared.store.run_index import progress_sk, run_index_pk, run_index_sk
+
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    first = enroller.enrol(cid, "news", EVENT, key="k1")
+    rec = _record(env, cid)
+    assert enroller.set_run_status(cid, "news", rec, "completed")
+    after = _record(env, cid)
+    assert after["status"] == "completed" and after[C.GSI1_PK] == run_index_pk("news", cid)
+    assert after[C.GSI1_SK] == progress_sk("completed", rec["progress"], cid)
+    assert after["execution_arn"] == first.execution_arn
+    # A record written before runs had a progress (none, or an empty one): keyed by its entry time.
+    legacy: tuple[dict[str, Any] | None, ...] = (None, {})
+    for progress in legacy:
+        old = {k: v for k, v in rec.items() if k != "progress"}
+        env.store.put_item({**old, **({} if progress is None else {"progress": progress})})
+        assert enroller.set_run_status(cid, "news", _record(env, cid), "failed")
+        assert _record(env, cid)[C.GSI1_SK] == run_index_sk("failed", rec["entered_at"], cid)
+        assert _record(env, cid)[C.GSI1_SK] == f"failed#{rec['entered_at']}#{cid}"
+        env.store.put_item(old)
+
+
+def test_an_ended_status_for_another_run_or_a_record_not_running_changes_nothing(env: Env) -> None:
+    env.machines("news")
+    enroller = env.enroller()
+    cid = _contact(env)
+    enroller.enrol(cid, "news", EVENT, key="k1")
+    rec = _record(env, cid)
+    older = {**rec, "execution_arn": str(rec["execution_arn"]) + "-older"}
+    assert enroller.set_run_status(cid, "news", older, "completed") is False
+    assert _record(env, cid) == rec
+    assert enroller.set_run_status(cid, "news", rec, "completed", expect="stopped") is False
+    assert _record(env, cid) == rec
+    # Any other error is raised, not read as "not this run".
+    broken = Enroller(ContactStore("no-such-table", env.ddb), env.sfn, TEMPLATE)
+    with pytest.raises(ClientError) as err:
+        broken.set_run_status(cid, "news", rec, "completed")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"

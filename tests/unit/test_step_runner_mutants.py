@@ -31,7 +31,7 @@ from shared.enrollment import Enroller
 from shared.events import stable_hash
 from shared.history import EntryPlan, visit_key
 from shared.lifecycle import STATUS_SK, status_pk, write_status
-from shared.store.contacts import ContactNotFound, ContactStore, contact_pk, create_table
+from shared.store.contacts import ConditionFailed, ContactNotFound, ContactStore, contact_pk, create_table
 from shared.workflow.compiler import compile_workflow
 from shared.workflow.model import parse_workflow
 
@@ -343,7 +343,7 @@ def test_sends_queue_one_message_each_with_the_coupon(env: Env) -> None:
     assert (msgs["site"]["template"], msgs["site"]["step"]) == ("banner", "site")
     alert = msgs["alert"]
     assert alert["to"] == ["ops@example.com", "b@example.com"] and alert["about"] == "c1"
-    assert (alert["subject"], alert["template"]) == ("New", "alert-new")
+    assert (alert["subject"], alert["template"], alert["step"]) == ("New", "alert-new", "team")
     assert len({m["message_id"] for m in msgs.values()}) == 4
     assert [s for _, s, _ in env.named(C.METRIC_MESSAGE_SENT)] == ["mail", "text", "site", "team"]
     # A retry of the Task: the same coupon, no second message.
@@ -666,6 +666,12 @@ def test_a_start_that_went_through_has_no_refusal_record_also_when_retried(env: 
     assert [h[2] for h in env.hist() if h[0] == "go"] == ["done"]
     machine = TEMPLATE.replace("{workflow}", "other")
     assert len(env.sfn.list_executions(stateMachineArn=machine)["executions"]) == 1
+    # Keyed to this visit of the step, started at the other workflow's first step.
+    other = env.item("ENROLL#other")
+    name = f"other-{stable_hash('c1', 'other', visit_key(EXEC, 0, 'go'), '', length=24)}"
+    assert other is not None and other["execution_arn"].rsplit(":", 1)[-1] == name
+    inp = json.loads(env.sfn.describe_execution(executionArn=other["execution_arn"])["input"])
+    assert inp["run"]["resume_at"] == ""
 
 
 CAMPAIGN = tasks("""
@@ -699,9 +705,9 @@ def test_run_needs_the_contact_and_a_step(env: Env) -> None:
     with pytest.raises(ContactNotFound):
         go(env, CAMPAIGN["one"], cid="nobody")
     env.contact()
-    with pytest.raises(InvalidStep, match="payload has no step"):
+    with pytest.raises(InvalidStep, match=r"^payload has no step$"):
         go(env, {**DECIDE["d"], "step": None})
-    with pytest.raises(InvalidStep, match=r"^step d: "):
+    with pytest.raises(InvalidStep, match=r"^step d: ValueError: a condition needs exactly one of "):
         go(env, {**DECIDE["d"], "step": {"id": "d", "kind": "if", "if": {"nope": 1}}})
     with pytest.raises(InvalidStep, match="is not a decision"):
         go(env, {**DECIDE["d"], "step": {"id": "x", "add_tag": ["a"], "kind": "add_tag"}})
@@ -709,6 +715,8 @@ def test_run_needs_the_contact_and_a_step(env: Env) -> None:
         go(env, {**GOALS["g"], "step": {"id": "x", "add_tag": ["a"], "kind": "add_tag"}})
     with pytest.raises(InvalidStep, match="needs wait_until and a task token"):
         go(env, WAITS["w1"])
+    with pytest.raises(InvalidStep, match=r"^step d: unknown action kind if$"):
+        go(env, {**CAMPAIGN["one"], "steps": [DECIDE["d"]["step"]]})
     assert env.hist() == []
 
 
@@ -1417,3 +1425,245 @@ def test_a_decision_compiled_before_go_tos_were_listed_ahead_counts_its_jump(env
     assert go(env, old) == {"loops": 1, "branch": "big"}
     env.contact("c2", fields={"plan": "gold"})
     assert go(env, {**DECIDE["b"], "ahead": [], "goto": True}, cid="c2") == {"loops": 1, "branch": "big"}
+
+
+# ---- survivors of the run on HEAD (issue 12): one Task's steps, resumes, holds, old machines -----------------
+
+
+def test_a_run_started_at_a_step_skips_the_steps_of_the_task_before_it(env: Env) -> None:
+    # start_workflow's `at` (and a restart) resume at a step: the Entry Choice enters the Task holding it, which
+    # goes on from that step. A resume_at this Task does not hold runs it from the top.
+    env.contact()
+    assert go(env, CAMPAIGN["one"], run={"loops": 0, "branch": "", "resume_at": "two"}) == {"loops": 0, "branch": ""}
+    assert env.hist() == [("two", "add_tag", "done", "tags added: y")]
+    env.contact("c2")
+    go(env, CAMPAIGN["one"], cid="c2", run={"loops": 0, "branch": "", "resume_at": "gone"})
+    assert [h[0] for h in env.hist("c2")] == ["one", "two"]
+
+
+def test_each_run_reaching_a_campaign_stage_says_so(env: Env) -> None:
+    env.contact(campaigns={"w": ""})
+    go(env, CAMPAIGN["one"])
+    go(env, CAMPAIGN["one"], execution=EXEC.replace("run-1", "run-2"))
+    entered = sorted(d["stage"] for t, d in env.outbox() if t == "campaign.stage_entered")
+    assert entered == ["one", "one", "two", "two"]
+
+
+AGAIN = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: tag1
+    add_tag: [vip]
+  - id: untag
+    remove_tag: [vip, old]
+  - id: tag2
+    add_tag: [vip, keep]
+  - id: lead
+    move_to_stage: {pipeline: sales, stage: lead}
+  - id: won
+    move_to_stage: {pipeline: sales, stage: won}
+  - id: f
+    set_field: {plan: gold}
+  - id: up
+    adjust_score: {add: 2}
+  - id: ten
+    generate_coupon: {field: c10, percent_off: 10, valid_for: 7d}
+  - id: five
+    generate_coupon: {field: c5, amount_off: 5, valid_for: 1d}
+""")
+
+
+def test_one_tasks_steps_see_each_others_changes_and_key_their_events_to_their_step(env: Env) -> None:
+    env.contact(tags={"keep", "old"})
+    go(env, AGAIN["tag1"])
+    # tag2 sees vip removed by untag and keep still there.
+    assert env.hist()[2] == ("tag2", "add_tag", "done", "tags added: vip, keep")
+    expected = [
+        ("tag.added", "tag1", {"tag": "vip"}),
+        ("tag.removed", "untag", {"tag": "vip"}),
+        ("tag.removed", "untag", {"tag": "old"}),
+        ("tag.added", "tag2", {"tag": "vip"}),
+        ("pipeline.stage_changed", "lead", {"pipeline": "sales", "stage": "lead", "previous": None}),
+        ("pipeline.stage_changed", "won", {"pipeline": "sales", "stage": "won", "previous": "lead"}),
+        ("field.changed", "f", {"field": "plan", "value": "gold", "previous": None}),
+        ("score.changed", "up", {"score": 2, "previous": 0, "delta": 2}),
+    ]
+    got = sorted((str(i["type"]), str(i["id"])) for i in env.store.scan_prefix("EVENT#"))
+    ids = [(t, stable_hash(visit_key(EXEC, 0, sid), t, json.dumps(d, sort_keys=True))) for t, sid, d in expected]
+    assert got == sorted(ids)
+    # Two coupon steps of one Task: two codes, each with its own terms.
+    fields = env.profile()["fields"]
+    assert fields["c10"] != fields["c5"]
+    ten = env.store.get_item(f"COUPON#{fields['c10']}", "COUPON")
+    five = env.store.get_item(f"COUPON#{fields['c5']}", "COUPON")
+    assert ten is not None and (ten["percent_off"], ten.get("amount_off")) == (10, None)
+    assert five is not None and (five.get("percent_off"), five["amount_off"]) == (None, 5)
+
+
+def test_a_list_joined_and_left_in_one_task_and_leaving_the_running_campaign(env: Env) -> None:
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: join
+    subscribe: {list: weekly}
+  - id: leave
+    unsubscribe: {list: weekly}
+""")
+    env.contact()
+    go(env, t["join"])
+    assert env.outbox() == [
+        ("list.subscribed", {"list": "weekly", "source": "w"}),
+        ("list.unsubscribed", {"list": "weekly"}),
+    ]
+    # A campaign's run taking the contact out of that campaign: the steps after it are no stages of it.
+    own = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: one
+    add_tag: [x]
+  - id: out
+    remove_from_campaign: w
+  - id: two
+    add_tag: [y]
+""")
+    env.contact("c2", campaigns={"w": ""})
+    go(env, own["one"], cid="c2")
+    assert [d["stage"] for t, d in env.outbox("c2") if t == "campaign.stage_entered"] == ["one"]
+    assert "w" not in env.profile("c2")["campaigns"]
+
+
+CAPPED = """
+name: w
+triggers: [{event: app.signup}]
+settings: {frequency_cap: {email: 1}%s}
+steps:
+  - id: a
+    add_tag: [a]
+  - id: b
+    add_tag: [b]
+  - id: mail
+    send_email: {template: hi}
+"""
+
+
+def _seqs(env: Env, cid: str = "c1", run: str = "run-1") -> dict[str, int]:
+    return {str(h["step"]): int(h["seq"]) for h in env.items(f"HIST#{run}#", cid)}
+
+
+def test_the_cap_holds_a_send_under_the_budget_without_pausing_and_the_hold_follows_in_seq(env: Env) -> None:
+    env.contact()
+    env.plans["w"] = EntryPlan(version="v", history_days=7, budgets={"messages_per_contact_per_day": 5})
+    t = tasks(CAPPED % "")
+    go(env, t["a"])
+    with pytest.raises(SendDeferred) as held:
+        go(env, t["a"], execution=EXEC.replace("run-1", "run-2"))
+    assert held.value.until == datetime(2026, 11, 5, tzinfo=UTC)
+    assert env.store.get_item(status_pk("w"), STATUS_SK) is None  # not paused
+    assert _seqs(env, run="run-2") == {"a": 1, "b": 2, "mail": 3}
+    assert [h[2] for h in env.hist() if h[0] == "mail"] == ["done", "held"]
+
+
+def test_the_budget_skip_follows_the_steps_before_it_in_seq(env: Env) -> None:
+    env.contact(phone="+1555")
+    env.plans["w"] = EntryPlan(version="v", history_days=7, budgets={"messages_per_contact_per_day": 1})
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: a
+    add_tag: [a]
+  - id: mail
+    send_email: {template: hi}
+  - id: text
+    send_sms: {template: t}
+""")
+    go(env, t["a"])
+    assert [h[2] for h in env.hist() if h[0] != "(budget)"] == ["done", "done", "skipped"]
+    seqs = _seqs(env)
+    assert (seqs["a"], seqs["mail"], seqs["text"]) == (1, 2, 3)
+
+
+def test_a_capped_send_waits_for_the_contacts_own_next_day_and_window(env: Env) -> None:
+    # 10:00 UTC is 19:00 in Tokyo: the next day there starts at 15:00 UTC.
+    env.contact(timezone="Asia/Tokyo")
+    t = tasks(CAPPED % "")
+    go(env, t["a"])
+    with pytest.raises(SendDeferred) as held:
+        go(env, t["a"], execution=EXEC.replace("run-1", "run-2"))
+    assert held.value.until == datetime(2026, 11, 4, 15, 0, tzinfo=UTC)
+    # With a window, 09:00 to 17:00 the contact's time: the next day's window opens at 09:00 in Tokyo.
+    env.contact("c2", timezone="Asia/Tokyo")
+    env.clock.at = NOON.replace(hour=2)  # 11:00 in Tokyo
+    w = tasks(CAPPED % ', send_window: {between: "09:00-17:00", timezone: UTC}')
+    go(env, w["a"], cid="c2")
+    with pytest.raises(SendDeferred) as held:
+        go(env, w["a"], cid="c2", execution=EXEC.replace("run-1", "run-2"))
+    assert held.value.until == datetime(2026, 11, 5, 0, 0, tzinfo=UTC)
+
+
+def test_an_event_wait_without_where_says_only_its_event(env: Env) -> None:
+    env.contact()
+    go(env, TIMEOUTS["w3"], token="tok")
+    assert env.hist() == [("w3", "wait_until", "waiting", "for event email.opened, at most 3600s")]
+
+
+TIMEOUTS = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: w3
+    wait_until: {event: email.opened, timeout: 1h, on_timeout: [{id: late, add_tag: [late]}]}
+""")
+
+
+def test_an_end_after_a_wait_ahead_counts_as_an_end_step(env: Env) -> None:
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: a
+    add_tag: [a]
+  - id: p
+    wait: 1h
+  - id: bye
+    end: {reason: done}
+""")
+    env.contact()
+    go(env, t["a"])
+    assert env.named(C.METRIC_ENDED) == [("w", "bye", {"reason": "end_step"})]
+
+
+def test_actions_and_goals_compiled_before_go_tos_were_listed_ahead_count_their_jump(env: Env) -> None:
+    env.contact()
+    assert go(env, {**CAMPAIGN["one"], "ahead": [], "goto": True}) == {"loops": 1, "branch": ""}
+    env.contact("c2", tags={"buyer"})
+    assert go(env, {**GOALS["h"], "ahead": [], "goto": True}, cid="c2") == {"loops": 1, "branch": "met"}
+
+
+def test_a_contact_gone_during_the_task_fails_the_step_as_a_failed_condition(env: Env) -> None:
+    # The contact is deleted while the Task runs (after its send was counted against the budget): the next
+    # step's profile write finds no contact, which is no budget, no cap: the commit's ConditionFailed goes up.
+    env.contact()
+    env.plans["w"] = EntryPlan(version="v", history_days=7, budgets={"messages_per_contact_per_day": 5})
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: mail
+    send_email: {template: hi}
+  - id: tag
+    add_tag: [x]
+""")
+    deps = env.deps()
+
+    def erase(name: str, workflow: str, step: str, dims: dict[str, str]) -> None:
+        if name == C.METRIC_STEP_COMPLETED:
+            env.store.delete_item(contact_pk("c1"), "PROFILE")
+
+    deps.metrics = erase
+    with pytest.raises(ConditionFailed):
+        logic.run(request(t["mail"]), deps)
+    assert [h[0] for h in env.hist()] == ["mail"]

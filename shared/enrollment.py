@@ -330,8 +330,9 @@ class Enroller:
                     int(raw.get("rev", 0)) if raw else 0,
                 )
                 self._record(other, pending["execution_arn"], started_at)
-                record = confirmed(self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}"))
-                raw = {**(record or {})}
+                # Read again whole: its revision is what this claim must name (the confirmed record has none).
+                raw = self.store.get_item(contact_pk(contact_id), f"ENROLL#{workflow}")
+                record = confirmed(raw)
             elif now - datetime.fromisoformat(pending["at"]) < CLAIM_GRACE:
                 return Enrolment(False, None, BEING_ENTERED)
         if not restart:  # a goal's restart is the same entry: it goes on whatever the status

@@ -24,7 +24,8 @@ from shared.enrollment import (
     execution_arn,
     execution_input,
 )
-from shared.history import EntryPlan
+from shared.events import stable_hash
+from shared.history import EntryPlan, visit_key
 from shared.lifecycle import read_status, status_pk, write_status
 from shared.store.contacts import ContactStore, contact_pk
 from shared.store.run_index import shard_of
@@ -1292,3 +1293,56 @@ def test_an_ended_status_for_another_run_or_a_record_not_running_changes_nothing
     with pytest.raises(ClientError) as err:
         broken.set_run_status(cid, "news", rec, "completed")
     assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def _transactions(env: Env) -> tuple[list[int], Any]:
+    calls: list[int] = []
+
+    def count(**_: Any) -> None:
+        calls.append(1)
+
+    env.ddb.meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", count)
+    return calls, count
+
+
+def test_another_keys_started_run_once_recorded_decides_the_enrolment_without_a_failed_claim(env: Env) -> None:
+    # The item is read again after the other key's run is recorded (one transaction: its record and entry marker):
+    # policy then reads that run (still running: refused with no claim written; ended: the claim names the item's
+    # revision and goes through at the first try, then the new run's record: three).
+    env.machines("news")
+    enroller = env.enroller()
+    always = Reentry(mode="always")
+    write_status(env.store, "news", active=True, since=env.clock.at - timedelta(days=1))
+    calls, hook = _transactions(env)
+    try:
+        for cid, ended in (("c-ada", False), ("c-bob", True)):
+            _contact(env, cid)
+            other = enroller.prepare(cid, "news", EVENT, key="other", reentry=always)
+            assert not isinstance(other, Enrolment)
+            assert env.store.transact_failures(other.writes) is None  # its writer then stops before recording
+            started = env.sfn.start_execution(stateMachineArn=other.machine, name=other.name, input="{}")
+            if ended:
+                env.sfn.stop_execution(executionArn=started["executionArn"])
+            calls.clear()
+            got = enroller.enrol(cid, "news", EVENT, key="k1", reentry=always)
+            if ended:
+                assert got.started and got.execution_arn != started["executionArn"] and len(calls) == 3
+                assert _record(env, cid)["rev"] == 2 and _record(env, cid)["count"] == 2
+            else:
+                assert (got.started, got.execution_arn) == (False, started["executionArn"]) and len(calls) == 1
+    finally:
+        env.ddb.meta.events.unregister("before-parameter-build.dynamodb.TransactWriteItems", hook)
+
+
+def test_the_opening_waits_stage_events_are_keyed_to_the_first_visit_of_each_wait(env: Env) -> None:
+    # The same ids as the step runner's for the visit (loop 0 of the execution): a repeat writes none again.
+    env.machines("news")
+    enroller = env.enroller({"news": entry_plan(OPENS_WITH_WAIT)})
+    cid = _contact(env, campaigns={"news": None}, stages={})
+    arn = str(enroller.enrol(cid, "news", EVENT, key="k1").execution_arn)
+    got = sorted(e["id"] for e in env.store.scan_prefix("EVENT#") if e["type"] == C.EVENT_STAGE_ENTERED)
+    want = sorted(
+        stable_hash(visit_key(arn, 0, step), C.EVENT_STAGE_ENTERED, json.dumps({"campaign": "news", "stage": step}))
+        for step in ("first-pause", "second-pause")
+    )
+    assert got == want

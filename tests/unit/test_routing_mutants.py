@@ -1193,3 +1193,161 @@ def test_a_run_aborted_not_by_us_reads_aborted_and_one_we_stopped_stays_stopped(
     env.store.put_item({**env.enrolment(cid, "news"), "status": "stopped"})
     r.execution_ended(arn, "ABORTED", run_input)
     assert _ended(env, cid, "news")[0] == "stopped"
+
+
+def test_a_failed_report_of_another_run_or_of_no_enrolment_changes_nothing(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e1", "list.subscribed"))
+    cid, arn = sub.contact, env.enrolment(sub.contact, "news")["execution_arn"]
+    run_input = env.run_input(cid, "news")
+    before = env.enrolment(cid, "news")
+    assert r.execution_ended(arn + "-older", "FAILED", run_input) == []  # the record names the current run
+    assert env.enrolment(cid, "news") == before
+    assert r.execution_ended(arn, "TIMED_OUT", {**run_input, "workflow": "never-entered"}) == []
+    assert env.item(cid, "ENROLL#never-entered") is None
+
+
+def test_a_failed_run_whose_execution_is_gone_is_marked_failed(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e1", "list.subscribed"))
+    cid = sub.contact
+    run_input = env.run_input(cid, "news")
+    gone = TEMPLATE.replace("{workflow}", "news").replace(":stateMachine:", ":execution:") + ":gone"
+    env.store.put_item({**env.enrolment(cid, "news"), "execution_arn": gone})  # DescribeExecution: no such run
+    assert r.execution_ended(gone, "FAILED", run_input) == []
+    status, sk = _ended(env, cid, "news")
+    assert status == "failed" and sk.startswith("failed#")
+
+
+# ---- a run's end: its kept trigger event (~TRIGGER#) ------------------------------------------------------------
+
+
+def _kept(env: Env, cid: str) -> str:
+    """The sort key of the ~TRIGGER# item the contact's run of news references; it is there."""
+    key = str(env.run_input(cid, "news")["event"]["stored"])
+    assert key.startswith("~TRIGGER#") and env.item(cid, key) is not None
+    return key
+
+
+def test_a_run_that_succeeds_has_its_trigger_deleted_and_nothing_else(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e1", "list.subscribed"))
+    cid, arn = sub.contact, env.enrolment(sub.contact, "news")["execution_arn"]
+    run_input, key = env.run_input(cid, "news"), _kept(env, cid)
+    r.execution_ended(arn, "FAILED", {**run_input, "contact_id": "c-other"})  # another contact's report
+    r.execution_ended(arn, "SUCCEEDED", {**run_input, "event": {"type": "list.subscribed", "stored": "~TRIGGER#x"}})
+    assert env.item(cid, key) is not None  # a report naming another reference deletes only that one
+    r.execution_ended(arn, "SUCCEEDED", run_input)
+    assert env.item(cid, key) is None
+    assert env.item(cid, "PROFILE") is not None and env.enrolment(cid, "news")["status"] == "completed"
+
+
+def test_a_run_that_fails_keeps_its_trigger(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e1", "list.subscribed"))
+    cid, arn = sub.contact, env.enrolment(sub.contact, "news")["execution_arn"]
+    run_input, key = env.run_input(cid, "news"), _kept(env, cid)
+    env.sfn.stop_execution(executionArn=arn)
+    for status in ("FAILED", "TIMED_OUT", "ABORTED"):
+        r.execution_ended(arn, status, run_input)
+    assert env.item(cid, key) is not None
+
+
+def test_an_enrolment_claimed_for_another_run_keeps_the_trigger_one_for_this_run_does_not(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e1", "list.subscribed"))
+    cid, arn = sub.contact, env.enrolment(sub.contact, "news")["execution_arn"]
+    run_input, key = env.run_input(cid, "news"), _kept(env, cid)
+    record = env.enrolment(cid, "news")
+    env.store.put_item({**record, "claim": {"execution_arn": arn + "-restart"}})  # a restart under way
+    r.execution_ended(arn, "SUCCEEDED", run_input)
+    assert env.item(cid, key) is not None
+    env.store.put_item({**record, "claim": {"execution_arn": arn}})  # this run's own claim, left behind
+    r.execution_ended(arn, "SUCCEEDED", run_input)
+    assert env.item(cid, key) is None
+
+
+def test_the_trigger_stays_while_another_current_run_goes_on_with_it(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e1", "list.subscribed"))
+    cid, arn = sub.contact, env.enrolment(sub.contact, "news")["execution_arn"]
+    run_input, key = env.run_input(cid, "news"), _kept(env, cid)
+    record, machine = env.enrolment(cid, "news"), TEMPLATE.replace("{workflow}", "news")
+
+    def current(name: str, event: dict[str, Any]) -> None:
+        other = env.sfn.start_execution(
+            stateMachineArn=machine, name=name, input=json.dumps({**run_input, "event": event})
+        )
+        env.store.put_item({**record, "execution_arn": other["executionArn"]})
+
+    current("restart", run_input["event"])  # a goal's restart passing this run's reference on
+    assert r.execution_ended(arn, "SUCCEEDED", run_input) == []
+    assert env.item(cid, key) is not None
+    current("next-entry", {"type": "list.subscribed", "stored": "~TRIGGER#another"})  # a new entry: its own event
+    r.execution_ended(arn, "SUCCEEDED", run_input)
+    assert env.item(cid, key) is None
+    env.store.put_item({C.PK: contact_pk(cid), C.SK: key, "event": {"type": "list.subscribed"}})
+    env.store.put_item({**record, "execution_arn": f"{machine.replace(':stateMachine:', ':execution:')}:gone"})
+    r.execution_ended(arn, "SUCCEEDED", run_input)  # the current run cannot be described: nothing goes on with it
+    assert env.item(cid, key) is None
+
+
+# ---- message events count for the run that sent the message -------------------------------------------------
+
+
+def test_a_message_event_is_on_the_funnel_of_the_run_that_sent_the_message(env: Env) -> None:
+    r = env.router(NEWS)
+    (sub,) = r.handle(ev("e0", "list.subscribed"))
+    cid = sub.contact
+    _message(env, cid, "m1", workflow="news", step="hello", execution="run-7")
+    _message(env, cid, "m2", workflow="news", step="hello")  # written before messages named their run
+    opened = env.clock.advance(minutes=5)
+    r.handle(ev("o1", "email.opened", {"message_id": "m1"}, at=opened, contact_id=cid))
+    r.handle(ev("o2", "email.opened", {"message_id": "m2"}, at=opened, contact_id=cid))
+    keys = {
+        a["data"]["message_id"]: (a[C.GSI1_PK], a[C.GSI1_SK])
+        for a in env.store.query_prefix(contact_pk(cid), "ACT#", live_only=False)
+        if a.get("type") == "email.opened"
+    }
+    funnel = keys["m1"][0]
+    assert funnel.startswith("FUNNEL#news#") and keys["m2"][0] == funnel
+    assert keys["m1"][1].startswith(opened.isoformat() + "#msg#") and keys["m1"][1].endswith("#run-7/m1")
+    assert keys["m2"][1].endswith("#m2") and "/" not in keys["m2"][1].rsplit("#", 1)[-1]
+
+
+# ---- a fixed-date trigger hands the list to the broadcast -------------------------------------------------------
+
+
+def test_a_fixed_date_trigger_snapshots_its_list_and_starts_the_broadcast(env: Env, aws: Aws) -> None:
+    from shared.runtime import broadcast
+    from shared.store.broadcasts import BroadcastStore
+
+    blast = wf("""
+name: blast
+triggers: [{at: "2026-12-01T09:00:00+01:00", list: customers}]
+steps: [{id: s, send_email: {template: t}}]
+""")
+    r = env.router(blast, NEWS)
+    members = sorted(
+        r.handle(ev(f"e{i}", "list.subscribed", {"list": "customers"}, email=f"c{i}@example.com"))[0].contact
+        for i in range(3)
+    )
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="stepwise-archive")
+    machine = env.sfn.create_state_machine(name="stepwise-broadcast", definition=DEFINITION, roleArn=ROLE)
+    broadcast.bind(
+        broadcast.Broadcaster(r, BroadcastStore(s3, env.sfn, "stepwise-archive", machine["stateMachineArn"]))
+    )
+    try:
+        (out,) = r.fire_schedule(blast, blast.triggers[0].root)  # type: ignore[arg-type]
+        again = r.fire_schedule(blast, blast.triggers[0].root)  # type: ignore[arg-type]
+    finally:
+        broadcast.bind(None)
+    assert (out.contact, out.workflow, out.action) == ("(list customers)", "blast", "broadcast")
+    assert out.why.startswith("list customers: 3 contacts in 1 batches, broadcast ") and out.why.endswith(" started")
+    assert again[0].why == out.why  # a repeat of the date's schedule: the same broadcast, no second one
+    (run,) = env.sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+    given = json.loads(env.sfn.describe_execution(executionArn=run["executionArn"])["input"])
+    assert (given["workflow"], given["list"], given["at"]) == ("blast", "customers", "2026-12-01T09:00:00+01:00")
+    snapshot = json.loads(s3.get_object(Bucket="stepwise-archive", Key=given["key"])["Body"].read())
+    assert snapshot == [{"batch": 0, "contacts": members}]

@@ -1667,3 +1667,58 @@ steps:
     with pytest.raises(ConditionFailed):
         logic.run(request(t["mail"]), deps)
     assert [h[0] for h in env.hist()] == ["mail"]
+
+
+LATER_COUPON = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: code
+    generate_coupon: {field: coupon, percent_off: 10, valid_for: 7d}
+  - id: later
+    wait: 1d
+  - id: mail
+    send_email: {template: welcome}
+""")
+
+
+def test_a_send_carries_a_coupon_only_when_one_was_generated_and_the_contact_has_it(env: Env) -> None:
+    env.contact(fields={"coupon": "W-123"})
+    go(env, SKIPS["mail"])  # no coupon generated before these sends
+    plain = env.items("MSG#")
+    assert len(plain) == 3 and not [m for m in plain if "coupon" in m]  # no phone: no SMS
+    env.contact("c2")  # the coupon field of the send is known, but this contact's is empty (cleared since)
+    go(env, LATER_COUPON["mail"], cid="c2")
+    (empty,) = env.items("MSG#", "c2")
+    assert "coupon" not in empty
+    env.contact("c3", fields={"coupon": "W-456"})
+    go(env, LATER_COUPON["mail"], cid="c3")
+    (given,) = env.items("MSG#", "c3")
+    assert given["coupon"] == "W-456"
+
+
+def test_a_split_judged_by_a_named_goal_converts_when_that_goal_is_met_only(env: Env) -> None:
+    t = tasks("""
+name: w
+triggers: [{event: app.signup}]
+steps:
+  - id: s
+    split:
+      - {name: a, percent: 50, steps: [{id: sa, add_tag: [a]}]}
+      - {name: b, percent: 50, steps: [{id: sb, add_tag: [b]}]}
+    winner: {by: goal, goal: g}
+  - id: other
+    goal: {event: cart.viewed}
+  - id: g
+    goal: {event: order.placed}
+""")
+    env.contact()
+    go(env, t["s"])
+    env.store.record_activity("c1", "v1", "cart.viewed", {}, NOON)
+    assert go(env, t["other"])["branch"] == "met"
+    (split,) = env.items("SPLIT#")
+    assert not split.get("converted")  # another goal than the split's
+    env.store.record_activity("c1", "o1", "order.placed", {}, NOON)
+    assert go(env, t["g"])["branch"] == "met"
+    (split,) = env.items("SPLIT#")
+    assert split["converted"] is True and split["goal"] == "g"

@@ -868,13 +868,14 @@ def test_timeouts_are_recorded_once_and_a_timeout_goto_counts_its_jump(env: Env)
     assert len([h for h in env.items("HIST#") if h["outcome"] == "timed out"]) == 3
 
 
-TIMEOUT_TASK = tasks("""
+TIMEOUTS = tasks("""
 name: w
 triggers: [{event: app.signup}]
 steps:
   - id: w3
     wait_until: {event: email.opened, timeout: 1h, on_timeout: [{id: late, add_tag: [late]}]}
-""")["late"]
+""")
+TIMEOUT_TASK = TIMEOUTS["late"]
 
 
 def test_a_timeout_long_after_the_wait_item_expired_is_still_recorded(env: Env) -> None:
@@ -1608,15 +1609,6 @@ def test_an_event_wait_without_where_says_only_its_event(env: Env) -> None:
     env.contact()
     go(env, TIMEOUTS["w3"], token="tok")
     assert env.hist() == [("w3", "wait_until", "waiting", "for event email.opened, at most 3600s")]
-
-
-TIMEOUTS = tasks("""
-name: w
-triggers: [{event: app.signup}]
-steps:
-  - id: w3
-    wait_until: {event: email.opened, timeout: 1h, on_timeout: [{id: late, add_tag: [late]}]}
-""")
 
 
 def test_an_end_after_a_wait_ahead_counts_as_an_end_step(env: Env) -> None:
